@@ -1,0 +1,175 @@
+package issuer
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/url"
+
+	"github.com/pkid/pkid/policy"
+)
+
+var keyUsageBits = map[string]x509.KeyUsage{
+	"digital_signature": x509.KeyUsageDigitalSignature,
+	"key_encipherment":  x509.KeyUsageKeyEncipherment,
+	"non_repudiation":   x509.KeyUsageContentCommitment,
+	"data_encipherment": x509.KeyUsageDataEncipherment,
+	"key_agreement":     x509.KeyUsageKeyAgreement,
+	"key_cert_sign":     x509.KeyUsageCertSign,
+	"crl_sign":          x509.KeyUsageCRLSign,
+	"encipher_only":     x509.KeyUsageEncipherOnly,
+	"decipher_only":     x509.KeyUsageDecipherOnly,
+}
+
+var extKeyUsages = map[string]x509.ExtKeyUsage{
+	"client_auth":      x509.ExtKeyUsageClientAuth,
+	"server_auth":      x509.ExtKeyUsageServerAuth,
+	"code_signing":     x509.ExtKeyUsageCodeSigning,
+	"email_protection": x509.ExtKeyUsageEmailProtection,
+	"ocsp_signing":     x509.ExtKeyUsageOCSPSigning,
+	"time_stamping":    x509.ExtKeyUsageTimeStamping,
+}
+
+var signatureAlgorithms = map[string]x509.SignatureAlgorithm{
+	"RSA-SHA256":   x509.SHA256WithRSA,
+	"RSA-SHA384":   x509.SHA384WithRSA,
+	"RSA-SHA512":   x509.SHA512WithRSA,
+	"ECDSA-SHA256": x509.ECDSAWithSHA256,
+	"ECDSA-SHA384": x509.ECDSAWithSHA384,
+	"ECDSA-SHA512": x509.ECDSAWithSHA512,
+}
+
+// GenerateLeafKey creates a software key for the API key algorithm name.
+// RSA keys use e = 65537 (crypto/rsa's fixed exponent).
+func GenerateLeafKey(r io.Reader, keyAlgorithm string) (crypto.Signer, error) {
+	switch keyAlgorithm {
+	case "RSA_2048":
+		return rsa.GenerateKey(r, 2048)
+	case "RSA_3072":
+		return rsa.GenerateKey(r, 3072)
+	case "RSA_4096":
+		return rsa.GenerateKey(r, 4096)
+	case "EC_prime256v1":
+		return ecdsa.GenerateKey(elliptic.P256(), r)
+	case "EC_secp384r1":
+		return ecdsa.GenerateKey(elliptic.P384(), r)
+	case "EC_secp521r1":
+		return ecdsa.GenerateKey(elliptic.P521(), r)
+	}
+	return nil, fmt.Errorf("unknown key algorithm %q", keyAlgorithm)
+}
+
+// KeyAlgorithmOf names a public key in the API's vocabulary ("EC_prime256v1",
+// "RSA_3072", ...); other sizes are reported as RSA_<bits>.
+func KeyAlgorithmOf(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA_%d", k.N.BitLen())
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return "EC_prime256v1"
+		case elliptic.P384():
+			return "EC_secp384r1"
+		case elliptic.P521():
+			return "EC_secp521r1"
+		}
+		return "EC_" + k.Curve.Params().Name
+	}
+	return fmt.Sprintf("%T", pub)
+}
+
+// signatureFamily is "RSA" or "ECDSA" for a CA public key.
+func signatureFamily(pub crypto.PublicKey) string {
+	switch pub.(type) {
+	case *rsa.PublicKey:
+		return "RSA"
+	case *ecdsa.PublicKey:
+		return "ECDSA"
+	}
+	return "unknown"
+}
+
+// newThrowawayKey creates a software key of the same type and size as pub,
+// for signing the pre-issuance lint copy.
+func newThrowawayKey(pub crypto.PublicKey) (crypto.Signer, error) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return rsa.GenerateKey(rand.Reader, k.N.BitLen())
+	case *ecdsa.PublicKey:
+		return ecdsa.GenerateKey(k.Curve, rand.Reader)
+	}
+	return nil, fmt.Errorf("unsupported CA key type %T", pub)
+}
+
+// newSerial returns a positive 20-octet serial with 158 random bits: the top
+// bit is cleared so the DER INTEGER needs no sign octet (RFC 5280 §4.1.2.2
+// allows at most 20 octets) and the next bit is set so every serial has the
+// same length.
+func newSerial(r io.Reader) (*big.Int, error) {
+	b := make([]byte, 20)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, fmt.Errorf("reading random serial: %w", err)
+	}
+	b[0] = b[0]&0x7f | 0x40
+	return new(big.Int).SetBytes(b), nil
+}
+
+// subjectKeyID is the RFC 7093 §2 method 1 key identifier: the leftmost 160
+// bits of the SHA-256 hash of the subjectPublicKey BIT STRING.
+func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("encoding public key: %w", err)
+	}
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &spki); err != nil {
+		return nil, fmt.Errorf("decoding public key: %w", err)
+	}
+	sum := sha256.Sum256(spki.PublicKey.Bytes)
+	return sum[:20], nil
+}
+
+// applyAltNames adds the SANs to the template, honouring the declared type.
+// Values were validated by the API; a parse failure here is a bug.
+func applyAltNames(t *x509.Certificate, sans []policy.SAN) error {
+	for _, s := range sans {
+		switch s.Type {
+		case policy.SANDNS:
+			t.DNSNames = append(t.DNSNames, s.Value)
+		case policy.SANIP:
+			ip := net.ParseIP(s.Value)
+			if ip == nil {
+				return fmt.Errorf("ip_address %q does not parse", s.Value)
+			}
+			if v4 := ip.To4(); v4 != nil {
+				ip = v4
+			}
+			t.IPAddresses = append(t.IPAddresses, ip)
+		case policy.SANEmail:
+			t.EmailAddresses = append(t.EmailAddresses, s.Value)
+		case policy.SANURI:
+			u, err := url.Parse(s.Value)
+			if err != nil {
+				return fmt.Errorf("uri %q does not parse: %w", s.Value, err)
+			}
+			t.URIs = append(t.URIs, u)
+		default:
+			return fmt.Errorf("unknown SAN type %q", s.Type)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+// Package linter runs zlint v3 over certificates before they are signed
+// (DESIGN.md §1 "Lint"). Registries are filtered once per profile at
+// construction; Lint only parses and runs them.
+package linter
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	zx509 "github.com/zmap/zcrypto/x509"
+	"github.com/zmap/zlint/v3"
+	"github.com/zmap/zlint/v3/lint"
+)
+
+// DefaultExclusions are the lints that only make sense for publicly-trusted
+// certificates, excluded for a private PKI (DESIGN.md §1):
+var DefaultExclusions = []string{
+	// No OCSP, CRL or AIA unless the CA is configured with them.
+	"e_sub_cert_aia_missing",
+	"e_sub_cert_aia_does_not_contain_ocsp_url",
+	"w_sub_cert_aia_does_not_contain_issuing_ca_url",
+	"w_sub_cert_aia_contains_internal_names",
+	"e_missing_crl_distrib_point",
+	// Internal names and addresses are the point of a private PKI.
+	"e_dnsname_not_valid_tld",
+	"e_ext_san_contains_reserved_ip",
+	"e_subject_contains_reserved_ip",
+	// The API's own fields: subject key identifier and common name.
+	"w_ext_subject_key_identifier_not_recommended_subscriber",
+	"w_subject_common_name_included",
+}
+
+// Linter holds, per profile, a registry for RFC 5280 lints and one that adds
+// the CA/Browser Forum Baseline Requirements for server_auth certificates.
+type Linter struct {
+	registries map[string]registries
+}
+
+type registries struct {
+	rfc5280    lint.Registry
+	withCABFBR lint.Registry
+}
+
+// New builds the filtered registries. extra maps a profile name to the
+// exclusions it adds to DefaultExclusions; an unknown lint name is an error.
+func New(extra map[string][]string) (*Linter, error) {
+	l := &Linter{registries: map[string]registries{}}
+	for profile, more := range extra {
+		exclude := append(append([]string{}, DefaultExclusions...), more...)
+		var r registries
+		var err error
+		if r.rfc5280, err = filter(exclude, lint.RFC5280); err != nil {
+			return nil, fmt.Errorf("lint registry for profile %s: %w", profile, err)
+		}
+		if r.withCABFBR, err = filter(exclude, lint.RFC5280, lint.CABFBaselineRequirements); err != nil {
+			return nil, fmt.Errorf("lint registry for profile %s: %w", profile, err)
+		}
+		l.registries[profile] = r
+	}
+	return l, nil
+}
+
+func filter(exclude []string, sources ...lint.LintSource) (lint.Registry, error) {
+	return lint.GlobalRegistry().Filter(lint.FilterOptions{
+		IncludeSources: sources,
+		ExcludeNames:   exclude,
+	})
+}
+
+// Lint returns the names of the lints that gave an error, warning or fatal
+// result, sorted. ctx is accepted for the seam; zlint itself cannot be
+// interrupted.
+func (l *Linter) Lint(_ context.Context, profile string, der []byte) ([]string, error) {
+	r, ok := l.registries[profile]
+	if !ok {
+		return nil, fmt.Errorf("no lint registry for profile %q", profile)
+	}
+	cert, err := zx509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing certificate for lint: %w", err)
+	}
+	reg := r.rfc5280
+	for _, eku := range cert.ExtKeyUsage {
+		if eku == zx509.ExtKeyUsageServerAuth {
+			reg = r.withCABFBR
+		}
+	}
+	var failed []string
+	for name, res := range zlint.LintCertificateEx(cert, reg).Results {
+		if res.Status == lint.Warn || res.Status == lint.Error || res.Status == lint.Fatal {
+			failed = append(failed, name)
+		}
+	}
+	sort.Strings(failed)
+	return failed, nil
+}
