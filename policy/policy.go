@@ -301,3 +301,46 @@ func evaluateUsages(rule *NameRule, got []string, lower, title string) []string 
 	}
 	return v
 }
+
+// sampleLabel replaces `*` when a sample name is made from a pattern.
+const sampleLabel = "sample"
+
+// Sample returns a common name and SANs this policy allows, so that a
+// sample certificate can be linted at start-up. It takes required patterns
+// first, then allowed ones; the common name is repeated as a DNS SAN when
+// the DNS rules allow it (server certificates need it, BR 7.1.4.3).
+func (p *Policy) Sample() (cn string, sans []SAN) {
+	pick := func(rule *NameRule) string {
+		if rule == nil {
+			return ""
+		}
+		for _, list := range [][]string{rule.Required, rule.Allowed} {
+			for _, pat := range list {
+				if v := strings.ReplaceAll(pat, "*", sampleLabel); !MatchAny(rule.Denied, v) {
+					return v
+				}
+			}
+		}
+		return ""
+	}
+	cn = pick(p.commonName)
+	for _, typ := range SANTypeNames {
+		rule := p.altNames[typ]
+		if rule == nil {
+			continue
+		}
+		for _, req := range rule.Required {
+			sans = append(sans, SAN{Type: typ, Value: strings.ReplaceAll(req, "*", sampleLabel)})
+		}
+	}
+	if dns := p.altNames[SANDNS]; dns != nil && len(dns.Required) == 0 {
+		v := cn
+		if v == "" || !MatchAny(append(dns.Allowed, dns.Required...), v) || MatchAny(dns.Denied, v) {
+			v = pick(dns)
+		}
+		if v != "" {
+			sans = append(sans, SAN{Type: SANDNS, Value: v})
+		}
+	}
+	return cn, sans
+}

@@ -1,0 +1,300 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pkid/pkid/issuer"
+	"github.com/pkid/pkid/policy"
+)
+
+// validator collects zod-style issues while reading fields of obj.
+type validator struct {
+	obj    map[string]any
+	issues []issuer.Issue
+}
+
+func (v *validator) add(is issuer.Issue) { v.issues = append(v.issues, is) }
+
+func ptr[T any](x T) *T { return &x }
+
+// zodType names a decoded JSON value the way zod's "received" does.
+func zodType(x any) string {
+	switch x.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "string"
+	case json.Number:
+		return "number"
+	case bool:
+		return "boolean"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return "unknown"
+}
+
+func typeIssue(path []any, expected string, got any, present bool) issuer.Issue {
+	if path == nil {
+		path = []any{}
+	}
+	if !present {
+		return issuer.Issue{Code: "invalid_type", Expected: expected, Received: "undefined", Path: path, Message: "Required"}
+	}
+	recv := zodType(got)
+	return issuer.Issue{Code: "invalid_type", Expected: expected, Received: recv, Path: path,
+		Message: fmt.Sprintf("Expected %s, received %s", expected, recv)}
+}
+
+func tooSmall(path []any, min int, message string) issuer.Issue {
+	if message == "" {
+		message = fmt.Sprintf("String must contain at least %d character(s)", min)
+	}
+	return issuer.Issue{Code: "too_small", Minimum: ptr(min), Type: "string", Inclusive: ptr(true), Exact: ptr(false), Path: path, Message: message}
+}
+
+func tooBig(path []any, max int, typ string) issuer.Issue {
+	msg := fmt.Sprintf("String must contain at most %d character(s)", max)
+	if typ == "array" {
+		msg = fmt.Sprintf("Array must contain at most %d element(s)", max)
+	}
+	return issuer.Issue{Code: "too_big", Maximum: ptr(max), Type: typ, Inclusive: ptr(true), Exact: ptr(false), Path: path, Message: msg}
+}
+
+func custom(path []any, message string) issuer.Issue {
+	if path == nil {
+		path = []any{}
+	}
+	return issuer.Issue{Code: "custom", Message: message, Path: path}
+}
+
+func enumIssue(path []any, options []string, got string) issuer.Issue {
+	quoted := make([]string, len(options))
+	for k, o := range options {
+		quoted[k] = "'" + o + "'"
+	}
+	return issuer.Issue{Code: "invalid_enum_value", Options: options, Received: truncate(got, 100), Path: path,
+		Message: fmt.Sprintf("Invalid enum value. Expected %s, received '%s'", strings.Join(quoted, " | "), truncate(got, 100))}
+}
+
+// str reads an optional (required=false) or required string field.
+func (v *validator) str(obj map[string]any, path []any, key string, required bool) (string, bool) {
+	raw, present := obj[key]
+	if !present && !required {
+		return "", false
+	}
+	s, ok := raw.(string)
+	if !present || !ok {
+		v.add(typeIssue(path, "string", raw, present))
+		return "", false
+	}
+	return s, true
+}
+
+func (v *validator) enum(obj map[string]any, path []any, key string, options []string, required bool) (string, bool) {
+	s, ok := v.str(obj, path, key, required)
+	if !ok {
+		return "", false
+	}
+	if !policy.IsOneOf(options, s) {
+		v.add(enumIssue(path, options, s))
+		return "", false
+	}
+	return s, true
+}
+
+// enumArray reads an optional array of enum values, dropping duplicates.
+func (v *validator) enumArray(key string, options []string) []string {
+	raw, present := v.obj[key]
+	if !present {
+		return nil
+	}
+	arr, ok := raw.([]any)
+	if !ok {
+		v.add(typeIssue([]any{key}, "array", raw, true))
+		return nil
+	}
+	if len(arr) > maxUsages {
+		v.add(tooBig([]any{key}, maxUsages, "array"))
+		return nil
+	}
+	var out []string
+	for k, item := range arr {
+		path := []any{key, k}
+		s, ok := item.(string)
+		if !ok {
+			v.add(issuer.Issue{Code: "invalid_type", Expected: "string", Received: zodType(item), Path: path,
+				Message: fmt.Sprintf("Expected string, received %s", zodType(item))})
+			continue
+		}
+		if !policy.IsOneOf(options, s) {
+			v.add(enumIssue(path, options, s))
+			continue
+		}
+		if !policy.IsOneOf(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (v *validator) timestamp(key string) (*time.Time, bool) {
+	s, ok := v.str(v.obj, []any{key}, key, false)
+	if !ok {
+		return nil, false
+	}
+	t, err := time.Parse(time.RFC3339, strings.TrimSpace(s))
+	if err != nil {
+		v.add(issuer.Issue{Code: "invalid_string", Validation: "datetime", Path: []any{key},
+			Message: "Invalid datetime: an RFC 3339 timestamp such as 2026-01-02T15:04:05Z is required"})
+		return nil, false
+	}
+	return &t, true
+}
+
+func (v *validator) unrecognized(path []any, keys []string, known []string) {
+	var extra []string
+	for _, k := range keys {
+		if !policy.IsOneOf(known, k) {
+			extra = append(extra, truncate(k, 64))
+		}
+	}
+	if len(extra) == 0 {
+		return
+	}
+	if path == nil {
+		path = []any{}
+	}
+	v.add(issuer.Issue{Code: "unrecognized_keys", Keys: extra, Path: path,
+		Message: "Unrecognized key(s) in object: '" + strings.Join(extra, "', '") + "'"})
+}
+
+// request reads every field in schema order, then the cross-field rules.
+func (v *validator) request(now time.Time) issuer.Request {
+	var req issuer.Request
+	if id, ok := v.str(v.obj, []any{"profileId"}, "profileId", true); ok {
+		if uuidPattern.MatchString(id) {
+			req.ProfileID = strings.ToLower(id)
+		} else {
+			v.add(issuer.Issue{Code: "invalid_string", Validation: "uuid", Message: "Invalid uuid", Path: []any{"profileId"}})
+		}
+	}
+	if cn, ok := v.str(v.obj, []any{"commonName"}, "commonName", false); ok {
+		req.CommonName = v.commonName(cn)
+	}
+	ttlValid := false
+	if ttl, ok := v.str(v.obj, []any{"ttl"}, "ttl", true); ok {
+		ttl = strings.TrimSpace(ttl)
+		if ttl == "" {
+			v.add(tooSmall([]any{"ttl"}, 1, "TTL cannot be empty"))
+		} else if d, err := policy.ParseDuration(ttl); err != nil {
+			v.add(custom([]any{"ttl"}, "TTL must be a positive number"))
+		} else {
+			req.TTL, ttlValid = d, true
+		}
+	}
+	req.KeyUsages = v.enumArray("keyUsages", policy.KeyUsageNames)
+	req.ExtKeyUsages = v.enumArray("extendedKeyUsages", policy.ExtKeyUsageNames)
+	nbValid, naValid := false, false
+	req.NotBefore, nbValid = v.timestamp("notBefore")
+	req.NotAfter, naValid = v.timestamp("notAfter")
+	req.AltNames = v.altNames()
+	req.SignatureAlgorithm, _ = v.enum(v.obj, []any{"signatureAlgorithm"}, "signatureAlgorithm", policy.SignatureAlgorithmNames, true)
+	req.KeyAlgorithm, _ = v.enum(v.obj, []any{"keyAlgorithm"}, "keyAlgorithm", policy.KeyAlgorithmNames, true)
+	if raw, present := v.obj["removeRootsFromChain"]; present {
+		if b, ok := raw.(bool); ok {
+			req.RemoveRootsFromChain = b
+		} else {
+			v.add(typeIssue([]any{"removeRootsFromChain"}, "boolean", raw, true))
+		}
+	}
+
+	// Cross-field rules (DESIGN.md §1 "Validity").
+	if nbValid && naValid && !req.NotBefore.Before(*req.NotAfter) {
+		v.add(custom(nil, "notBefore must be earlier than notAfter"))
+	} else if naValid && ttlValid {
+		start := now
+		if nbValid {
+			start = *req.NotBefore
+		}
+		if req.NotAfter.Sub(start) > req.TTL {
+			v.add(custom([]any{"notAfter"}, "The validity period up to notAfter must not exceed ttl"))
+		}
+	}
+	return req
+}
+
+func (v *validator) commonName(cn string) string {
+	path := []any{"commonName"}
+	switch {
+	case len(cn) < 1:
+		v.add(tooSmall(path, 1, ""))
+	case len(cn) > maxCommonName:
+		v.add(tooBig(path, maxCommonName, "string"))
+	case !commonNamePattern.MatchString(cn):
+		v.add(issuer.Issue{Code: "invalid_string", Validation: "regex", Path: path,
+			Message: "Invalid pattern: only alphanumeric characters, spaces, *, ., @, -, and \\ are allowed."})
+	case strings.Contains(strings.TrimPrefix(cn, "*."), "*"):
+		v.add(custom(path, "A wildcard is only allowed as a leading '*.' label"))
+	default:
+		return cn
+	}
+	return ""
+}
+
+func (v *validator) altNames() []policy.SAN {
+	raw, present := v.obj["altNames"]
+	if !present {
+		return nil
+	}
+	arr, ok := raw.([]any)
+	if !ok {
+		v.add(typeIssue([]any{"altNames"}, "array", raw, true))
+		return nil
+	}
+	if len(arr) > maxAltNames {
+		v.add(tooBig([]any{"altNames"}, maxAltNames, "array"))
+		return nil
+	}
+	var out []policy.SAN
+	for k, item := range arr {
+		path := []any{"altNames", k}
+		obj, ok := item.(map[string]any)
+		if !ok {
+			v.add(typeIssue(path, "object", item, true))
+			continue
+		}
+		before := len(v.issues)
+		typ, typOK := v.enum(obj, []any{"altNames", k, "type"}, "type", policy.SANTypeNames, true)
+		valuePath := []any{"altNames", k, "value"}
+		value, valOK := v.str(obj, valuePath, "value", true)
+		if valOK {
+			switch {
+			case value == "":
+				v.add(tooSmall(valuePath, 1, "SAN value cannot be empty"))
+			case len(value) > maxAltNameValue:
+				v.add(tooBig(valuePath, maxAltNameValue, "string"))
+			case typOK:
+				if err := policy.ValidateSANValue(typ, value); err != nil {
+					v.add(custom(valuePath, err.Error()))
+				}
+			}
+		}
+		keys := make([]string, 0, len(obj))
+		for key := range obj {
+			keys = append(keys, key)
+		}
+		sort.Strings(keys)
+		v.unrecognized(path, keys, []string{"type", "value"})
+		if len(v.issues) == before {
+			out = append(out, policy.SAN{Type: typ, Value: value})
+		}
+	}
+	return out
+}

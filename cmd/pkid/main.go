@@ -1,0 +1,111 @@
+// Command pkid is the certificate authority daemon and its operator tools.
+//
+//	pkid serve        --config F     serve the API
+//	pkid check-config --config F     check config, token, CAs and profiles; exit 1 on any problem
+//	pkid ca ...                      key ceremony: create CA keys in the token and their certificates
+//	pkid records list --config F     print certificate records as JSON lines
+//	pkid audit verify --config F     verify the audit hash chain
+//	pkid version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: pkid <command> [flags]
+
+commands:
+  serve --config F              serve the issue-certificate API over mutual TLS
+  check-config --config F       validate config, token, CA keys and profiles
+  ca create-root ...            create a root CA key in the token and its certificate
+  ca create-intermediate ...    create an intermediate CA key, signed by its parent in the token
+  ca issue-tls ...              issue a TLS server or client certificate from a CA in the token
+  records list --config F       print certificate records as JSON lines
+  audit verify --config F       verify the audit log's hash chain
+  version                       print version information
+`
+
+// errUsage makes run exit with status 2.
+var errUsage = errors.New("usage")
+
+func run(args []string, stdout, stderr io.Writer) int {
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "serve":
+		err = cmdServe(ctx, args[1:], log)
+	case "check-config":
+		err = cmdCheckConfig(ctx, args[1:], stdout, log)
+	case "ca":
+		err = cmdCA(ctx, args[1:], stdout)
+	case "records":
+		err = cmdRecords(ctx, args[1:], stdout)
+	case "audit":
+		err = cmdAudit(ctx, args[1:], stdout)
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "pkid: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "pkid %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+// Version and Commit are set with -ldflags at build time.
+var (
+	Version = "dev"
+	Commit  = ""
+)
+
+func versionString() string {
+	commit := Commit
+	if commit == "" {
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" {
+					commit = s.Value
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("pkid %s (commit %s, %s)", Version, commit, runtime.Version())
+}
+
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	return fs
+}
+
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", "/etc/pkid/pkid.yaml", "config file")
+}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/pkid/pkid/daemon"
+)
+
+func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := newFlags("serve")
+	config := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	return daemon.Serve(ctx, *config, log)
+}
+
+func cmdCheckConfig(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+	fs := newFlags("check-config")
+	config := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	cfg, err := daemon.CheckConfig(ctx, *config, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "config %s is valid: %d CAs, %d profiles; every CA key is in the token with the required attributes, every profile lints clean\n",
+		*config, len(cfg.CAs), len(cfg.Profiles))
+	return nil
+}

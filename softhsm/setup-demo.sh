@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# setup-demo.sh DIR — builds pkid's demo environment under DIR (DESIGN.md §10):
+#   DIR/softhsm2.conf, DIR/tokens/   a SoftHSM2 token "pkid-demo" holding every CA key
+#   DIR/hsm-pin                      the token's user PIN (mode 0600)
+#   DIR/ca/root.pem                  root CA, EC P-384
+#   DIR/ca/ec-issuing.pem            issuing CA, EC P-256, signed by the root
+#   DIR/ca/rsa-issuing.pem           issuing CA, RSA-3072, signed by the root
+#   DIR/tls/ca.pem                   mTLS CA (its key is in the token too)
+#   DIR/tls/server.pem, server-key.pem        for 127.0.0.1, ::1 and localhost
+#   DIR/tls/client.pem, client-key.pem        identity allowed on every demo profile
+#   DIR/tls/intruder.pem, intruder-key.pem    valid, allowed on no profile
+#   DIR/pkid.yaml                    three profiles: web-server, internal-services, prod-clients
+# No CA private key ever exists outside the token. Idempotent: a complete
+# DIR is kept (pkid.yaml is rewritten for PKID_API_ADDR / PKID_METRICS_ADDR);
+# an incomplete one is rebuilt.
+set -euo pipefail
+
+DIR=${1:?usage: setup-demo.sh DIR}
+API_ADDR=${PKID_API_ADDR:-127.0.0.1:8443}
+METRICS_ADDR=${PKID_METRICS_ADDR:-127.0.0.1:9464}
+here=$(cd "$(dirname "$0")" && pwd)
+PKID=${PKID_BIN:-$here/../bin/pkid}
+TOKEN=pkid-demo
+CLIENT_ID=spiffe://example.internal/demo-client
+INTRUDER_ID=spiffe://example.internal/intruder
+
+[ -x "$PKID" ] || { echo "setup-demo: $PKID not built (run make build)" >&2; exit 1; }
+command -v softhsm2-util >/dev/null || { echo "setup-demo: softhsm2-util missing (apt-get install softhsm2)" >&2; exit 1; }
+MODULE=""
+for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/local/lib/softhsm/libsofthsm2.so; do
+  [ -f "$m" ] && { MODULE=$m; break; }
+done
+[ -n "$MODULE" ] || { echo "setup-demo: libsofthsm2.so not found" >&2; exit 1; }
+
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+
+write_config() {
+  local tmp="$DIR/.pkid.yaml.tmp"
+  cat >"$tmp" <<YAML
+# pkid demo configuration, written by softhsm/setup-demo.sh. Relative paths
+# are relative to this file. The token PIN is in hsm-pin, never here.
+listen: "$API_ADDR"
+metricsListen: "$METRICS_ADDR"
+tls:
+  certificate: tls/server.pem
+  key: tls/server-key.pem
+  clientCAs: tls/ca.pem
+database: pkid.db
+hsm:
+  module: $MODULE
+  tokenLabel: $TOKEN
+  pinFile: hsm-pin
+  maxSessions: 8
+  environment:
+    SOFTHSM2_CONF: softhsm2.conf
+cas:
+  - name: root
+    certificate: ca/root.pem
+    keyLabel: pkid-root
+  - name: ec-issuing
+    certificate: ca/ec-issuing.pem
+    keyLabel: pkid-ec-issuing
+    parent: root
+  - name: rsa-issuing
+    certificate: ca/rsa-issuing.pem
+    keyLabel: pkid-rsa-issuing
+    parent: root
+profiles:
+  - id: b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e
+    name: web-server
+    ca: ec-issuing
+    allowedIdentities: ["$CLIENT_ID"]
+    defaults:
+      keyUsages: [digital_signature]
+      extendedKeyUsages: [server_auth]
+    policy:
+      commonName:
+        allowed: [example.internal, "*.example.internal"]
+      altNames:
+        dns_name:
+          allowed: [example.internal, "*.example.internal"]
+        ip_address:
+          allowed: ["10.*", 127.0.0.1]
+      keyUsages:
+        allowed: [digital_signature, key_encipherment]
+      extendedKeyUsages:
+        allowed: [server_auth, client_auth]
+      signatureAlgorithms: ["ECDSA-*"]
+      keyAlgorithms: [RSA_2048, RSA_3072, RSA_4096, EC_prime256v1, EC_secp384r1, EC_secp521r1]
+      maxValidity: 90d
+  - id: a1e5a186-5d12-4ffb-81c5-2e93d83a049f
+    name: internal-services
+    ca: rsa-issuing
+    allowedIdentities: ["$CLIENT_ID"]
+    defaults:
+      keyUsages: [digital_signature, key_encipherment]  # key_encipherment is dropped for EC leaf keys
+      extendedKeyUsages: [server_auth, client_auth]
+    policy:
+      commonName:
+        allowed: ["*.svc.example.internal"]
+      altNames:
+        dns_name:
+          allowed: ["*.svc.example.internal"]
+        uri:
+          allowed: ["spiffe://example.internal/*"]
+        email:
+          allowed: ["*@example.internal"]
+      keyUsages:
+        allowed: ["*"]
+        denied: [key_cert_sign, crl_sign]
+      extendedKeyUsages:
+        allowed: ["*"]
+      signatureAlgorithms: ["RSA-*"]
+      keyAlgorithms: [RSA_2048, RSA_3072, RSA_4096, EC_prime256v1, EC_secp384r1, EC_secp521r1]
+      maxValidity: 365d
+  - id: 13646ca2-2a8e-4d37-aa4e-641fc7771122
+    name: prod-clients
+    ca: ec-issuing
+    allowedIdentities: ["$CLIENT_ID"]
+    defaults:
+      keyUsages: [digital_signature]
+      extendedKeyUsages: [client_auth]
+    policy:
+      commonName:
+        required: ["*.prod.example.internal"]
+      keyUsages:
+        allowed: [digital_signature]
+      extendedKeyUsages:
+        required: [client_auth]
+        denied: [server_auth]
+      signatureAlgorithms: [ECDSA-SHA256]
+      keyAlgorithms: [EC_prime256v1]
+      maxValidity: 24h
+YAML
+  mv "$tmp" "$DIR/pkid.yaml"
+}
+
+if [ -f "$DIR/.complete" ]; then
+  write_config
+  echo "setup-demo: $DIR is already set up; rewrote $DIR/pkid.yaml (api $API_ADDR, metrics $METRICS_ADDR)"
+  exit 0
+fi
+
+# Start from nothing: an interrupted earlier run may have left a token
+# with keys whose certificates were never written.
+rm -rf "$DIR/tokens" "$DIR/ca" "$DIR/tls" "$DIR"/pkid.db* "$DIR/hsm-pin" "$DIR/hsm-so-pin"
+mkdir -p "$DIR/tokens" "$DIR/ca" "$DIR/tls"
+chmod 700 "$DIR/tokens"
+cat >"$DIR/softhsm2.conf" <<CONF
+directories.tokendir = $DIR/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+CONF
+export SOFTHSM2_CONF=$DIR/softhsm2.conf
+
+umask 077
+od -An -N12 -tx1 /dev/urandom | tr -d ' \n' >"$DIR/hsm-pin"
+od -An -N12 -tx1 /dev/urandom | tr -d ' \n' >"$DIR/hsm-so-pin"
+umask 022
+softhsm2-util --init-token --free --label "$TOKEN" --so-pin "$(cat "$DIR/hsm-so-pin")" --pin "$(cat "$DIR/hsm-pin")" >/dev/null
+
+tok=(--module "$MODULE" --token-label "$TOKEN" --pin-file "$DIR/hsm-pin")
+"$PKID" ca create-root "${tok[@]}" --label pkid-root --key-type ec-p384 \
+  --cn "pkid Demo Root CA" --org "pkid demo" --validity 10y --out "$DIR/ca/root.pem"
+"$PKID" ca create-intermediate "${tok[@]}" --label pkid-ec-issuing --key-type ec-p256 \
+  --cn "pkid Demo EC Issuing CA" --org "pkid demo" --parent-label pkid-root --parent-cert "$DIR/ca/root.pem" \
+  --validity 5y --max-path-len 0 --out "$DIR/ca/ec-issuing.pem"
+"$PKID" ca create-intermediate "${tok[@]}" --label pkid-rsa-issuing --key-type rsa-3072 \
+  --cn "pkid Demo RSA Issuing CA" --org "pkid demo" --parent-label pkid-root --parent-cert "$DIR/ca/root.pem" \
+  --validity 5y --max-path-len 0 --out "$DIR/ca/rsa-issuing.pem"
+
+# The mTLS CA also keeps its key in the token.
+"$PKID" ca create-root "${tok[@]}" --label pkid-tls-ca --key-type ec-p256 \
+  --cn "pkid Demo mTLS CA" --org "pkid demo" --validity 10y --max-path-len 0 --out "$DIR/tls/ca.pem"
+tls=("${tok[@]}" --ca-label pkid-tls-ca --ca-cert "$DIR/tls/ca.pem" --validity 2y)
+"$PKID" ca issue-tls "${tls[@]}" --server --cn localhost --dns localhost --ip 127.0.0.1 --ip ::1 \
+  --out "$DIR/tls/server.pem" --key-out "$DIR/tls/server-key.pem"
+"$PKID" ca issue-tls "${tls[@]}" --client --cn demo-client --uri "$CLIENT_ID" \
+  --out "$DIR/tls/client.pem" --key-out "$DIR/tls/client-key.pem"
+"$PKID" ca issue-tls "${tls[@]}" --client --cn intruder --uri "$INTRUDER_ID" \
+  --out "$DIR/tls/intruder.pem" --key-out "$DIR/tls/intruder-key.pem"
+
+write_config
+touch "$DIR/.complete"
+echo "setup-demo: ready in $DIR — run: bin/pkid serve --config $DIR/pkid.yaml"
