@@ -198,10 +198,14 @@ func (i *Issuer) Issue(ctx context.Context, meta Meta, req Request) (*Result, er
 	// 4. sign with the token; verify the signature and that the signed TBS
 	// is the linted one.
 	start := i.clock.Now()
-	der, err := x509.CreateCertificate(i.rand, template, p.CA.Certificate, leafKey.Public(), p.CA.Signer)
-	i.observer.ObserveSign(p.CA.Name, i.clock.Now().Sub(start), err)
-	if err != nil {
+	signer := &tokenSigner{Signer: p.CA.Signer}
+	der, err := x509.CreateCertificate(i.rand, template, p.CA.Certificate, leafKey.Public(), signer)
+	i.observer.ObserveSign(p.CA.Name, i.clock.Now().Sub(start), signer.err)
+	switch {
+	case err != nil && signer.err != nil:
 		return nil, abort("signing failed", nil, unavailable("the signing key is unavailable", err))
+	case err != nil: // the token answered, but not with a valid signature
+		return nil, abort("invalid signature from the token", nil, &Error{Kind: KindInternal, Message: "Something went wrong", Cause: err})
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err == nil {
@@ -343,4 +347,18 @@ func subjectFor(cn string) pkix.Name {
 		return pkix.Name{}
 	}
 	return pkix.Name{CommonName: cn}
+}
+
+// tokenSigner remembers whether the token itself failed, so that a token
+// error (retry later: 503) is told apart from a signature that Go's own
+// check rejected (a broken token: 500).
+type tokenSigner struct {
+	crypto.Signer
+	err error
+}
+
+func (s *tokenSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := s.Signer.Sign(r, digest, opts)
+	s.err = err
+	return sig, err
 }

@@ -41,6 +41,7 @@ func ValidateSANValue(sanType, value string) error {
 // letters, digits and hyphens, not starting or ending with a hyphen, at most
 // 253 characters, no trailing dot. With wildcard set, the leftmost label may
 // be exactly `*` (RFC 6125 §6.4.3) when at least two labels follow it.
+// The last label may not be all digits.
 func ValidateDNSName(name string, wildcard bool) error {
 	invalid := errors.New("Invalid DNS name")
 	if name == "" || len(name) > 253 {
@@ -57,6 +58,11 @@ func ValidateDNSName(name string, wildcard bool) error {
 		if !validLabel(label) {
 			return invalid
 		}
+	}
+	if tld := labels[len(labels)-1]; strings.Trim(tld, "0123456789") == "" {
+		// RFC 3696 §2: a top-level domain is never all-numeric; this is an
+		// IP literal, which belongs in an ip_address SAN.
+		return errors.New("Invalid DNS name: an IP address belongs in an ip_address SAN")
 	}
 	return nil
 }

@@ -1,0 +1,183 @@
+package policy
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// webServer mirrors the demo's web-server profile.
+func webServer(t *testing.T) *Policy {
+	t.Helper()
+	p, err := New(Rules{
+		CommonName: &NameRule{Allowed: []string{"example.internal", "*.example.internal"}},
+		AltNames: map[string]*NameRule{
+			SANDNS: {Allowed: []string{"example.internal", "*.example.internal"}},
+			SANIP:  {Allowed: []string{"10.*", "127.0.0.1"}},
+		},
+		KeyUsages:           &NameRule{Allowed: []string{"digital_signature", "key_encipherment"}},
+		ExtendedKeyUsages:   &NameRule{Allowed: []string{"server_auth", "client_auth"}},
+		SignatureAlgorithms: []string{"ECDSA-*"},
+		KeyAlgorithms:       []string{"*"},
+		MaxValidity:         "90d",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func good() Candidate {
+	return Candidate{
+		CommonName: "a.example.internal", AltNames: []SAN{{SANDNS, "a.example.internal"}, {SANIP, "10.0.0.1"}},
+		KeyUsages: []string{"digital_signature"}, ExtKeyUsages: []string{"server_auth"},
+		SignatureAlgorithm: "ECDSA-SHA256", KeyAlgorithm: "EC_prime256v1", Lifetime: 24 * time.Hour,
+	}
+}
+
+func TestEvaluateWebServer(t *testing.T) {
+	p := webServer(t)
+	cases := []struct {
+		name   string
+		change func(*Candidate)
+		want   []string
+	}{
+		{"allowed", func(*Candidate) {}, nil},
+		{"no common name is fine", func(c *Candidate) { c.CommonName = "" }, nil},
+		{"cn outside patterns", func(c *Candidate) { c.CommonName = "evil.com" },
+			[]string{"common_name value 'evil.com' does not match allowed patterns: example.internal, *.example.internal"}},
+		{"dns outside patterns", func(c *Candidate) { c.AltNames = []SAN{{SANDNS, "evil.com"}} },
+			[]string{"dns_name SAN value 'evil.com' does not match allowed patterns: example.internal, *.example.internal"}},
+		{"ip not allowed", func(c *Candidate) { c.AltNames = []SAN{{SANIP, "192.168.0.1"}} },
+			[]string{"ip_address SAN value '192.168.0.1' does not match allowed patterns: 10.*, 127.0.0.1"}},
+		{"san type without a rule", func(c *Candidate) { c.AltNames = []SAN{{SANEmail, "a@example.internal"}} },
+			[]string{"email SAN is not allowed by template policy (not defined in template)"}},
+		{"key usage not allowed", func(c *Candidate) { c.KeyUsages = []string{"digital_signature", "crl_sign"} },
+			[]string{"Invalid key usages: crl_sign"}},
+		{"eku not allowed", func(c *Candidate) { c.ExtKeyUsages = []string{"code_signing"} },
+			[]string{"Invalid extended key usages: code_signing"}},
+		{"signature algorithm", func(c *Candidate) { c.SignatureAlgorithm = "RSA-SHA256" },
+			[]string{"Signature algorithm 'RSA-SHA256' is not allowed by template policy"}},
+		{"too long", func(c *Candidate) { c.Lifetime = 91 * 24 * time.Hour },
+			[]string{"Requested validity period exceeds maximum allowed duration"}},
+		{"too long, explicit window", func(c *Candidate) { c.Lifetime = 91 * 24 * time.Hour; c.ExplicitWindow = true },
+			[]string{"Requested validity period (notBefore to notAfter) exceeds maximum allowed duration of 90d"}},
+		{"exactly the maximum", func(c *Candidate) { c.Lifetime = 90 * 24 * time.Hour }, nil},
+		{"every violation at once", func(c *Candidate) {
+			c.CommonName, c.SignatureAlgorithm, c.Lifetime = "x", "RSA-SHA512", 365*24*time.Hour
+		}, []string{
+			"common_name value 'x' does not match allowed patterns: example.internal, *.example.internal",
+			"Signature algorithm 'RSA-SHA512' is not allowed by template policy",
+			"Requested validity period exceeds maximum allowed duration",
+		}},
+	}
+	for _, c := range cases {
+		cand := good()
+		c.change(&cand)
+		if got := p.Evaluate(cand); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s:\n got  %q\n want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestEvaluateRequiredAndDenied(t *testing.T) {
+	p, err := New(Rules{
+		CommonName:          &NameRule{Required: []string{"*.prod.example.internal"}, Denied: []string{"admin.prod.example.internal"}},
+		AltNames:            map[string]*NameRule{SANURI: {Required: []string{"spiffe://example.internal/*"}, Denied: []string{"spiffe://example.internal/root"}}},
+		KeyUsages:           &NameRule{Required: []string{"digital_signature"}, Denied: []string{"key_cert_sign"}},
+		ExtendedKeyUsages:   &NameRule{Required: []string{"client_auth"}, Denied: []string{"server_auth"}},
+		SignatureAlgorithms: []string{"ECDSA-SHA256"},
+		KeyAlgorithms:       []string{"EC_prime256v1"},
+		MaxValidity:         "24h",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := func() Candidate {
+		return Candidate{CommonName: "a.prod.example.internal", AltNames: []SAN{{SANURI, "spiffe://example.internal/a"}},
+			KeyUsages: []string{"digital_signature"}, ExtKeyUsages: []string{"client_auth"},
+			SignatureAlgorithm: "ECDSA-SHA256", KeyAlgorithm: "EC_prime256v1", Lifetime: time.Hour}
+	}
+	cases := []struct {
+		name   string
+		change func(*Candidate)
+		want   []string
+	}{
+		{"allowed", func(*Candidate) {}, nil},
+		{"cn missing", func(c *Candidate) { c.CommonName = "" }, []string{"Missing required common_name attribute"}},
+		{"cn not required pattern", func(c *Candidate) { c.CommonName = "a.dev.example.internal" },
+			[]string{"common_name value 'a.dev.example.internal' does not match any required patterns: *.prod.example.internal"}},
+		{"cn denied", func(c *Candidate) { c.CommonName = "admin.prod.example.internal" },
+			[]string{"common_name value 'admin.prod.example.internal' is denied by template policy"}},
+		{"required san missing", func(c *Candidate) { c.AltNames = nil },
+			[]string{"Required uri SAN matching pattern 'spiffe://example.internal/*' not found in request"}},
+		{"denied san", func(c *Candidate) {
+			c.AltNames = append(c.AltNames, SAN{SANURI, "spiffe://example.internal/root"})
+		}, []string{"uri SAN matching denied pattern 'spiffe://example.internal/root' found in request"}},
+		{"required key usage missing", func(c *Candidate) { c.KeyUsages = nil },
+			[]string{"Missing required key usages: digital_signature"}},
+		{"denied key usage", func(c *Candidate) { c.KeyUsages = []string{"digital_signature", "key_cert_sign"} },
+			[]string{"Denied key usages found in request: key_cert_sign"}},
+		{"required eku missing, denied eku present", func(c *Candidate) { c.ExtKeyUsages = []string{"server_auth"} },
+			[]string{"Missing required extended key usages: client_auth", "Denied extended key usages found in request: server_auth"}},
+		{"key algorithm", func(c *Candidate) { c.KeyAlgorithm = "RSA_2048" },
+			[]string{"Key algorithm 'RSA_2048' is not allowed by template policy"}},
+	}
+	for _, c := range cases {
+		cand := base()
+		c.change(&cand)
+		if got := p.Evaluate(cand); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s:\n got  %q\n want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestEvaluateAbsentSections(t *testing.T) {
+	p, err := New(Rules{SignatureAlgorithms: []string{"*"}, KeyAlgorithms: []string{"*"}, MaxValidity: "1d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := p.Evaluate(Candidate{CommonName: "x", AltNames: []SAN{{SANDNS, "x.internal"}}, KeyUsages: []string{"digital_signature"},
+		ExtKeyUsages: []string{"client_auth"}, SignatureAlgorithm: "RSA-SHA256", KeyAlgorithm: "RSA_2048", Lifetime: time.Hour})
+	want := []string{
+		"common_name is not allowed by template policy (no subject policies defined)",
+		"dns_name SAN is not allowed by template policy (no SAN policies defined)",
+		"Key usages are not allowed by template policy (not defined in template)",
+		"Extended key usages are not allowed by template policy (not defined in template)",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+func TestNewReportsEveryProblem(t *testing.T) {
+	_, err := New(Rules{
+		AltNames:            map[string]*NameRule{"x400": {}},
+		KeyUsages:           &NameRule{Allowed: []string{"sign_everything"}, Required: []string{"crl_sign"}, Denied: []string{"crl_sign"}},
+		SignatureAlgorithms: []string{"MD5-RSA"},
+		MaxValidity:         "forever",
+	})
+	if err == nil {
+		t.Fatal("New accepted a broken policy")
+	}
+	for _, want := range []string{"unknown SAN type \"x400\"", "\"sign_everything\" matches none", "required \"crl_sign\" is also denied",
+		"\"MD5-RSA\" matches none", "keyAlgorithms: none allowed", "maxValidity"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestSampleSatisfiesThePolicy(t *testing.T) {
+	p := webServer(t)
+	cn, sans := p.Sample()
+	if cn != "example.internal" || len(sans) != 1 || sans[0] != (SAN{SANDNS, "example.internal"}) {
+		t.Fatalf("Sample = %q, %v", cn, sans)
+	}
+	c := good()
+	c.CommonName, c.AltNames = cn, sans
+	if v := p.Evaluate(c); len(v) != 0 {
+		t.Fatalf("the sample violates its own policy: %v", v)
+	}
+}
