@@ -96,6 +96,19 @@ profiles:
     defaults:
       keyUsages: [digital_signature, key_encipherment]  # key_encipherment is dropped for EC leaf keys
       extendedKeyUsages: [server_auth, client_auth]
+    # Service-mesh certificates: server_auth with SPIFFE URI and e-mail SANs,
+    # living up to a year. The CA/B Forum rules behind these lints govern
+    # publicly-trusted TLS (BR 7.1.2.7.12 SAN types; SC-081 validity limits),
+    # not a private mesh.
+    lintExclusions:
+      - e_ext_san_uniform_resource_identifier_present
+      - e_ext_san_rfc822_name_present
+      - e_server_cert_valid_time_longer_than_200_days
+      - w_server_cert_valid_time_longer_than_199_days
+      - e_server_cert_valid_time_longer_than_100_days
+      - w_server_cert_valid_time_longer_than_99_days
+      - e_server_cert_valid_time_longer_than_47_days
+      - w_server_cert_valid_time_longer_than_46_days
     policy:
       commonName:
         allowed: ["*.svc.example.internal"]
