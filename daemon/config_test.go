@@ -1,0 +1,135 @@
+package daemon
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Every config file the project ships decodes strictly and validates.
+func TestShippedConfigsLoad(t *testing.T) {
+	files, err := filepath.Glob("../configs/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no shipped configs found: %v", err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "prometheus.yml") || strings.Contains(f, "alerts") {
+			continue
+		}
+		if _, err := LoadConfig(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "pkid.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfigReportsEveryProblemAtOnce(t *testing.T) {
+	p := writeConfig(t, `
+listen: "nonsense"
+colour: blue
+tls: {certificate: a.pem}
+database: pkid.db
+hsm: {module: /x.so, tokenLabel: t, pin: "123456", maxSessions: 1}
+cas:
+  - {name: root, certificate: root.pem, parent: nowhere}
+  - {name: root, certificate: root2.pem}
+profiles:
+  - id: not-a-uuid
+    name: Web Server
+    ca: missing
+    backdate: 1h
+    defaults: {keyUsages: [flying]}
+    policy: {keyAlgorithms: [RSA_1024], maxValidity: 90x}
+  - id: b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e
+    name: web
+    ca: root
+    allowedIdentities: ["*"]
+    policy: {signatureAlgorithms: ["*"], keyAlgorithms: ["*"], maxValidity: 1d}
+`)
+	_, err := LoadConfig(p)
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("LoadConfig = %v, want *ConfigError", err)
+	}
+	for _, want := range []string{
+		"hsm.pin: the PIN must never be in the config file", "field colour not found", "field pin not found",
+		`listen: "nonsense" is not host:port`, "tls.key: required", "tls.clientCAs: required", "hsm.maxSessions",
+		`cas[1].name: "root" is used twice`, `cas[0].parent: no CA named "nowhere"`,
+		`"not-a-uuid" is not a UUID`, `"Web Server" must be`, `no CA named "missing"`, "backdate: 1h is more than",
+		`unknown key usage "flying"`, `"RSA_1024" matches none`, "signatureAlgorithms: none allowed", "maxValidity",
+		"allowedIdentities: empty", `CA "root" has no keyLabel`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing problem %q in:\n%v", want, err)
+		}
+	}
+}
+
+func TestLoadConfigResolvesRelativePaths(t *testing.T) {
+	p := writeConfig(t, `
+tls: {certificate: tls/s.pem, key: /abs/k.pem, clientCAs: tls/ca.pem}
+database: pkid.db
+hsm: {module: /m.so, tokenLabel: t, pinFile: pin, environment: {SOFTHSM2_CONF: softhsm2.conf}}
+cas: [{name: root, certificate: ca/root.pem, keyLabel: k}]
+profiles:
+  - {id: b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e, name: web, ca: root, allowedIdentities: ["*"],
+     policy: {signatureAlgorithms: ["*"], keyAlgorithms: ["*"], maxValidity: 1d}}
+`)
+	cfg, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(p)
+	if cfg.TLS.Certificate != filepath.Join(dir, "tls/s.pem") || cfg.TLS.Key != "/abs/k.pem" ||
+		cfg.Database != filepath.Join(dir, "pkid.db") || cfg.HSM.PINFile != filepath.Join(dir, "pin") ||
+		cfg.CAs[0].Certificate != filepath.Join(dir, "ca/root.pem") || cfg.HSM.Environment["SOFTHSM2_CONF"] != filepath.Join(dir, "softhsm2.conf") {
+		t.Errorf("paths not resolved: %+v", cfg)
+	}
+	if cfg.Listen != DefaultListen || cfg.MetricsListen != DefaultMetricsListen {
+		t.Errorf("defaults not filled: %q %q", cfg.Listen, cfg.MetricsListen)
+	}
+}
+
+func TestReadPINSources(t *testing.T) {
+	dir := t.TempDir()
+	pinFile := filepath.Join(dir, "pin")
+	os.WriteFile(pinFile, []byte("file-pin\n"), 0o600)
+	credDir := filepath.Join(dir, "creds")
+	os.Mkdir(credDir, 0o700)
+	os.WriteFile(filepath.Join(credDir, CredentialPINName), []byte("cred-pin"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
+
+	cfg := &ConfigFile{HSM: HSMConfig{PINEnv: "PKID_TEST_PIN"}}
+	t.Setenv("PKID_TEST_PIN", "")
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	if _, err := cfg.ReadPIN(); err == nil {
+		t.Error("no source configured, but a PIN was read")
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", credDir)
+	if pin, _ := cfg.ReadPIN(); pin != "cred-pin" {
+		t.Errorf("credential: %q", pin)
+	}
+	t.Setenv("PKID_TEST_PIN", "env-pin")
+	if pin, _ := cfg.ReadPIN(); pin != "env-pin" {
+		t.Errorf("env beats credential: %q", pin)
+	}
+	cfg.HSM.PINFile = pinFile
+	if pin, _ := cfg.ReadPIN(); pin != "file-pin" {
+		t.Errorf("file beats env: %q", pin)
+	}
+	cfg.HSM.PINFile = empty
+	if _, err := cfg.ReadPIN(); err == nil {
+		t.Error("an empty PIN file was accepted")
+	}
+}
