@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,8 +12,14 @@ import (
 	"github.com/pkid/pkid/store"
 )
 
-func openStore(ctx context.Context, config string) (*store.DB, error) {
-	cfg, err := daemon.LoadConfig(config)
+// openStore parses --config (and whatever else fs defines) and opens the
+// configured database, which must already exist.
+func openStore(ctx context.Context, fs *flag.FlagSet, args []string) (*store.DB, error) {
+	config := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, errUsage
+	}
+	cfg, err := daemon.LoadConfig(*config)
 	if err != nil {
 		return nil, err
 	}
@@ -27,12 +34,8 @@ func cmdRecords(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: pkid records list --config F [--status pending|issued|aborted]", errUsage)
 	}
 	fs := newFlags("records list")
-	config := configFlag(fs)
 	status := fs.String("status", "", "only records with this status")
-	if err := fs.Parse(args[1:]); err != nil {
-		return errUsage
-	}
-	db, err := openStore(ctx, *config)
+	db, err := openStore(ctx, fs, args[1:])
 	if err != nil {
 		return err
 	}
@@ -45,12 +48,7 @@ func cmdAudit(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "verify" {
 		return fmt.Errorf("%w: pkid audit verify --config F", errUsage)
 	}
-	fs := newFlags("audit verify")
-	config := configFlag(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		return errUsage
-	}
-	db, err := openStore(ctx, *config)
+	db, err := openStore(ctx, newFlags("audit verify"), args[1:])
 	if err != nil {
 		return err
 	}
