@@ -6,12 +6,12 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 
-.PHONY: all build deps demo demo-setup test unit integration lint bench clean
+.PHONY: all build deps demo demo-setup test lint install bench clean
 
 all: build
 
 deps:
-	@./softhsm/install-deps.sh
+	@PKID_EXTRA_PACKAGES="$(PKID_EXTRA_PACKAGES)" ./softhsm/install-deps.sh
 
 build:
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pkid
@@ -25,6 +25,7 @@ demo: demo-setup
 
 # Every test: static checks, unit tests, conformance vectors and the
 # integration suite against a real SoftHSM2 token and the real daemon.
+test: PKID_EXTRA_PACKAGES = prometheus
 test: deps build lint
 	PKID_REQUIRE_SOFTHSM=1 PKID_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
 
@@ -33,6 +34,23 @@ lint:
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	@./scripts/check-deps.sh
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+# Installs the binary, the systemd unit and an example config (never
+# overwriting an existing /etc/pkid/pkid.yaml), and creates the pkid user.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/pkid
+	install -D -m 0644 configs/pkid.service $(DESTDIR)/etc/systemd/system/pkid.service
+	install -d -m 0750 $(DESTDIR)/etc/pkid
+	[ -e $(DESTDIR)/etc/pkid/pkid.yaml ] || install -m 0640 configs/pkid.example.yaml $(DESTDIR)/etc/pkid/pkid.yaml
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/pkid/README.md
+	install -D -m 0644 configs/prometheus.yml $(DESTDIR)$(PREFIX)/share/doc/pkid/prometheus.yml
+	install -D -m 0644 configs/alerts.yml $(DESTDIR)$(PREFIX)/share/doc/pkid/alerts.yml
+	if [ -z "$(DESTDIR)" ] && ! id pkid >/dev/null 2>&1; then \
+	  useradd --system --home-dir /var/lib/pkid --shell /usr/sbin/nologin pkid; fi
+	@echo "installed; put the token PIN in /etc/pkid/hsm-pin (0600), then: systemctl daemon-reload && systemctl enable --now pkid"
 
 clean:
 	rm -rf bin

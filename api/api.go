@@ -27,11 +27,26 @@ type Issuer interface {
 	ProfileName(id string) string
 }
 
+// Metrics is what the API reports; the metrics package satisfies it.
+type Metrics interface {
+	issuer.Observer
+	ObserveHTTP(route string, code int, d time.Duration)
+	ObserveIdentityRejected(reason string)
+}
+
+type nopMetrics struct{ issuer.NopObserver }
+
+func (nopMetrics) ObserveHTTP(string, int, time.Duration) {}
+func (nopMetrics) ObserveIdentityRejected(string)         {}
+
+// Route labels for metrics: the route template, or "unknown".
+const routeUnknown = "unknown"
+
 // Config wires the handler.
 type Config struct {
 	Issuer       Issuer
 	Logger       *slog.Logger
-	Observer     issuer.Observer  // default issuer.NopObserver
+	Metrics      Metrics          // default: reports nothing
 	Now          func() time.Time // default time.Now
 	MaxBodyBytes int64            // default DefaultMaxBodyBytes
 }
@@ -52,8 +67,8 @@ type issueResponse struct {
 
 // NewHandler returns the API's router.
 func NewHandler(cfg Config) http.Handler {
-	if cfg.Observer == nil {
-		cfg.Observer = issuer.NopObserver{}
+	if cfg.Metrics == nil {
+		cfg.Metrics = nopMetrics{}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -66,12 +81,12 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	h := &handler{cfg: cfg}
 	r := mux.NewRouter()
-	r.Handle(IssuePath, h.wrap(h.issue)).Methods(http.MethodPost)
-	r.MethodNotAllowedHandler = h.wrap(func(w http.ResponseWriter, r *http.Request, l *logLine) {
+	r.Handle(IssuePath, h.wrap(IssuePath, h.issue)).Methods(http.MethodPost)
+	r.MethodNotAllowedHandler = h.wrap(IssuePath, func(w http.ResponseWriter, r *http.Request, l *logLine) {
 		l.status = writeEnvelope(w, l.reqID, http.StatusMethodNotAllowed, "MethodNotAllowed",
 			fmt.Sprintf("Method %s is not allowed on this route", r.Method))
 	})
-	r.NotFoundHandler = h.wrap(func(w http.ResponseWriter, r *http.Request, l *logLine) {
+	r.NotFoundHandler = h.wrap(routeUnknown, func(w http.ResponseWriter, r *http.Request, l *logLine) {
 		l.status = writeEnvelope(w, l.reqID, http.StatusNotFound, "NotFound", "Route not found")
 	})
 	return r
@@ -95,7 +110,7 @@ type logLine struct {
 
 // wrap gives every request an id (also in X-Request-Id), one structured
 // log line, and a 500 envelope instead of a crash if a handler panics.
-func (h *handler) wrap(fn func(http.ResponseWriter, *http.Request, *logLine)) http.Handler {
+func (h *handler) wrap(route string, fn func(http.ResponseWriter, *http.Request, *logLine)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		l := &logLine{reqID: newRequestID()}
@@ -119,6 +134,7 @@ func (h *handler) wrap(fn func(http.ResponseWriter, *http.Request, *logLine)) ht
 				}
 			}
 			h.cfg.Logger.Log(r.Context(), level, "request", attrs...)
+			h.cfg.Metrics.ObserveHTTP(route, l.status, time.Since(start))
 		}()
 		fn(w, r, l)
 	})
@@ -134,7 +150,13 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request, l *logLine) {
 		l.outcome = e.Kind.Outcome()
 		l.cause = e.Cause
 		l.status = writeError(w, l.reqID, e)
-		h.cfg.Observer.ObserveIssuance(l.profile, l.outcome, time.Since(start))
+		h.cfg.Metrics.ObserveIssuance(l.profile, l.outcome, time.Since(start))
+		switch e.Kind {
+		case issuer.KindUnauthenticated:
+			h.cfg.Metrics.ObserveIdentityRejected("no_certificate")
+		case issuer.KindForbidden:
+			h.cfg.Metrics.ObserveIdentityRejected("not_allowed")
+		}
 	}
 
 	l.identity = Identity(r.TLS)
@@ -176,5 +198,5 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request, l *logLine) {
 		SerialNumber:         res.SerialNumber,
 		CertificateID:        res.CertificateID,
 	})
-	h.cfg.Observer.ObserveIssuance(l.profile, l.outcome, time.Since(start))
+	h.cfg.Metrics.ObserveIssuance(l.profile, l.outcome, time.Since(start))
 }

@@ -30,6 +30,7 @@ const (
 type ConfigFile struct {
 	Listen        string        `yaml:"listen"`
 	MetricsListen string        `yaml:"metricsListen"`
+	MetricsTLS    *TLSConfig    `yaml:"metricsTLS"` // optional: TLS (mTLS with clientCAs) for scrapers
 	TLS           TLSConfig     `yaml:"tls"`
 	Database      string        `yaml:"database"`
 	HSM           HSMConfig     `yaml:"hsm"`
@@ -161,6 +162,11 @@ func (c *ConfigFile) resolvePaths(dir string) {
 	abs(&c.TLS.Certificate)
 	abs(&c.TLS.Key)
 	abs(&c.TLS.ClientCAs)
+	if c.MetricsTLS != nil {
+		abs(&c.MetricsTLS.Certificate)
+		abs(&c.MetricsTLS.Key)
+		abs(&c.MetricsTLS.ClientCAs)
+	}
 	abs(&c.Database)
 	abs(&c.HSM.PINFile)
 	for k := range c.CAs {
@@ -198,6 +204,12 @@ func (c *ConfigFile) validate() []string {
 		if v == "" {
 			add("%s: required", name)
 		}
+	}
+	if c.MetricsTLS != nil && (c.MetricsTLS.Certificate == "" || c.MetricsTLS.Key == "") {
+		add("metricsTLS: certificate and key are required when metricsTLS is set")
+	}
+	if c.Listen == c.MetricsListen {
+		add("listen and metricsListen are both %s", c.Listen)
 	}
 	if c.HSM.MaxSessions < 0 || c.HSM.MaxSessions == 1 {
 		add("hsm.maxSessions: %d; use 0 for the default or at least 2", c.HSM.MaxSessions)

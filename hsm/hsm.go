@@ -165,3 +165,16 @@ func (t *Token) GenerateCAKey(label string, kt KeyType) (crypto.Signer, error) {
 	}
 	return s, nil
 }
+
+// Probe proves the token answers: it reads an attribute of the key
+// labelled label, which takes a session from the pool and a round trip.
+func (t *Token) Probe(label string) error {
+	s, err := t.Signer(label)
+	if err != nil {
+		return err
+	}
+	if _, err := t.ctx.GetAttribute(s, pkcs11.CKA_SIGN); err != nil {
+		return fmt.Errorf("hsm: probing key %q: %w", label, err)
+	}
+	return nil
+}

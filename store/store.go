@@ -41,8 +41,16 @@ type DB struct {
 	seq  int64
 	hash string
 
-	statsMu sync.Mutex
-	stats   Stats
+	statsMu  sync.Mutex
+	stats    Stats
+	onCommit func(d time.Duration, size int)
+}
+
+// Options tune a DB.
+type Options struct {
+	// OnCommit, if set, is called after each group commit with its
+	// duration (fsync included) and the number of writes in it.
+	OnCommit func(d time.Duration, size int)
 }
 
 // Stats describes the group commits so far.
@@ -59,7 +67,7 @@ type op struct {
 
 // Open opens (creating if needed) the database at path and starts the
 // writer.
-func Open(ctx context.Context, path string) (*DB, error) {
+func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	q := url.Values{}
 	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(ON)"} {
 		q.Add("_pragma", p)
@@ -78,7 +86,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		sqlDB.Close()
 		return nil, fmt.Errorf("opening writer connection: %w", err)
 	}
-	d := &DB{db: sqlDB, writer: w, ops: make(chan *op, maxGroup), quit: make(chan struct{}), done: make(chan struct{})}
+	d := &DB{db: sqlDB, writer: w, ops: make(chan *op, maxGroup), quit: make(chan struct{}), done: make(chan struct{}), onCommit: opts.OnCommit}
 	if err := d.loadChainHead(ctx); err != nil {
 		w.Close()
 		sqlDB.Close()
@@ -217,6 +225,7 @@ func (d *DB) writeLoop() {
 func (d *DB) commitGroup(group []*op) {
 	results := make([]error, len(group))
 	seq, hash := d.seq, d.hash
+	start := time.Now()
 	ctx := context.Background()
 	tx, err := d.writer.BeginTx(ctx, nil)
 	if err != nil {
@@ -258,6 +267,9 @@ func (d *DB) commitGroup(group []*op) {
 		d.stats.Commits++
 		d.stats.Writes += int64(len(group))
 		d.statsMu.Unlock()
+		if d.onCommit != nil {
+			d.onCommit(time.Since(start), len(group))
+		}
 	}
 	for k, o := range group {
 		o.done <- results[k]

@@ -16,7 +16,7 @@ import (
 func openTemp(t *testing.T) (*DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "pkid.db")
-	d, err := Open(context.Background(), path)
+	d, err := Open(context.Background(), path, Options{})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -125,7 +125,7 @@ func TestGroupCommitConcurrent(t *testing.T) {
 	}
 	// The chain head survives a reopen.
 	d.Close()
-	d2, err := Open(ctx, path)
+	d2, err := Open(ctx, path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,18 +87,23 @@ var (
 	Commit  = ""
 )
 
-func versionString() string {
-	commit := Commit
-	if commit == "" {
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			for _, s := range bi.Settings {
-				if s.Key == "vcs.revision" {
-					commit = s.Value
-				}
+// commit is the build's VCS revision: set by ldflags, else from the build info.
+func commit() string {
+	if Commit != "" {
+		return Commit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
 			}
 		}
 	}
-	return fmt.Sprintf("pkid %s (commit %s, %s)", Version, commit, runtime.Version())
+	return "unknown"
+}
+
+func versionString() string {
+	return fmt.Sprintf("pkid %s (commit %s, %s)", Version, commit(), runtime.Version())
 }
 
 func newFlags(name string) *flag.FlagSet {

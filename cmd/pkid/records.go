@@ -26,7 +26,7 @@ func openStore(ctx context.Context, fs *flag.FlagSet, args []string) (*store.DB,
 	if _, err := os.Stat(cfg.Database); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	return store.Open(ctx, cfg.Database)
+	return store.Open(ctx, cfg.Database, store.Options{})
 }
 
 func cmdRecords(ctx context.Context, args []string, stdout io.Writer) error {

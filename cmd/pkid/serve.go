@@ -15,7 +15,7 @@ func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	return daemon.Serve(ctx, *config, log)
+	return daemon.Serve(ctx, *config, daemon.Info{Version: Version, Commit: commit()}, log)
 }
 
 func cmdCheckConfig(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
@@ -24,9 +24,12 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout io.Writer, log *s
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	cfg, err := daemon.CheckConfig(ctx, *config, log)
+	cfg, warnings, err := daemon.CheckConfig(ctx, *config, log)
 	if err != nil {
 		return err
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(stdout, "warning:", w)
 	}
 	fmt.Fprintf(stdout, "config %s is valid: %d CAs, %d profiles; every CA key is in the token with the required attributes, every profile lints clean\n",
 		*config, len(cfg.CAs), len(cfg.Profiles))

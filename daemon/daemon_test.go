@@ -1,0 +1,167 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pkid/pkid/metrics"
+)
+
+type fakeToken struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *fakeToken) Probe(string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+func (f *fakeToken) set(err error) {
+	f.mu.Lock()
+	f.err = err
+	f.mu.Unlock()
+}
+
+type fakeStore struct{ err error }
+
+func (f *fakeStore) Check(context.Context) error               { return f.err }
+func (f *fakeStore) CountPending(context.Context) (int, error) { return 2, nil }
+
+// notifySocket listens where sd_notify will write and returns the messages.
+func notifySocket(t *testing.T) <-chan string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	t.Setenv("NOTIFY_SOCKET", path)
+	out := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(out)
+				return
+			}
+			out <- string(buf[:n])
+		}
+	}()
+	return out
+}
+
+func expectMessage(t *testing.T, ch <-chan string, want string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		if got != want {
+			t.Fatalf("notify message %q, want %q", got, want)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatalf("no notify message, want %q", want)
+	}
+}
+
+func expectSilence(t *testing.T, ch <-chan string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		t.Fatalf("unexpected notify message %q", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func testDaemon(tok *fakeToken, st *fakeStore) *Daemon {
+	d := &Daemon{log: slog.New(slog.NewTextHandler(io.Discard, nil)), metrics: metrics.New(metrics.Options{}), token: tok, store: st}
+	d.gen.Store(&generation{probeLabel: "ca"})
+	return d
+}
+
+// Watchdog pings go out only while the token answers, stop when it fails,
+// and resume when it recovers; /readyz says why it is not ready.
+func TestWatchdogFollowsTheToken(t *testing.T) {
+	msgs := notifySocket(t)
+	tok := &fakeToken{}
+	d := testDaemon(tok, &fakeStore{})
+	ctx := context.Background()
+
+	d.probe(ctx)
+	d.watchdogTick()
+	expectMessage(t, msgs, "WATCHDOG=1")
+	if code, _ := readyz(d); code != http.StatusOK {
+		t.Fatalf("/readyz = %d while healthy", code)
+	}
+
+	tok.set(errors.New("CKR_DEVICE_REMOVED"))
+	d.probe(ctx)
+	d.watchdogTick()
+	expectSilence(t, msgs)
+	code, body := readyz(d)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "CKR_DEVICE_REMOVED") {
+		t.Fatalf("/readyz = %d %s while the token fails", code, body)
+	}
+
+	tok.set(nil)
+	d.probe(ctx)
+	d.watchdogTick()
+	expectMessage(t, msgs, "WATCHDOG=1")
+
+	d.stopping.Store(true)
+	d.watchdogTick()
+	expectSilence(t, msgs)
+	if code, body := readyz(d); code != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
+		t.Fatalf("/readyz = %d %s while stopping", code, body)
+	}
+}
+
+func TestReadyzReportsTheDatabase(t *testing.T) {
+	d := testDaemon(&fakeToken{}, &fakeStore{err: errors.New("database not writable: attempt to write a readonly database")})
+	d.probe(context.Background())
+	code, body := readyz(d)
+	var parsed struct {
+		Status   string   `json:"status"`
+		Problems []string `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(body), &parsed); err != nil || code != 503 || len(parsed.Problems) != 1 ||
+		!strings.Contains(parsed.Problems[0], "readonly") {
+		t.Fatalf("/readyz = %d %s", code, body)
+	}
+}
+
+func readyz(d *Daemon) (int, string) {
+	w := httptest.NewRecorder()
+	d.serveReadyz(w, httptest.NewRequest("GET", "/readyz", nil))
+	return w.Code, w.Body.String()
+}
+
+func TestRestartOnlySettings(t *testing.T) {
+	a := &ConfigFile{Listen: "127.0.0.1:1", MetricsListen: "127.0.0.1:2", Database: "x.db", HSM: HSMConfig{Module: "m"}}
+	b := *a
+	if got := restartOnly(a, &b); got != "" {
+		t.Errorf("identical configs: %q", got)
+	}
+	b.HSM.TokenLabel = "other"
+	if got := restartOnly(a, &b); got != "hsm" {
+		t.Errorf("changed token: %q", got)
+	}
+	b = *a
+	b.Database = "y.db"
+	if got := restartOnly(a, &b); got != "database" {
+		t.Errorf("changed database: %q", got)
+	}
+}
