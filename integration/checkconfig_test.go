@@ -2,6 +2,7 @@ package integration
 
 import (
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -92,5 +93,30 @@ func TestSetupDemoIsIdempotent(t *testing.T) {
 	}
 	if readFile(t, s.path("ca", "root.pem")) != before {
 		t.Error("the second run replaced the root CA")
+	}
+}
+
+// A CA whose certificate expires within 30 days passes check-config with a
+// warning naming it.
+func TestCheckConfigWarnsAboutExpiringCA(t *testing.T) {
+	cert := s.path("ca", "short-lived.pem")
+	os.Remove(cert)
+	create := exec.Command(s.bin, "ca", "create-intermediate", "--module", moduleFromConfig(t, s.dir), "--token-label", "pkid-demo",
+		"--pin-file", s.path("hsm-pin"), "--label", "pkid-short-lived", "--key-type", "ec-p256", "--cn", "Short-lived CA",
+		"--parent-label", "pkid-root", "--parent-cert", s.path("ca", "root.pem"), "--validity", "10d", "--out", cert)
+	create.Env = append(os.Environ(), "SOFTHSM2_CONF="+s.path("softhsm2.conf"))
+	if out, err := create.CombinedOutput(); err != nil {
+		t.Fatalf("create-intermediate: %v\n%s", err, out)
+	}
+	cfg := strings.Replace(readFile(t, s.path("pkid.yaml")), "profiles:\n",
+		"  - name: short-lived\n    certificate: ca/short-lived.pem\n    keyLabel: pkid-short-lived\n    parent: root\nprofiles:\n", 1)
+	variant := s.path("expiring.yaml")
+	if err := os.WriteFile(variant, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(variant)
+	out, errOut, code := s.pkid(t, "check-config", "--config", variant)
+	if code != 0 || !strings.Contains(out, "warning: CA short-lived: certificate expires") {
+		t.Fatalf("check-config: exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -32,6 +32,7 @@ type suite struct {
 	dir     string // the demo fixture
 	bin     string
 	addr    string
+	metrics string // metrics listener address
 	logPath string
 	cmd     *exec.Cmd
 	root    *x509.Certificate
@@ -83,9 +84,9 @@ func run(m *testing.M) (int, error) {
 			return 1, fmt.Errorf("building pkid: %v\n%s", err, out)
 		}
 	}
-	s.addr = freeAddr()
+	s.addr, s.metrics = freeAddr(), freeAddr()
 	setup := exec.Command(filepath.Join(repo, "softhsm", "setup-demo.sh"), s.dir)
-	setup.Env = append(os.Environ(), "PKID_BIN="+s.bin, "PKID_API_ADDR="+s.addr, "PKID_METRICS_ADDR="+freeAddr())
+	setup.Env = append(os.Environ(), "PKID_BIN="+s.bin, "PKID_API_ADDR="+s.addr, "PKID_METRICS_ADDR="+s.metrics)
 	if out, err := setup.CombinedOutput(); err != nil {
 		return 1, fmt.Errorf("setup-demo.sh: %v\n%s", err, out)
 	}
@@ -120,32 +121,41 @@ func freeAddr() string {
 func (s *suite) path(p ...string) string { return filepath.Join(append([]string{s.dir}, p...)...) }
 
 func (s *suite) loadClients() error {
-	caPEM, err := os.ReadFile(s.path("tls", "ca.pem"))
+	var err error
+	s.clients, s.root, err = fixtureClients(s.dir)
+	return err
+}
+
+// fixtureClients builds an HTTP client per demo identity ("client",
+// "intruder", "none") trusting the fixture's mTLS CA, and reads its root.
+func fixtureClients(dir string) (map[string]*http.Client, *x509.Certificate, error) {
+	caPEM, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	rootPEM, err := os.ReadFile(s.path("ca", "root.pem"))
+	rootPEM, err := os.ReadFile(filepath.Join(dir, "ca", "root.pem"))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	if s.root, err = parseCert(string(rootPEM)); err != nil {
-		return err
+	root, err := parseCert(string(rootPEM))
+	if err != nil {
+		return nil, nil, err
 	}
-	s.clients = map[string]*http.Client{}
+	clients := map[string]*http.Client{}
 	for _, name := range []string{"client", "intruder", "none"} {
 		cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		if name != "none" {
-			pair, err := tls.LoadX509KeyPair(s.path("tls", name+".pem"), s.path("tls", name+"-key.pem"))
+			pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls", name+".pem"), filepath.Join(dir, "tls", name+"-key.pem"))
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 			cfg.Certificates = []tls.Certificate{pair}
 		}
-		s.clients[name] = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: 16}}
+		clients[name] = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: 16}}
 	}
-	return nil
+	return clients, root, nil
 }
 
 func (s *suite) start() error {

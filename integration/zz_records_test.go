@@ -158,7 +158,7 @@ func issueAndKeepKeys(t *testing.T) [][]byte {
 func runScript(t *testing.T, script string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(script, args...)
-	cmd.Env = append(os.Environ(), "PKID_BIN="+s.bin, "PKID_API_ADDR="+s.addr)
+	cmd.Env = append(os.Environ(), "PKID_BIN="+s.bin, "PKID_API_ADDR="+s.addr, "PKID_METRICS_ADDR="+s.metrics)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -1,0 +1,46 @@
+package metrics
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestLabelsAreBoundedAndStartAtZero(t *testing.T) {
+	m := New(Options{Profiles: []string{"web-server"}, CAs: []string{"ec-issuing"}, Routes: []string{"/x"}})
+	if got := testutil.ToFloat64(m.issuance.WithLabelValues("web-server", "error")); got != 0 {
+		t.Errorf("error counter = %v before any error", got)
+	}
+	// Raw input never becomes a label.
+	m.ObserveIssuance("'; DROP TABLE", "policy_violation", time.Millisecond)
+	m.ObserveSign("attacker-ca", time.Millisecond, errors.New("CKR_DEVICE_ERROR"))
+	m.ObserveHTTP("/../../etc/passwd", 404, time.Millisecond)
+	if got := testutil.ToFloat64(m.issuance.WithLabelValues(Unknown, "policy_violation")); got != 1 {
+		t.Errorf("unknown profile counted as %v under %q", got, Unknown)
+	}
+	if got := testutil.ToFloat64(m.hsmErrors.WithLabelValues(Unknown)); got != 1 {
+		t.Errorf("unknown CA error counted as %v", got)
+	}
+	if got := testutil.ToFloat64(m.httpRequests.WithLabelValues(Unknown, "404")); got != 1 {
+		t.Errorf("unknown route counted as %v", got)
+	}
+	// A reload adds series for new profiles and stops accepting removed ones.
+	m.SetConfig([]string{"prod-clients"}, nil)
+	m.ObserveIssuance("web-server", "issued", time.Millisecond)
+	if got := testutil.ToFloat64(m.issuance.WithLabelValues(Unknown, "issued")); got != 1 {
+		t.Errorf("a removed profile must count as unknown, got %v", got)
+	}
+	if n := testutil.CollectAndCount(m.issuance); n != 3*len(Outcomes) {
+		t.Errorf("%d issuance series, want %d (web-server, prod-clients, unknown × outcomes)", n, 3*len(Outcomes))
+	}
+	if err := testutil.GatherAndCompare(m.registry, strings.NewReader(`
+# HELP pkid_hsm_sessions_limit Size of the token session pool.
+# TYPE pkid_hsm_sessions_limit gauge
+pkid_hsm_sessions_limit 0
+`), "pkid_hsm_sessions_limit"); err != nil {
+		t.Error(err)
+	}
+}
