@@ -48,7 +48,7 @@ func (r *resources) Close() error {
 }
 
 // openResources opens the token and the database named by cfg.
-func openResources(ctx context.Context, cfg *ConfigFile, m *metrics.Metrics) (*resources, error) {
+func openResources(ctx context.Context, cfg *ConfigFile, m *metrics.Metrics, log *slog.Logger) (*resources, error) {
 	for k, v := range cfg.HSM.Environment {
 		if err := os.Setenv(k, v); err != nil {
 			return nil, fmt.Errorf("hsm.environment.%s: %w", k, err)
@@ -64,7 +64,7 @@ func openResources(ctx context.Context, cfg *ConfigFile, m *metrics.Metrics) (*r
 	}
 	r := &resources{}
 	r.token, err = hsm.Open(hsm.Config{Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PIN: pin,
-		MaxSessions: cfg.HSM.MaxSessions, PoolWaitTimeout: wait})
+		MaxSessions: cfg.HSM.MaxSessions, PoolWaitTimeout: wait, Logger: log})
 	if err != nil {
 		return nil, err
 	}

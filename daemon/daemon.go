@@ -82,7 +82,7 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 		return err
 	}
 	d := &Daemon{log: log, configPath: configPath, metrics: newMetrics(info, cfg)}
-	if d.res, err = openResources(ctx, cfg, d.metrics); err != nil {
+	if d.res, err = openResources(ctx, cfg, d.metrics, log); err != nil {
 		return err
 	}
 	d.token, d.store = d.res.token, d.res.store
@@ -373,7 +373,7 @@ func CheckConfig(ctx context.Context, configPath string, log *slog.Logger) (*Con
 		return nil, nil, err
 	}
 	m := newMetrics(Info{}, cfg)
-	res, err := openResources(ctx, cfg, m)
+	res, err := openResources(ctx, cfg, m, log)
 	if err != nil {
 		return nil, nil, err
 	}

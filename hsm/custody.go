@@ -41,7 +41,7 @@ var requiredAttributes = []struct {
 // private half has every required attribute, and that its public key is
 // the one in cert. It returns the key as a signer when all hold.
 func (t *Token) CheckCustody(label string, cert *x509.Certificate) (crypto.Signer, error) {
-	s, err := t.Signer(label)
+	s, b, err := t.key(label)
 	if err != nil {
 		return nil, err
 	}
@@ -49,8 +49,9 @@ func (t *Token) CheckCustody(label string, cert *x509.Certificate) (crypto.Signe
 	for k, a := range requiredAttributes {
 		types[k] = a.typ
 	}
-	attrs, err := t.ctx.GetAttributes(s, types)
+	attrs, err := b.GetAttributes(s, types)
 	if err != nil {
+		t.failed(b, err)
 		return nil, fmt.Errorf("hsm: reading attributes of key %q: %w", label, err)
 	}
 	for _, a := range requiredAttributes {
@@ -62,27 +63,29 @@ func (t *Token) CheckCustody(label string, cert *x509.Certificate) (crypto.Signe
 			return nil, &CustodyError{Label: label, Attribute: a.name, Problem: fmt.Sprintf("is %t, must be %t", !a.want, a.want)}
 		}
 	}
-	type equaler interface{ Equal(crypto.PublicKey) bool }
-	pub, ok := s.Public().(equaler)
-	if !ok || !pub.Equal(cert.PublicKey) {
+	if !samePublicKey(s.Public(), cert.PublicKey) {
 		return nil, &CustodyError{Label: label, Attribute: "public key", Problem: "does not match the CA certificate"}
 	}
-	return s, nil
+	t.mu.Lock()
+	t.want[label] = s.Public() // found again, and checked, after every re-open
+	t.mu.Unlock()
+	return &tokenKey{t: t, label: label, pub: s.Public()}, nil
 }
 
 // Attributes reads boolean attributes of the private key labelled label;
 // used by tests and diagnostics.
 func (t *Token) Attributes(label string) (map[string]bool, error) {
-	s, err := t.Signer(label)
+	s, b, err := t.key(label)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]bool{}
 	for _, a := range requiredAttributes {
-		attr, err := t.ctx.GetAttribute(s, a.typ)
+		attrs, err := b.GetAttributes(s, []uint{a.typ})
 		if err != nil {
 			return nil, fmt.Errorf("hsm: reading %s of key %q: %w", a.name, label, err)
 		}
+		attr := attrs[a.typ]
 		out[a.name] = attr != nil && len(attr.Value) == 1 && attr.Value[0] != 0
 	}
 	return out, nil

@@ -12,6 +12,10 @@ func generateExtractable(tok *Token, label string) error {
 	pub, _ := crypto11.NewAttributeSetWithIDAndLabel([]byte(label), []byte(label))
 	priv, _ := crypto11.NewAttributeSetWithIDAndLabel([]byte(label), []byte(label))
 	priv[pkcs11.CKA_EXTRACTABLE] = pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true)
-	_, err := tok.ctx.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P256())
+	b, err := tok.current()
+	if err != nil {
+		return err
+	}
+	_, err = b.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P256())
 	return err
 }
