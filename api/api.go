@@ -49,10 +49,15 @@ type Config struct {
 	Metrics      Metrics          // default: reports nothing
 	Now          func() time.Time // default time.Now
 	MaxBodyBytes int64            // default DefaultMaxBodyBytes
+	// MaxConcurrent bounds requests being served at once; past it a
+	// request is answered 503 at once (with Retry-After) instead of
+	// queueing behind the token. 0 means unlimited.
+	MaxConcurrent int
 }
 
 type handler struct {
-	cfg Config
+	cfg   Config
+	slots chan struct{} // nil when unlimited
 }
 
 // issueResponse is the 200 body; key order is part of the contract.
@@ -80,6 +85,9 @@ func NewHandler(cfg Config) http.Handler {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	h := &handler{cfg: cfg}
+	if cfg.MaxConcurrent > 0 {
+		h.slots = make(chan struct{}, cfg.MaxConcurrent)
+	}
 	r := mux.NewRouter()
 	r.Handle(IssuePath, h.wrap(IssuePath, h.issue)).Methods(http.MethodPost)
 	r.MethodNotAllowedHandler = h.wrap(IssuePath, func(w http.ResponseWriter, r *http.Request, l *logLine) {
@@ -159,6 +167,15 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request, l *logLine) {
 		}
 	}
 
+	if h.slots != nil {
+		select {
+		case h.slots <- struct{}{}:
+			defer func() { <-h.slots }()
+		default:
+			fail(&issuer.Error{Kind: issuer.KindUnavailable, Message: "Too many requests in progress; retry shortly", RetryAfter: time.Second})
+			return
+		}
+	}
 	l.identity = Identity(r.TLS)
 	if l.identity == "" {
 		fail(issuer.Errorf(issuer.KindUnauthenticated, "A verified client certificate with an identity is required"))

@@ -309,3 +309,45 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 	})
 }
+
+type blockingIssuer struct {
+	stubIssuer
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingIssuer) Issue(ctx context.Context, m issuer.Meta, req issuer.Request) (*issuer.Result, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return b.stubIssuer.Issue(ctx, m, req)
+}
+
+// Past MaxConcurrent requests in flight, a request is shed at once with 503
+// and Retry-After instead of queueing.
+func TestConcurrencyLimitSheds(t *testing.T) {
+	b := &blockingIssuer{entered: make(chan struct{}), release: make(chan struct{})}
+	h := NewHandler(Config{Issuer: b, MaxConcurrent: 1})
+	req := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, IssuePath, strings.NewReader(validBody))
+		r.Header.Set("Content-Type", "application/json")
+		r.TLS = tlsState("spiffe://example.internal/demo-client")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	first := make(chan *httptest.ResponseRecorder)
+	go func() { first <- req() }()
+	<-b.entered
+	w := req()
+	if w.Code != 503 || w.Header().Get("Retry-After") != "1" || !strings.Contains(w.Body.String(), `"error":"ServiceUnavailable"`) {
+		t.Errorf("second request: %d %q %s", w.Code, w.Header().Get("Retry-After"), w.Body.String())
+	}
+	close(b.release)
+	if w := <-first; w.Code != 200 {
+		t.Errorf("first request: %d", w.Code)
+	}
+	go func() { <-b.entered }()
+	if w := req(); w.Code != 200 {
+		t.Errorf("after the first finished: %d", w.Code)
+	}
+}

@@ -168,7 +168,9 @@ func buildGeneration(ctx context.Context, cfg *ConfigFile, res *resources, m *me
 	for _, w := range g.warnings {
 		log.Warn("certificate expires soon", "warning", w)
 	}
-	g.handler = api.NewHandler(api.Config{Issuer: g.issuer, Logger: log, Metrics: m})
+	lim := cfg.limits()
+	g.handler = api.NewHandler(api.Config{Issuer: g.issuer, Logger: log, Metrics: m,
+		MaxBodyBytes: lim.maxBodyBytes, MaxConcurrent: lim.maxConcurrent})
 	return g, nil
 }
 

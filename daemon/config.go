@@ -36,6 +36,49 @@ type ConfigFile struct {
 	HSM           HSMConfig     `yaml:"hsm"`
 	CAs           []CAConfig    `yaml:"cas"`
 	Profiles      []ProfileFile `yaml:"profiles"`
+	Limits        LimitsConfig  `yaml:"limits"`
+}
+
+// LimitsConfig bounds what one client can make the API listener hold.
+// Durations use the ms grammar; zero values take the defaults.
+type LimitsConfig struct {
+	MaxBodyBytes          int64  `yaml:"maxBodyBytes"`          // default 65536
+	MaxHeaderBytes        int    `yaml:"maxHeaderBytes"`        // default 16384
+	ReadHeaderTimeout     string `yaml:"readHeaderTimeout"`     // default 10s
+	ReadTimeout           string `yaml:"readTimeout"`           // default 30s
+	WriteTimeout          string `yaml:"writeTimeout"`          // default 2m
+	IdleTimeout           string `yaml:"idleTimeout"`           // default 2m
+	MaxConcurrentRequests int    `yaml:"maxConcurrentRequests"` // default 256
+}
+
+// limits is LimitsConfig with defaults applied.
+type limits struct {
+	maxBodyBytes                                              int64
+	maxHeaderBytes, maxConcurrent                             int
+	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
+}
+
+func (c *ConfigFile) limits() limits {
+	l := c.Limits
+	d := func(s string, def time.Duration) time.Duration {
+		if v, err := policy.ParseDuration(s); err == nil {
+			return v
+		}
+		return def
+	}
+	out := limits{maxBodyBytes: l.MaxBodyBytes, maxHeaderBytes: l.MaxHeaderBytes, maxConcurrent: l.MaxConcurrentRequests,
+		readHeaderTimeout: d(l.ReadHeaderTimeout, 10*time.Second), readTimeout: d(l.ReadTimeout, 30*time.Second),
+		writeTimeout: d(l.WriteTimeout, 2*time.Minute), idleTimeout: d(l.IdleTimeout, 2*time.Minute)}
+	if out.maxBodyBytes == 0 {
+		out.maxBodyBytes = 64 << 10
+	}
+	if out.maxHeaderBytes == 0 {
+		out.maxHeaderBytes = 16 << 10
+	}
+	if out.maxConcurrent == 0 {
+		out.maxConcurrent = 256
+	}
+	return out
 }
 
 // TLSConfig names the API listener's TLS material.
@@ -210,6 +253,17 @@ func (c *ConfigFile) validate() []string {
 	}
 	if c.Listen == c.MetricsListen {
 		add("listen and metricsListen are both %s", c.Listen)
+	}
+	for name, v := range map[string]string{"limits.readHeaderTimeout": c.Limits.ReadHeaderTimeout, "limits.readTimeout": c.Limits.ReadTimeout,
+		"limits.writeTimeout": c.Limits.WriteTimeout, "limits.idleTimeout": c.Limits.IdleTimeout} {
+		if v != "" {
+			if _, err := policy.ParseDuration(v); err != nil {
+				add("%s: %v", name, err)
+			}
+		}
+	}
+	if c.Limits.MaxBodyBytes < 0 || c.Limits.MaxHeaderBytes < 0 || c.Limits.MaxConcurrentRequests < 0 {
+		add("limits: sizes and counts must not be negative")
 	}
 	if c.HSM.MaxSessions < 0 || c.HSM.MaxSessions == 1 {
 		add("hsm.maxSessions: %d; use 0 for the default or at least 2", c.HSM.MaxSessions)

@@ -96,14 +96,12 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 		return err
 	}
 	d.install(gen)
-	if n, err := d.res.store.CountPending(ctx); err != nil {
-		return fmt.Errorf("counting pending records: %w", err)
-	} else if n > 0 {
-		log.Warn("pending records left by an earlier run: their certificates may or may not have been signed; see `pkid records list --status pending`", "count", n)
+	if err := d.recoverPending(ctx); err != nil {
+		return err
 	}
 	d.probe(ctx)
 
-	apiSrv, apiDone, err := d.listenAPI(cfg.Listen)
+	apiSrv, apiDone, err := d.listenAPI(cfg.Listen, cfg.limits())
 	if err != nil {
 		return err
 	}
@@ -172,6 +170,32 @@ func notify(log *slog.Logger, state string) {
 	}
 }
 
+// recoverPending reports and resolves the records an earlier run left
+// pending (it stopped between reserving a serial and finalizing the
+// record). No client received those certificates: the response is written
+// only after finalization, and the leaf keys died with that run.
+func (d *Daemon) recoverPending(ctx context.Context) error {
+	n, err := d.res.store.CountPending(ctx)
+	if err != nil {
+		return fmt.Errorf("counting pending records: %w", err)
+	}
+	d.metrics.SetPending(n)
+	if n == 0 {
+		return nil
+	}
+	d.log.Warn("pending records left by an earlier run that stopped before finalizing them; resolving them as aborted", "count", n)
+	recovered, err := d.res.store.AbortPending(ctx,
+		"recovered at start-up: the previous run stopped after reserving this serial and before finalizing; the certificate, if signed, was never returned", time.Now().UTC())
+	if err != nil {
+		return fmt.Errorf("resolving pending records: %w", err)
+	}
+	for _, r := range recovered {
+		d.log.Warn("resolved pending record", "certificateId", r.ID, "serial", r.Serial, "profile", r.Profile)
+	}
+	d.metrics.ObserveRecovered(len(recovered))
+	return nil
+}
+
 // install makes g the generation new requests use.
 func (d *Daemon) install(g *generation) {
 	d.gen.Store(g)
@@ -220,6 +244,10 @@ func restartOnly(a, b *ConfigFile) string {
 		return "hsm"
 	case !reflect.DeepEqual(a.MetricsTLS, b.MetricsTLS):
 		return "metricsTLS"
+	case a.limits().readHeaderTimeout != b.limits().readHeaderTimeout || a.limits().readTimeout != b.limits().readTimeout ||
+		a.limits().writeTimeout != b.limits().writeTimeout || a.limits().idleTimeout != b.limits().idleTimeout ||
+		a.limits().maxHeaderBytes != b.limits().maxHeaderBytes:
+		return "limits (timeouts and header size)"
 	}
 	return ""
 }
@@ -276,7 +304,7 @@ func (d *Daemon) ready() bool {
 // listenAPI serves the issuance API with the current generation's handler
 // and TLS material, so a reload takes effect for new requests and new
 // connections while in-flight ones finish on the generation they started.
-func (d *Daemon) listenAPI(addr string) (*http.Server, <-chan error, error) {
+func (d *Daemon) listenAPI(addr string, lim limits) (*http.Server, <-chan error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listening on %s: %w", addr, err)
@@ -291,11 +319,11 @@ func (d *Daemon) listenAPI(addr string) (*http.Server, <-chan error, error) {
 				return d.gen.Load().tls, nil
 			},
 		},
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
+		ReadHeaderTimeout: lim.readHeaderTimeout,
+		ReadTimeout:       lim.readTimeout,
+		WriteTimeout:      lim.writeTimeout,
+		IdleTimeout:       lim.idleTimeout,
+		MaxHeaderBytes:    lim.maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
 	done := make(chan error, 1)

@@ -20,14 +20,16 @@ import (
 // daemon2 is a second pkid on its own fixture, driven through its
 // lifecycle: notify, watchdog, reloads, and a draining stop.
 type daemon2 struct {
-	dir, addr, metrics, logPath string
-	cmd                         *exec.Cmd
-	clients                     map[string]*http.Client
-	notes                       chan string
-	exited                      chan error
+	dir, addr, metrics, logPath, sock string
+	cmd                               *exec.Cmd
+	clients                           map[string]*http.Client
+	notes                             chan string
+	exited                            chan error
 }
 
-func startDaemon2(t *testing.T) *daemon2 {
+// newDaemon2 builds a fixture in its own directory, applies edit (if any)
+// to its pkid.yaml, and starts pkid on it.
+func newDaemon2(t *testing.T, edit func(string) string) *daemon2 {
 	t.Helper()
 	base := t.TempDir()
 	d := &daemon2{dir: filepath.Join(base, "demo"), addr: freeAddr(), metrics: freeAddr(), logPath: filepath.Join(base, "pkid.log")}
@@ -35,6 +37,9 @@ func startDaemon2(t *testing.T) *daemon2 {
 	setup.Env = append(os.Environ(), "PKID_BIN="+s.bin, "PKID_API_ADDR="+d.addr, "PKID_METRICS_ADDR="+d.metrics)
 	if out, err := setup.CombinedOutput(); err != nil {
 		t.Fatalf("setup-demo.sh: %v\n%s", err, out)
+	}
+	if edit != nil {
+		d.editConfig(t, edit)
 	}
 	var err error
 	if d.clients, _, err = fixtureClients(d.dir); err != nil {
@@ -46,6 +51,7 @@ func startDaemon2(t *testing.T) *daemon2 {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
+	d.sock = sock
 	d.notes = make(chan string, 64)
 	go func() {
 		buf := make([]byte, 512)
@@ -57,28 +63,38 @@ func startDaemon2(t *testing.T) *daemon2 {
 			d.notes <- string(buf[:n])
 		}
 	}()
-	logFile, err := os.Create(d.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd = exec.Command(s.bin, "serve", "--config", filepath.Join(d.dir, "pkid.yaml"))
-	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=400000")
-	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d.exited = make(chan error, 1)
-	go func() { d.exited <- d.cmd.Wait() }()
 	t.Cleanup(func() {
-		d.cmd.Process.Kill()
+		if d.cmd != nil && d.cmd.ProcessState == nil {
+			d.cmd.Process.Kill()
+		}
 		if t.Failed() {
 			log, _ := os.ReadFile(d.logPath)
 			t.Logf("daemon log:\n%s", log)
 		}
 	})
-	d.expect(t, "READY=1", 60*time.Second)
+	d.start(t)
 	return d
 }
+
+// start runs pkid on the fixture (again) and waits for READY=1.
+func (d *daemon2) start(t *testing.T) {
+	t.Helper()
+	logFile, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command(s.bin, "serve", "--config", filepath.Join(d.dir, "pkid.yaml"))
+	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+d.sock, "WATCHDOG_USEC=400000")
+	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d.exited = make(chan error, 1)
+	go func(cmd *exec.Cmd) { d.exited <- cmd.Wait() }(d.cmd)
+	d.expect(t, "READY=1", 60*time.Second)
+}
+
+func startDaemon2(t *testing.T) *daemon2 { return newDaemon2(t, nil) }
 
 // expect waits for a notify message, skipping watchdog pings unless asked.
 func (d *daemon2) expect(t *testing.T, want string, within time.Duration) {

@@ -54,6 +54,7 @@ type Metrics struct {
 	commitGroupSize  prometheus.Histogram
 	identityRejected *prometheus.CounterVec
 	reloads          *prometheus.CounterVec
+	recovered        prometheus.Counter
 
 	mu       sync.RWMutex
 	profiles map[string]bool
@@ -99,6 +100,8 @@ func New(o Options) *Metrics {
 			Help: "Writes that shared one database commit.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}}),
 		identityRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("", "client_identities_rejected_total"),
 			Help: "Requests refused for the client identity: no usable certificate (401) or not allowed on the profile (403)."}, []string{"reason"}),
+		recovered: prometheus.NewCounter(prometheus.CounterOpts{Name: name("", "recovered_records_total"),
+			Help: "Pending records left by an earlier run and resolved as aborted at start-up."}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("config", "reloads_total"),
 			Help: "Configuration reloads (SIGHUP) by result."}, []string{"result"}),
 	}
@@ -107,7 +110,7 @@ func New(o Options) *Metrics {
 	build.Set(1)
 	m.registry.MustRegister(m.issuance, m.issuanceDuration, m.signDuration, m.hsmErrors, m.hsmUp, m.sessionsInUse,
 		m.sessionsLimit, m.notAfter, m.pending, m.httpRequests, m.httpDuration, m.lintFailures, m.commitDuration,
-		m.commitGroupSize, m.identityRejected, m.reloads, build,
+		m.commitGroupSize, m.identityRejected, m.reloads, m.recovered, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: namespace}))
 	m.sessionsLimit.Set(float64(o.SessionLimit))
 	for _, r := range rejectReasons {
@@ -229,3 +232,6 @@ func (m *Metrics) ResetNotAfter() { m.notAfter.Reset() }
 // SigningStarted and SigningDone track token sessions busy signing.
 func (m *Metrics) SigningStarted() { m.sessionsInUse.Inc() }
 func (m *Metrics) SigningDone()    { m.sessionsInUse.Dec() }
+
+// ObserveRecovered counts pending records resolved at start-up.
+func (m *Metrics) ObserveRecovered(n int) { m.recovered.Add(float64(n)) }

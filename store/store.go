@@ -367,3 +367,51 @@ func chainHash(prev string, seq int64, body string) string {
 	sum := sha256.Sum256([]byte(prev + "\n" + strconv.FormatInt(seq, 10) + "\n" + body))
 	return hex.EncodeToString(sum[:])
 }
+
+// Recovered describes a pending record resolved at start-up.
+type Recovered struct {
+	ID, Serial, Profile string
+}
+
+// AbortPending resolves every pending record, marking it aborted with an
+// audit entry that gives reason. It is meant for start-up, before any new
+// request can reserve a serial: a pending record then belongs to a run that
+// stopped between reservation and finalization, so its certificate — signed
+// or not — was never returned, and its private key is gone with that run.
+func (d *DB) AbortPending(ctx context.Context, reason string, at time.Time) ([]Recovered, error) {
+	var out []Recovered
+	err := d.submit(ctx, func(ctx context.Context, tx *sql.Tx, d *DB) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, serial, profile, identity, request_id FROM certificates
+			WHERE status = 'pending' ORDER BY created_at`)
+		if err != nil {
+			return fmt.Errorf("finding pending records: %w", err)
+		}
+		var evs []record.AuditEvent
+		for rows.Next() {
+			var r Recovered
+			var identity, reqID string
+			if err := rows.Scan(&r.ID, &r.Serial, &r.Profile, &identity, &reqID); err != nil {
+				rows.Close()
+				return fmt.Errorf("reading pending record: %w", err)
+			}
+			out = append(out, r)
+			evs = append(evs, record.AuditEvent{Time: at, Action: "recovered", RequestID: reqID, Identity: identity,
+				Profile: r.Profile, Outcome: record.StatusAborted, Reason: reason, CertificateID: r.ID, Serial: r.Serial})
+		}
+		rows.Close()
+		for k, r := range out {
+			if _, err := tx.ExecContext(ctx, `UPDATE certificates SET status = 'aborted', updated_at = ? WHERE id = ? AND status = 'pending'`,
+				timeText(at), r.ID); err != nil {
+				return fmt.Errorf("resolving pending record %s: %w", r.ID, err)
+			}
+			if err := d.appendAudit(ctx, tx, evs[k]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,5 +169,33 @@ func TestAuditAppendOnlyAndTamperEvident(t *testing.T) {
 	var p *AuditProblem
 	if !errors.As(err, &p) || p.Seq != 2 {
 		t.Fatalf("VerifyAudit = %v, want a problem at entry 2", err)
+	}
+}
+
+func TestAbortPending(t *testing.T) {
+	ctx := context.Background()
+	d, _ := openTemp(t)
+	for k := 1; k <= 3; k++ {
+		if err := d.Reserve(ctx, newRecord(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Finalize(ctx, newRecord(2).ID, []byte{1}, event("issued")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.AbortPending(ctx, "crash", time.Now())
+	if err != nil || len(got) != 2 || got[0].ID != newRecord(1).ID || got[1].ID != newRecord(3).ID {
+		t.Fatalf("AbortPending = %+v, %v", got, err)
+	}
+	if n, _ := d.CountPending(ctx); n != 0 {
+		t.Errorf("%d still pending", n)
+	}
+	var statuses []string
+	d.ListRecords(ctx, Filter{}, func(s Summary) error { statuses = append(statuses, s.Status); return nil })
+	if strings.Join(statuses, ",") != "aborted,issued,aborted" {
+		t.Errorf("statuses %v", statuses)
+	}
+	if n, err := d.VerifyAudit(ctx); err != nil || n != 3 {
+		t.Errorf("audit: %d entries, %v; want the finalize and two recoveries", n, err)
 	}
 }
