@@ -6,7 +6,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 
-.PHONY: all build deps demo demo-setup test lint install bench clean
+.PHONY: all build deps demo demo-setup test lint install fuzz soak bench clean
 
 all: build
 
@@ -26,8 +26,23 @@ demo: demo-setup
 # Every test: static checks, unit tests, conformance vectors and the
 # integration suite against a real SoftHSM2 token and the real daemon.
 test: PKID_EXTRA_PACKAGES = prometheus
-test: deps build lint
+test: deps build lint fuzz
 	PKID_REQUIRE_SOFTHSM=1 PKID_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+
+# Every fuzz target briefly (make test) or for longer: make fuzz FUZZTIME=10m.
+# Seed corpora live in <package>/testdata/fuzz and are replayed by plain go test.
+FUZZTIME ?= 3s
+FUZZ_TARGETS := policy:FuzzParseDuration policy:FuzzMatchAgreesWithRegexp policy:FuzzValidateSANValue \
+	api:FuzzDecodeRequest daemon:FuzzParseConfig
+fuzz:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
+	  echo "fuzz $$fn ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg >/dev/null || exit 1; done
+
+# A longer soak: make soak SOAK_REQUESTS=20000
+SOAK_REQUESTS ?= 20000
+soak: deps build
+	PKID_REQUIRE_SOFTHSM=1 PKID_BIN=$(CURDIR)/$(BIN) PKID_SOAK_REQUESTS=$(SOAK_REQUESTS) $(GO) test -count=1 -timeout 60m -run 'TestSoak|TestRecordsMatch' -v ./integration
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

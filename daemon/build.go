@@ -68,7 +68,7 @@ func openResources(ctx context.Context, cfg *ConfigFile, m *metrics.Metrics, log
 	if err != nil {
 		return nil, err
 	}
-	r.store, err = store.Open(ctx, cfg.Database, store.Options{OnCommit: m.ObserveCommit})
+	r.store, err = store.Open(ctx, cfg.Database, store.Options{OnCommit: m.ObserveCommit, BusyTimeout: cfg.limits().databaseBusyTimeout})
 	if err != nil {
 		r.Close()
 		return nil, fmt.Errorf("database: %w", err)

@@ -49,6 +49,7 @@ type LimitsConfig struct {
 	WriteTimeout          string `yaml:"writeTimeout"`          // default 2m
 	IdleTimeout           string `yaml:"idleTimeout"`           // default 2m
 	MaxConcurrentRequests int    `yaml:"maxConcurrentRequests"` // default 256
+	DatabaseBusyTimeout   string `yaml:"databaseBusyTimeout"`   // default 5s: how long a write waits for a lock held elsewhere
 }
 
 // limits is LimitsConfig with defaults applied.
@@ -56,6 +57,7 @@ type limits struct {
 	maxBodyBytes                                              int64
 	maxHeaderBytes, maxConcurrent                             int
 	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
+	databaseBusyTimeout                                       time.Duration
 }
 
 func (c *ConfigFile) limits() limits {
@@ -68,7 +70,8 @@ func (c *ConfigFile) limits() limits {
 	}
 	out := limits{maxBodyBytes: l.MaxBodyBytes, maxHeaderBytes: l.MaxHeaderBytes, maxConcurrent: l.MaxConcurrentRequests,
 		readHeaderTimeout: d(l.ReadHeaderTimeout, 10*time.Second), readTimeout: d(l.ReadTimeout, 30*time.Second),
-		writeTimeout: d(l.WriteTimeout, 2*time.Minute), idleTimeout: d(l.IdleTimeout, 2*time.Minute)}
+		writeTimeout: d(l.WriteTimeout, 2*time.Minute), idleTimeout: d(l.IdleTimeout, 2*time.Minute),
+		databaseBusyTimeout: d(l.DatabaseBusyTimeout, 5*time.Second)}
 	if out.maxBodyBytes == 0 {
 		out.maxBodyBytes = 64 << 10
 	}
@@ -160,6 +163,11 @@ func LoadConfig(path string) (*ConfigFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
+	return parseConfig(raw, path)
+}
+
+// parseConfig decodes and checks raw as the config file at path.
+func parseConfig(raw []byte, path string) (*ConfigFile, error) {
 	var problems []string
 	if pinInConfig(raw) {
 		problems = append(problems, "hsm.pin: the PIN must never be in the config file; use hsm.pinFile, hsm.pinEnv or the systemd credential "+CredentialPINName)
@@ -255,7 +263,8 @@ func (c *ConfigFile) validate() []string {
 		add("listen and metricsListen are both %s", c.Listen)
 	}
 	for name, v := range map[string]string{"limits.readHeaderTimeout": c.Limits.ReadHeaderTimeout, "limits.readTimeout": c.Limits.ReadTimeout,
-		"limits.writeTimeout": c.Limits.WriteTimeout, "limits.idleTimeout": c.Limits.IdleTimeout} {
+		"limits.writeTimeout": c.Limits.WriteTimeout, "limits.idleTimeout": c.Limits.IdleTimeout,
+		"limits.databaseBusyTimeout": c.Limits.DatabaseBusyTimeout} {
 		if v != "" {
 			if _, err := policy.ParseDuration(v); err != nil {
 				add("%s: %v", name, err)

@@ -133,3 +133,27 @@ func TestReadPINSources(t *testing.T) {
 		t.Error("an empty PIN file was accepted")
 	}
 }
+
+// Any byte string decodes to a checked config or to a *ConfigError; never
+// a panic, never an unchecked config.
+func FuzzParseConfig(f *testing.F) {
+	for _, seed := range []string{"", "listen: x", "profiles: [{id: 1}]", "hsm: {pin: 1}", "cas: [{name: a, parent: a}]"} {
+		f.Add([]byte(seed))
+	}
+	if b, err := os.ReadFile("../configs/pkid.example.yaml"); err == nil {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		cfg, err := parseConfig(raw, "/fuzz/pkid.yaml")
+		if err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) || len(ce.Problems) == 0 {
+				t.Fatalf("error is not a ConfigError with problems: %v", err)
+			}
+			return
+		}
+		if len(cfg.Profiles) == 0 || cfg.HSM.Module == "" || cfg.Database == "" {
+			t.Fatalf("an incomplete config was accepted: %+v", cfg)
+		}
+	})
+}

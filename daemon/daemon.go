@@ -139,7 +139,7 @@ loop:
 		case <-probes.C:
 			d.probe(ctx)
 		case <-watchdog:
-			d.watchdogTick()
+			go d.watchdogTick() // never on the main loop's time
 		case err := <-apiDone:
 			runErr = fmt.Errorf("API listener stopped: %w", err)
 			break loop
@@ -164,9 +164,23 @@ loop:
 	return runErr
 }
 
+// notifyTimeout bounds how long a notification may block: a notify socket
+// whose reader stopped must never stall the main loop (and with it SIGTERM).
+const notifyTimeout = time.Second
+
 func notify(log *slog.Logger, state string) {
-	if _, err := sdnotify.SdNotify(false, state); err != nil {
-		log.Warn("sd_notify failed", "state", state, "error", err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := sdnotify.SdNotify(false, state)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Warn("sd_notify failed", "state", state, "error", err)
+		}
+	case <-time.After(notifyTimeout):
+		log.Warn("sd_notify blocked; the service manager is not reading its socket", "state", state)
 	}
 }
 

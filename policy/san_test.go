@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"net"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -49,4 +51,36 @@ func TestValidateSANValue(t *testing.T) {
 			t.Errorf("%s: ValidateSANValue(%s, %q) = %v, want ok=%t", c.name, c.typ, c.value, err, c.ok)
 		}
 	}
+}
+
+// Whatever ValidateSANValue accepts can be encoded in a certificate: IPs
+// parse, URIs are absolute, e-mail addresses have a DNS domain, DNS names
+// are printable ASCII labels.
+func FuzzValidateSANValue(f *testing.F) {
+	for _, s := range []string{"a.example.internal", "*.example.internal", "10.0.0.1", "::1", "a@b.internal", "spiffe://td/x", "x:y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		for _, typ := range SANTypeNames {
+			if ValidateSANValue(typ, v) != nil {
+				continue
+			}
+			switch typ {
+			case SANIP:
+				if net.ParseIP(v) == nil {
+					t.Fatalf("accepted IP %q does not parse", v)
+				}
+			case SANURI:
+				if u, err := url.Parse(v); err != nil || u.Scheme == "" {
+					t.Fatalf("accepted URI %q is not absolute", v)
+				}
+			case SANEmail, SANDNS:
+				for i := 0; i < len(v); i++ {
+					if v[i] <= 0x20 || v[i] >= 0x7f {
+						t.Fatalf("accepted %s %q has a non-printable byte", typ, v)
+					}
+				}
+			}
+		}
+	})
 }

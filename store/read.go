@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/pkid/pkid/record"
@@ -144,9 +145,16 @@ func (d *DB) VerifyAudit(ctx context.Context) (int64, error) {
 	return want - 1, nil
 }
 
-// Check proves the database is writable: an empty write goes through the
+// minFreeBytes is the free space below which the database is reported
+// not writable: a commit needs room for its WAL frames.
+const minFreeBytes = 1 << 20
+
+// Check proves the database is writable: its volume has room, and an empty write goes through the
 // writer and its transaction, which takes SQLite's write lock.
 func (d *DB) Check(ctx context.Context) error {
+	if free, err := freeBytes(d.dir); err == nil && free < minFreeBytes {
+		return fmt.Errorf("database volume is full: %d bytes free", free)
+	}
 	err := d.submit(ctx, func(ctx context.Context, tx *sql.Tx, _ *DB) error {
 		_, err := tx.ExecContext(ctx, `UPDATE certificates SET status = status WHERE 0`)
 		return err
@@ -155,4 +163,12 @@ func (d *DB) Check(ctx context.Context) error {
 		return fmt.Errorf("database not writable: %w", err)
 	}
 	return nil
+}
+
+func freeBytes(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
 }

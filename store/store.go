@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ var ErrClosed = errors.New("store is closed")
 // DB is the SQLite store. It satisfies the issuer's Store interface.
 type DB struct {
 	db     *sql.DB
+	dir    string // the database's directory, for free-space checks
 	writer *sql.Conn
 	ops    chan *op
 	quit   chan struct{}
@@ -48,6 +50,9 @@ type DB struct {
 
 // Options tune a DB.
 type Options struct {
+	// BusyTimeout is how long a write waits for a lock held by another
+	// process before failing; 0 means 5s.
+	BusyTimeout time.Duration
 	// OnCommit, if set, is called after each group commit with its
 	// duration (fsync included) and the number of writes in it.
 	OnCommit func(d time.Duration, size int)
@@ -68,8 +73,12 @@ type op struct {
 // Open opens (creating if needed) the database at path and starts the
 // writer.
 func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	busy := opts.BusyTimeout
+	if busy == 0 {
+		busy = 5 * time.Second
+	}
 	q := url.Values{}
-	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(ON)"} {
+	for _, p := range []string{fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()), "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(ON)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
@@ -86,7 +95,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		sqlDB.Close()
 		return nil, fmt.Errorf("opening writer connection: %w", err)
 	}
-	d := &DB{db: sqlDB, writer: w, ops: make(chan *op, maxGroup), quit: make(chan struct{}), done: make(chan struct{}), onCommit: opts.OnCommit}
+	d := &DB{db: sqlDB, dir: filepath.Dir(path), writer: w, ops: make(chan *op, maxGroup), quit: make(chan struct{}), done: make(chan struct{}), onCommit: opts.OnCommit}
 	if err := d.loadChainHead(ctx); err != nil {
 		w.Close()
 		sqlDB.Close()
