@@ -44,6 +44,10 @@ SOAK_REQUESTS ?= 20000
 soak: deps build
 	PKID_REQUIRE_SOFTHSM=1 PKID_BIN=$(CURDIR)/$(BIN) PKID_SOAK_REQUESTS=$(SOAK_REQUESTS) $(GO) test -count=1 -timeout 60m -run 'TestSoak|TestRecordsMatch' -v ./integration
 
+# Throughput benchmark against the real daemon; writes BENCHMARKS.md.
+bench: deps build
+	$(GO) run ./cmd/pkid-bench -bin $(BIN) -out BENCHMARKS.md $(BENCH_FLAGS)
+
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi

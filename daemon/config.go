@@ -30,7 +30,8 @@ const (
 type ConfigFile struct {
 	Listen        string        `yaml:"listen"`
 	MetricsListen string        `yaml:"metricsListen"`
-	MetricsTLS    *TLSConfig    `yaml:"metricsTLS"` // optional: TLS (mTLS with clientCAs) for scrapers
+	MetricsTLS    *TLSConfig    `yaml:"metricsTLS"`   // optional: TLS (mTLS with clientCAs) for scrapers
+	MetricsPprof  bool          `yaml:"metricsPprof"` // serve /debug/pprof/profile on the metrics listener (off by default)
 	TLS           TLSConfig     `yaml:"tls"`
 	Database      string        `yaml:"database"`
 	HSM           HSMConfig     `yaml:"hsm"`

@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"reflect"
 	"runtime"
+	"runtime/pprof"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -360,6 +362,9 @@ func (d *Daemon) listenMetrics(cfg *ConfigFile) (*http.Server, <-chan error, err
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", d.serveReadyz)
+	if cfg.MetricsPprof {
+		mux.HandleFunc("GET /debug/pprof/profile", serveCPUProfile)
+	}
 	ln, err := net.Listen("tcp", cfg.MetricsListen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listening on %s: %w", cfg.MetricsListen, err)
@@ -425,4 +430,24 @@ func CheckConfig(ctx context.Context, configPath string, log *slog.Logger) (*Con
 		return nil, nil, err
 	}
 	return cfg, g.warnings, nil
+}
+
+// serveCPUProfile writes a CPU profile of ?seconds=N (default 10, at most
+// 60) for `go tool pprof`. It is served only when metricsPprof is set.
+func serveCPUProfile(w http.ResponseWriter, r *http.Request) {
+	secs, err := strconv.Atoi(r.URL.Query().Get("seconds"))
+	if err != nil || secs <= 0 {
+		secs = 10
+	}
+	secs = min(secs, 60)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if err := pprof.StartCPUProfile(w); err != nil {
+		http.Error(w, "a profile is already running", http.StatusConflict)
+		return
+	}
+	select {
+	case <-time.After(time.Duration(secs) * time.Second):
+	case <-r.Context().Done():
+	}
+	pprof.StopCPUProfile()
 }
