@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	_ "crypto/sha512" // SHA-384 and SHA-512 for crypto.Hash.New
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -172,4 +173,44 @@ func applyAltNames(t *x509.Certificate, sans []policy.SAN) error {
 		}
 	}
 	return nil
+}
+
+// hashes maps the signature algorithms pkid uses to their digests.
+var hashes = map[x509.SignatureAlgorithm]crypto.Hash{
+	x509.SHA256WithRSA: crypto.SHA256, x509.SHA384WithRSA: crypto.SHA384, x509.SHA512WithRSA: crypto.SHA512,
+	x509.ECDSAWithSHA256: crypto.SHA256, x509.ECDSAWithSHA384: crypto.SHA384, x509.ECDSAWithSHA512: crypto.SHA512,
+}
+
+// certificateASN1 is a certificate's outer structure (RFC 5280 §4.1).
+type certificateASN1 struct {
+	TBS       asn1.RawValue
+	Algorithm asn1.RawValue
+	Signature asn1.BitString
+}
+
+// signTBS has signer sign the TBS of the lint copy — the exact bytes that
+// were linted — and returns the certificate assembled from that TBS, the
+// same signatureAlgorithm and the new signature. Nothing is re-encoded
+// between the lint and the signature (Boulder's prepare-then-issue).
+func signTBS(r io.Reader, signer crypto.Signer, lintDER []byte, lint *x509.Certificate) ([]byte, error) {
+	h, ok := hashes[lint.SignatureAlgorithm]
+	if !ok {
+		return nil, fmt.Errorf("unsupported signature algorithm %v", lint.SignatureAlgorithm)
+	}
+	var outer certificateASN1
+	if rest, err := asn1.Unmarshal(lintDER, &outer); err != nil || len(rest) > 0 {
+		return nil, fmt.Errorf("decoding the lint copy: %v", err)
+	}
+	d := h.New()
+	d.Write(lint.RawTBSCertificate)
+	sig, err := signer.Sign(r, d.Sum(nil), h)
+	if err != nil {
+		return nil, err
+	}
+	outer.Signature = asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}
+	der, err := asn1.Marshal(outer)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the certificate: %w", err)
+	}
+	return der, nil
 }

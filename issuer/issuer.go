@@ -195,17 +195,13 @@ func (i *Issuer) Issue(ctx context.Context, meta Meta, req Request) (*Result, er
 		return nil, abort("parsing lint copy", nil, &Error{Kind: KindInternal, Message: "Something went wrong", Cause: err})
 	}
 
-	// 4. sign with the token; verify the signature and that the signed TBS
-	// is the linted one.
+	// 4. sign exactly the linted TBS with the token, then verify the
+	// signature with the CA certificate and that the TBS is the linted one.
 	start := i.clock.Now()
-	signer := &tokenSigner{Signer: p.CA.Signer}
-	der, err := x509.CreateCertificate(i.rand, template, p.CA.Certificate, leafKey.Public(), signer)
-	i.observer.ObserveSign(p.CA.Name, i.clock.Now().Sub(start), signer.err)
-	switch {
-	case err != nil && signer.err != nil:
-		return nil, abort("signing failed", nil, unavailable("the signing key is unavailable", err))
-	case err != nil: // the token answered, but not with a valid signature
-		return nil, abort("invalid signature from the token", nil, &Error{Kind: KindInternal, Message: "Something went wrong", Cause: err})
+	der, signErr := signTBS(i.rand, p.CA.Signer, lintDER, lintCert)
+	i.observer.ObserveSign(p.CA.Name, i.clock.Now().Sub(start), signErr)
+	if signErr != nil {
+		return nil, abort("signing failed", nil, unavailable("the signing key is unavailable", signErr))
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err == nil {
@@ -347,18 +343,4 @@ func subjectFor(cn string) pkix.Name {
 		return pkix.Name{}
 	}
 	return pkix.Name{CommonName: cn}
-}
-
-// tokenSigner remembers whether the token itself failed, so that a token
-// error (retry later: 503) is told apart from a signature that Go's own
-// check rejected (a broken token: 500).
-type tokenSigner struct {
-	crypto.Signer
-	err error
-}
-
-func (s *tokenSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	sig, err := s.Signer.Sign(r, digest, opts)
-	s.err = err
-	return sig, err
 }

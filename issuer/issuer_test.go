@@ -255,7 +255,8 @@ func TestRateLimit(t *testing.T) {
 
 // Each failing pipeline step leaves the store consistent and returns no
 // result: reserve → nothing; lint → aborted, never signed; sign → aborted;
-// a signature that does not verify → aborted; finalize → still pending.
+// a signature that does not verify → aborted with the bad DER kept;
+// finalize → still pending.
 func TestPipelineFailures(t *testing.T) {
 	boom := errors.New("boom")
 	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -271,7 +272,7 @@ func TestPipelineFailures(t *testing.T) {
 		{"lint refuses", func(h *harness) { h.lint.failed = []string{"e_some_lint", "w_other"} }, KindPolicy, record.StatusAborted, 0, false},
 		{"lint errors", func(h *harness) { h.lint.err = boom }, KindInternal, record.StatusAborted, 0, false},
 		{"token fails to sign", func(h *harness) { h.signer.err = boom }, KindUnavailable, record.StatusAborted, 1, false},
-		{"token signs with another key", func(h *harness) { h.signer.impostor = otherKey }, KindInternal, record.StatusAborted, 1, false},
+		{"token signs with another key", func(h *harness) { h.signer.impostor = otherKey }, KindInternal, record.StatusAborted, 1, true},
 		{"finalize fails", func(h *harness) { h.store.failFinal = boom }, KindUnavailable, record.StatusPending, 1, false},
 	}
 	for _, c := range cases {

@@ -1,6 +1,6 @@
 // Package linter runs zlint v3 over certificates before they are signed
-// (DESIGN.md §1 "Lint"). Registries are filtered once per profile at
-// construction; Lint only parses and runs them.
+// (DESIGN.md §1 "Lint"). Registries are filtered and listed once per
+// profile at construction; Lint only parses the certificate and runs them.
 package linter
 
 import (
@@ -9,7 +9,7 @@ import (
 	"sort"
 
 	zx509 "github.com/zmap/zcrypto/x509"
-	"github.com/zmap/zlint/v3"
+	_ "github.com/zmap/zlint/v3" // registers every lint in lint.GlobalRegistry
 	"github.com/zmap/zlint/v3/lint"
 )
 
@@ -38,8 +38,18 @@ type Linter struct {
 }
 
 type registries struct {
-	rfc5280    lint.Registry
-	withCABFBR lint.Registry
+	rfc5280    compiled
+	withCABFBR compiled
+}
+
+// compiled is a filtered registry's certificate lints, listed once.
+type compiled struct {
+	lints  []*lint.CertificateLint
+	config lint.Configuration
+}
+
+func compile(r lint.Registry) compiled {
+	return compiled{lints: r.CertificateLints().Lints(), config: r.GetConfiguration()}
 }
 
 // New builds the filtered registries. extra maps a profile name to the
@@ -48,15 +58,15 @@ func New(extra map[string][]string) (*Linter, error) {
 	l := &Linter{registries: map[string]registries{}}
 	for profile, more := range extra {
 		exclude := append(append([]string{}, DefaultExclusions...), more...)
-		var r registries
-		var err error
-		if r.rfc5280, err = filter(exclude, lint.RFC5280); err != nil {
+		rfc, err := filter(exclude, lint.RFC5280)
+		if err != nil {
 			return nil, fmt.Errorf("lint registry for profile %s: %w", profile, err)
 		}
-		if r.withCABFBR, err = filter(exclude, lint.RFC5280, lint.CABFBaselineRequirements); err != nil {
+		br, err := filter(exclude, lint.RFC5280, lint.CABFBaselineRequirements)
+		if err != nil {
 			return nil, fmt.Errorf("lint registry for profile %s: %w", profile, err)
 		}
-		l.registries[profile] = r
+		l.registries[profile] = registries{rfc5280: compile(rfc), withCABFBR: compile(br)}
 	}
 	return l, nil
 }
@@ -86,10 +96,13 @@ func (l *Linter) Lint(_ context.Context, profile string, der []byte) ([]string, 
 			reg = r.withCABFBR
 		}
 	}
+	// Each lint through zlint's own Execute (applicability, effective
+	// dates, panics as Fatal); only the failures are kept.
 	var failed []string
-	for name, res := range zlint.LintCertificateEx(cert, reg).Results {
-		if res.Status == lint.Warn || res.Status == lint.Error || res.Status == lint.Fatal {
-			failed = append(failed, name)
+	for _, l := range reg.lints {
+		switch l.Execute(cert, reg.config).Status {
+		case lint.Warn, lint.Error, lint.Fatal:
+			failed = append(failed, l.Name)
 		}
 	}
 	sort.Strings(failed)

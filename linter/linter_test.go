@@ -71,3 +71,18 @@ func TestDefaultExclusionsExist(t *testing.T) {
 		t.Fatalf("a default exclusion is not a zlint lint: %v", err)
 	}
 }
+
+func BenchmarkLintServerCertificate(b *testing.B) {
+	l, err := New(map[string][]string{"web": nil})
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := &testing.T{}
+	der := leaf(t, "a.example.internal", []string{"a.example.internal"}, x509.ExtKeyUsageServerAuth)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if failed, err := l.Lint(context.Background(), "web", der); err != nil || len(failed) > 0 {
+			b.Fatal(failed, err)
+		}
+	}
+}

@@ -40,8 +40,9 @@ type DB struct {
 	once   sync.Once
 
 	// Owned by the writer goroutine.
-	seq  int64
-	hash string
+	seq   int64
+	hash  string
+	stmts statements
 
 	statsMu  sync.Mutex
 	stats    Stats
@@ -96,7 +97,12 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("opening writer connection: %w", err)
 	}
 	d := &DB{db: sqlDB, dir: filepath.Dir(path), writer: w, ops: make(chan *op, maxGroup), quit: make(chan struct{}), done: make(chan struct{}), onCommit: opts.OnCommit}
-	if err := d.loadChainHead(ctx); err != nil {
+	err = d.loadChainHead(ctx)
+	if err == nil {
+		err = d.stmts.prepare(ctx, w)
+	}
+	if err != nil {
+		d.stmts.close()
 		w.Close()
 		sqlDB.Close()
 		return nil, err
@@ -140,6 +146,40 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 	BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 `
 
+// statements are prepared once on the writer connection; each write binds
+// them into its transaction.
+type statements struct {
+	reserve, transition, audit *sql.Stmt
+}
+
+func (st *statements) prepare(ctx context.Context, c *sql.Conn) error {
+	var err error
+	for _, p := range []struct {
+		into **sql.Stmt
+		sql  string
+	}{
+		{&st.reserve, `INSERT INTO certificates
+			(id, serial, profile, ca, identity, request_id, common_name, alt_names, key_usages, ext_key_usages,
+			 signature_algorithm, key_algorithm, not_before, not_after, status, der, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL, ?, ?)`},
+		{&st.transition, `UPDATE certificates SET status = ?, der = ?, updated_at = ? WHERE id = ? AND status = 'pending'`},
+		{&st.audit, `INSERT INTO audit (seq, at, event, prev_hash, hash) VALUES (?, ?, ?, ?, ?)`},
+	} {
+		if *p.into, err = c.PrepareContext(ctx, p.sql); err != nil {
+			return fmt.Errorf("preparing statement: %w", err)
+		}
+	}
+	return nil
+}
+
+func (st *statements) close() {
+	for _, s := range []*sql.Stmt{st.reserve, st.transition, st.audit} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
 func migrate(ctx context.Context, db *sql.DB) error {
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("creating schema: %w", err)
@@ -164,6 +204,7 @@ func (d *DB) loadChainHead(ctx context.Context) error {
 func (d *DB) Close() error {
 	d.once.Do(func() { close(d.quit) })
 	<-d.done
+	d.stmts.close()
 	werr := d.writer.Close()
 	if err := d.db.Close(); err != nil {
 		return fmt.Errorf("closing database: %w", err)
@@ -299,14 +340,10 @@ func jsonText(v any) string {
 func (d *DB) Reserve(ctx context.Context, rec *record.Record) error {
 	return d.submit(ctx, func(ctx context.Context, tx *sql.Tx, _ *DB) error {
 		now := timeText(rec.CreatedAt)
-		_, err := tx.ExecContext(ctx, `INSERT INTO certificates
-			(id, serial, profile, ca, identity, request_id, common_name, alt_names, key_usages, ext_key_usages,
-			 signature_algorithm, key_algorithm, not_before, not_after, status, der, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)`,
+		_, err := tx.StmtContext(ctx, d.stmts.reserve).ExecContext(ctx,
 			rec.ID, rec.Serial, rec.Profile, rec.CA, rec.Identity, rec.RequestID, rec.CommonName,
 			jsonText(nonNil(rec.AltNames)), jsonText(nonNil(rec.KeyUsages)), jsonText(nonNil(rec.ExtKeyUsages)),
-			rec.SignatureAlgorithm, rec.KeyAlgorithm, timeText(rec.NotBefore), timeText(rec.NotAfter),
-			record.StatusPending, now, now)
+			rec.SignatureAlgorithm, rec.KeyAlgorithm, timeText(rec.NotBefore), timeText(rec.NotAfter), now, now)
 		if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed: certificates.serial") {
 			return fmt.Errorf("reserving serial %s: %w", rec.Serial, record.ErrDuplicateSerial)
 		}
@@ -338,8 +375,7 @@ func (d *DB) Abort(ctx context.Context, id string, der []byte, ev record.AuditEv
 
 func (d *DB) transition(ctx context.Context, id, status string, der []byte, ev record.AuditEvent) error {
 	return d.submit(ctx, func(ctx context.Context, tx *sql.Tx, d *DB) error {
-		res, err := tx.ExecContext(ctx, `UPDATE certificates SET status = ?, der = ?, updated_at = ?
-			WHERE id = ? AND status = 'pending'`, status, der, timeText(ev.Time), id)
+		res, err := tx.StmtContext(ctx, d.stmts.transition).ExecContext(ctx, status, der, timeText(ev.Time), id)
 		if err != nil {
 			return fmt.Errorf("marking %s %s: %w", id, status, err)
 		}
@@ -362,8 +398,7 @@ func (d *DB) appendAudit(ctx context.Context, tx *sql.Tx, ev record.AuditEvent) 
 	body := jsonText(ev)
 	seq := d.seq + 1
 	h := chainHash(d.hash, seq, body)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (seq, at, event, prev_hash, hash) VALUES (?, ?, ?, ?, ?)`,
-		seq, timeText(ev.Time), body, d.hash, h); err != nil {
+	if _, err := tx.StmtContext(ctx, d.stmts.audit).ExecContext(ctx, seq, timeText(ev.Time), body, d.hash, h); err != nil {
 		return fmt.Errorf("appending audit entry %d: %w", seq, err)
 	}
 	d.seq, d.hash = seq, h

@@ -68,14 +68,15 @@ func main() {
 	maxRequests := flag.Int("max-requests", 200000, "upper bound of requests per case")
 	concs := flag.String("concurrency", "1,8,32", "client concurrency levels")
 	profile := flag.String("pprof", "", "write a 5s daemon CPU profile of the EC c=32 case here")
+	only := flag.String("only", "", "run only the cases whose leaf key algorithm starts with this (EC or RSA)")
 	flag.Parse()
-	if err := run(*bin, *out, *duration, *warmup, *maxRequests, *concs, *profile); err != nil {
+	if err := run(*bin, *out, *duration, *warmup, *maxRequests, *concs, *profile, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "pkid-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, out string, duration, warmup time.Duration, maxRequests int, concs, profile string) error {
+func run(bin, out string, duration, warmup time.Duration, maxRequests int, concs, profile, only string) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -138,6 +139,9 @@ func run(bin, out string, duration, warmup time.Duration, maxRequests int, concs
 		floor           time.Duration
 	}{{"EC_prime256v1 leaf, EC P-256 CA (web-server)", "EC_prime256v1", ecBody, floorEC},
 		{"RSA_2048 leaf, RSA-3072 CA (internal-services)", "RSA_2048", rsaBody, floorRSA}} {
+		if !strings.HasPrefix(spec.alg, only) {
+			continue
+		}
 		for _, c := range strings.Split(concs, ",") {
 			n, _ := strconv.Atoi(c)
 			bc := benchCase{name: spec.name, keyAlg: spec.alg, concurrency: n, body: []byte(spec.body)}
