@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,6 +12,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -213,4 +215,21 @@ func signTBS(r io.Reader, signer crypto.Signer, lintDER []byte, lint *x509.Certi
 		return nil, fmt.Errorf("encoding the certificate: %w", err)
 	}
 	return der, nil
+}
+
+// verifySigned checks the assembled certificate: its TBS is byte for byte
+// the linted one, and its signature verifies with the CA certificate's
+// public key (not the key the token says it used).
+func verifySigned(der []byte, lint *x509.Certificate, ca *x509.Certificate) error {
+	var outer certificateASN1
+	if rest, err := asn1.Unmarshal(der, &outer); err != nil || len(rest) > 0 {
+		return fmt.Errorf("decoding the signed certificate: %v", err)
+	}
+	if !bytes.Equal(outer.TBS.FullBytes, lint.RawTBSCertificate) {
+		return errors.New("signed TBS differs from the linted TBS")
+	}
+	if err := ca.CheckSignature(lint.SignatureAlgorithm, outer.TBS.FullBytes, outer.Signature.RightAlign()); err != nil {
+		return fmt.Errorf("signature does not verify with the CA certificate: %w", err)
+	}
+	return nil
 }

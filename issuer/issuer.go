@@ -203,14 +203,7 @@ func (i *Issuer) Issue(ctx context.Context, meta Meta, req Request) (*Result, er
 	if signErr != nil {
 		return nil, abort("signing failed", nil, unavailable("the signing key is unavailable", signErr))
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err == nil {
-		err = cert.CheckSignatureFrom(p.CA.Certificate)
-	}
-	if err == nil && !bytes.Equal(cert.RawTBSCertificate, lintCert.RawTBSCertificate) {
-		err = errors.New("signed TBS differs from the linted TBS")
-	}
-	if err != nil {
+	if err := verifySigned(der, lintCert, p.CA.Certificate); err != nil {
 		return nil, abort("verification failed: "+err.Error(), der, &Error{Kind: KindInternal, Message: "Something went wrong", Cause: err})
 	}
 

@@ -155,8 +155,8 @@ func (d *DB) Check(ctx context.Context) error {
 	if free, err := freeBytes(d.dir); err == nil && free < minFreeBytes {
 		return fmt.Errorf("database volume is full: %d bytes free", free)
 	}
-	err := d.submit(ctx, func(ctx context.Context, tx *sql.Tx, _ *DB) error {
-		_, err := tx.ExecContext(ctx, `UPDATE certificates SET status = status WHERE 0`)
+	err := d.submit(ctx, func(ctx context.Context, c *sql.Conn, _ *DB) error {
+		_, err := c.ExecContext(ctx, `UPDATE certificates SET status = status WHERE 0`)
 		return err
 	})
 	if err != nil {

@@ -67,7 +67,7 @@ type Stats struct {
 
 type op struct {
 	ctx  context.Context
-	fn   func(ctx context.Context, tx *sql.Tx, d *DB) error
+	fn   func(ctx context.Context, c *sql.Conn, d *DB) error
 	done chan error
 }
 
@@ -82,7 +82,6 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	for _, p := range []string{fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()), "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(ON)"} {
 		q.Add("_pragma", p)
 	}
-	q.Set("_txlock", "immediate")
 	sqlDB, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("opening database %s: %w", path, err)
@@ -222,7 +221,7 @@ func (d *DB) Stats() Stats {
 // submit hands fn to the writer and waits until its group is committed.
 // Once submitted, the write is waited for even if ctx ends, so the caller
 // never misreports a write that became durable.
-func (d *DB) submit(ctx context.Context, fn func(context.Context, *sql.Tx, *DB) error) error {
+func (d *DB) submit(ctx context.Context, fn func(context.Context, *sql.Conn, *DB) error) error {
 	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case <-d.quit:
@@ -271,14 +270,16 @@ func (d *DB) writeLoop() {
 }
 
 // commitGroup runs the group's writes in one transaction, each inside its
-// own savepoint, and commits once.
+// own savepoint, and commits once. The transaction is driven with SQL on
+// the writer's dedicated connection (not database/sql's Tx, which would
+// re-prepare the statements every time).
 func (d *DB) commitGroup(group []*op) {
 	results := make([]error, len(group))
 	seq, hash := d.seq, d.hash
 	start := time.Now()
 	ctx := context.Background()
-	tx, err := d.writer.BeginTx(ctx, nil)
-	if err != nil {
+	c := d.writer
+	if _, err := c.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		for _, o := range group {
 			o.done <- fmt.Errorf("beginning transaction: %w", err)
 		}
@@ -290,22 +291,23 @@ func (d *DB) commitGroup(group []*op) {
 			continue
 		}
 		opSeq, opHash := d.seq, d.hash
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+		if _, err := c.ExecContext(ctx, `SAVEPOINT w`); err != nil {
 			results[k] = fmt.Errorf("savepoint: %w", err)
 			continue
 		}
-		results[k] = o.fn(ctx, tx, d)
+		results[k] = o.fn(ctx, c, d)
 		if results[k] != nil {
 			d.seq, d.hash = opSeq, opHash
-			if _, err := tx.ExecContext(ctx, `ROLLBACK TO w`); err != nil {
+			if _, err := c.ExecContext(ctx, `ROLLBACK TO w`); err != nil {
 				results[k] = errors.Join(results[k], fmt.Errorf("rollback to savepoint: %w", err))
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `RELEASE w`); err != nil {
+		if _, err := c.ExecContext(ctx, `RELEASE w`); err != nil {
 			results[k] = errors.Join(results[k], fmt.Errorf("release savepoint: %w", err))
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := c.ExecContext(ctx, `COMMIT`); err != nil {
+		c.ExecContext(ctx, `ROLLBACK`)
 		d.seq, d.hash = seq, hash
 		for k := range results {
 			if results[k] == nil {
@@ -338,9 +340,9 @@ func jsonText(v any) string {
 
 // Reserve durably inserts rec with status pending.
 func (d *DB) Reserve(ctx context.Context, rec *record.Record) error {
-	return d.submit(ctx, func(ctx context.Context, tx *sql.Tx, _ *DB) error {
+	return d.submit(ctx, func(ctx context.Context, _ *sql.Conn, d *DB) error {
 		now := timeText(rec.CreatedAt)
-		_, err := tx.StmtContext(ctx, d.stmts.reserve).ExecContext(ctx,
+		_, err := d.stmts.reserve.ExecContext(ctx,
 			rec.ID, rec.Serial, rec.Profile, rec.CA, rec.Identity, rec.RequestID, rec.CommonName,
 			jsonText(nonNil(rec.AltNames)), jsonText(nonNil(rec.KeyUsages)), jsonText(nonNil(rec.ExtKeyUsages)),
 			rec.SignatureAlgorithm, rec.KeyAlgorithm, timeText(rec.NotBefore), timeText(rec.NotAfter), now, now)
@@ -374,31 +376,31 @@ func (d *DB) Abort(ctx context.Context, id string, der []byte, ev record.AuditEv
 }
 
 func (d *DB) transition(ctx context.Context, id, status string, der []byte, ev record.AuditEvent) error {
-	return d.submit(ctx, func(ctx context.Context, tx *sql.Tx, d *DB) error {
-		res, err := tx.StmtContext(ctx, d.stmts.transition).ExecContext(ctx, status, der, timeText(ev.Time), id)
+	return d.submit(ctx, func(ctx context.Context, _ *sql.Conn, d *DB) error {
+		res, err := d.stmts.transition.ExecContext(ctx, status, der, timeText(ev.Time), id)
 		if err != nil {
 			return fmt.Errorf("marking %s %s: %w", id, status, err)
 		}
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return fmt.Errorf("marking %s %s: no pending record (rows=%d, err=%v)", id, status, n, err)
 		}
-		return d.appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, ev)
 	})
 }
 
 // Refuse appends the audit event of a refused request.
 func (d *DB) Refuse(ctx context.Context, ev record.AuditEvent) error {
-	return d.submit(ctx, func(ctx context.Context, tx *sql.Tx, d *DB) error {
-		return d.appendAudit(ctx, tx, ev)
+	return d.submit(ctx, func(ctx context.Context, _ *sql.Conn, d *DB) error {
+		return d.appendAudit(ctx, ev)
 	})
 }
 
-// appendAudit runs on the writer goroutine only.
-func (d *DB) appendAudit(ctx context.Context, tx *sql.Tx, ev record.AuditEvent) error {
+// appendAudit runs on the writer goroutine only, inside its transaction.
+func (d *DB) appendAudit(ctx context.Context, ev record.AuditEvent) error {
 	body := jsonText(ev)
 	seq := d.seq + 1
 	h := chainHash(d.hash, seq, body)
-	if _, err := tx.StmtContext(ctx, d.stmts.audit).ExecContext(ctx, seq, timeText(ev.Time), body, d.hash, h); err != nil {
+	if _, err := d.stmts.audit.ExecContext(ctx, seq, timeText(ev.Time), body, d.hash, h); err != nil {
 		return fmt.Errorf("appending audit entry %d: %w", seq, err)
 	}
 	d.seq, d.hash = seq, h
@@ -424,8 +426,8 @@ type Recovered struct {
 // or not — was never returned, and its private key is gone with that run.
 func (d *DB) AbortPending(ctx context.Context, reason string, at time.Time) ([]Recovered, error) {
 	var out []Recovered
-	err := d.submit(ctx, func(ctx context.Context, tx *sql.Tx, d *DB) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, serial, profile, identity, request_id FROM certificates
+	err := d.submit(ctx, func(ctx context.Context, c *sql.Conn, d *DB) error {
+		rows, err := c.QueryContext(ctx, `SELECT id, serial, profile, identity, request_id FROM certificates
 			WHERE status = 'pending' ORDER BY created_at`)
 		if err != nil {
 			return fmt.Errorf("finding pending records: %w", err)
@@ -444,11 +446,11 @@ func (d *DB) AbortPending(ctx context.Context, reason string, at time.Time) ([]R
 		}
 		rows.Close()
 		for k, r := range out {
-			if _, err := tx.ExecContext(ctx, `UPDATE certificates SET status = 'aborted', updated_at = ? WHERE id = ? AND status = 'pending'`,
+			if _, err := c.ExecContext(ctx, `UPDATE certificates SET status = 'aborted', updated_at = ? WHERE id = ? AND status = 'pending'`,
 				timeText(at), r.ID); err != nil {
 				return fmt.Errorf("resolving pending record %s: %w", r.ID, err)
 			}
-			if err := d.appendAudit(ctx, tx, evs[k]); err != nil {
+			if err := d.appendAudit(ctx, evs[k]); err != nil {
 				return err
 			}
 		}
