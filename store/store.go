@@ -149,6 +149,8 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 // them into its transaction.
 type statements struct {
 	reserve, transition, audit *sql.Stmt
+	begin, commit, rollback    *sql.Stmt
+	savepoint, release, undo   *sql.Stmt
 }
 
 func (st *statements) prepare(ctx context.Context, c *sql.Conn) error {
@@ -163,6 +165,8 @@ func (st *statements) prepare(ctx context.Context, c *sql.Conn) error {
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL, ?, ?)`},
 		{&st.transition, `UPDATE certificates SET status = ?, der = ?, updated_at = ? WHERE id = ? AND status = 'pending'`},
 		{&st.audit, `INSERT INTO audit (seq, at, event, prev_hash, hash) VALUES (?, ?, ?, ?, ?)`},
+		{&st.begin, `BEGIN IMMEDIATE`}, {&st.commit, `COMMIT`}, {&st.rollback, `ROLLBACK`},
+		{&st.savepoint, `SAVEPOINT w`}, {&st.release, `RELEASE w`}, {&st.undo, `ROLLBACK TO w`},
 	} {
 		if *p.into, err = c.PrepareContext(ctx, p.sql); err != nil {
 			return fmt.Errorf("preparing statement: %w", err)
@@ -172,7 +176,7 @@ func (st *statements) prepare(ctx context.Context, c *sql.Conn) error {
 }
 
 func (st *statements) close() {
-	for _, s := range []*sql.Stmt{st.reserve, st.transition, st.audit} {
+	for _, s := range []*sql.Stmt{st.reserve, st.transition, st.audit, st.begin, st.commit, st.rollback, st.savepoint, st.release, st.undo} {
 		if s != nil {
 			s.Close()
 		}
@@ -278,8 +282,8 @@ func (d *DB) commitGroup(group []*op) {
 	seq, hash := d.seq, d.hash
 	start := time.Now()
 	ctx := context.Background()
-	c := d.writer
-	if _, err := c.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+	c, st := d.writer, &d.stmts
+	if _, err := st.begin.ExecContext(ctx); err != nil {
 		for _, o := range group {
 			o.done <- fmt.Errorf("beginning transaction: %w", err)
 		}
@@ -291,23 +295,23 @@ func (d *DB) commitGroup(group []*op) {
 			continue
 		}
 		opSeq, opHash := d.seq, d.hash
-		if _, err := c.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+		if _, err := st.savepoint.ExecContext(ctx); err != nil {
 			results[k] = fmt.Errorf("savepoint: %w", err)
 			continue
 		}
 		results[k] = o.fn(ctx, c, d)
 		if results[k] != nil {
 			d.seq, d.hash = opSeq, opHash
-			if _, err := c.ExecContext(ctx, `ROLLBACK TO w`); err != nil {
+			if _, err := st.undo.ExecContext(ctx); err != nil {
 				results[k] = errors.Join(results[k], fmt.Errorf("rollback to savepoint: %w", err))
 			}
 		}
-		if _, err := c.ExecContext(ctx, `RELEASE w`); err != nil {
+		if _, err := st.release.ExecContext(ctx); err != nil {
 			results[k] = errors.Join(results[k], fmt.Errorf("release savepoint: %w", err))
 		}
 	}
-	if _, err := c.ExecContext(ctx, `COMMIT`); err != nil {
-		c.ExecContext(ctx, `ROLLBACK`)
+	if _, err := st.commit.ExecContext(ctx); err != nil {
+		st.rollback.ExecContext(ctx)
 		d.seq, d.hash = seq, hash
 		for k := range results {
 			if results[k] == nil {

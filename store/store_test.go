@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,4 +199,31 @@ func TestAbortPending(t *testing.T) {
 	if n, err := d.VerifyAudit(ctx); err != nil || n != 3 {
 		t.Errorf("audit: %d entries, %v; want the finalize and two recoveries", n, err)
 	}
+}
+
+// BenchmarkIssueWrites is one certificate's writes (reserve, then finalize
+// with its audit entry) from 32 concurrent issuers.
+func BenchmarkIssueWrites(b *testing.B) {
+	ctx := context.Background()
+	d, err := Open(ctx, filepath.Join(b.TempDir(), "pkid.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	var n atomic.Int64
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			rec := newRecord(int(n.Add(1)))
+			if err := d.Reserve(ctx, rec); err != nil {
+				b.Fatal(err)
+			}
+			if err := d.Finalize(ctx, rec.ID, []byte{1}, event("issued")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	st := d.Stats()
+	b.ReportMetric(float64(st.Writes)/float64(st.Commits), "writes/commit")
 }
