@@ -29,15 +29,16 @@ type Issuer interface {
 
 // Metrics is what the API reports; the metrics package satisfies it.
 type Metrics interface {
-	issuer.Observer
+	ObserveIssuance(profile, outcome string, d time.Duration)
 	ObserveHTTP(route string, code int, d time.Duration)
 	ObserveIdentityRejected(reason string)
 }
 
-type nopMetrics struct{ issuer.NopObserver }
+type nopMetrics struct{}
 
-func (nopMetrics) ObserveHTTP(string, int, time.Duration) {}
-func (nopMetrics) ObserveIdentityRejected(string)         {}
+func (nopMetrics) ObserveIssuance(string, string, time.Duration) {}
+func (nopMetrics) ObserveHTTP(string, int, time.Duration)        {}
+func (nopMetrics) ObserveIdentityRejected(string)                {}
 
 // Route labels for metrics: the route template, or "unknown".
 const routeUnknown = "unknown"

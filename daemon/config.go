@@ -224,6 +224,8 @@ func (c *ConfigFile) resolvePaths(dir string) {
 	for k := range c.CAs {
 		abs(&c.CAs[k].Certificate)
 	}
+	// Module configuration files named in the environment (SOFTHSM2_CONF
+	// and the like: variables ending in _CONF) are paths too.
 	for k, v := range c.HSM.Environment {
 		if strings.HasSuffix(k, "_CONF") && v != "" && !filepath.IsAbs(v) {
 			c.HSM.Environment[k] = filepath.Join(dir, v)

@@ -111,15 +111,6 @@ func (i *Issuer) ProfileName(id string) string {
 	return "unknown"
 }
 
-// Profiles lists the configured profiles.
-func (i *Issuer) Profiles() []*Profile {
-	out := make([]*Profile, 0, len(i.profiles))
-	for _, p := range i.profiles {
-		out = append(out, p)
-	}
-	return out
-}
-
 // Meta identifies the caller of one request.
 type Meta struct {
 	RequestID string

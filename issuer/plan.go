@@ -2,7 +2,6 @@ package issuer
 
 import (
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/x509"
 	"fmt"
 	"strings"
@@ -141,9 +140,6 @@ func (pl *plan) template(leafPub crypto.PublicKey) (*x509.Certificate, error) {
 	}
 	if err := applyAltNames(t, pl.req.AltNames); err != nil {
 		return nil, fmt.Errorf("building SANs: %w", err)
-	}
-	if _, ok := leafPub.(*ecdsa.PublicKey); ok && t.KeyUsage&x509.KeyUsageKeyEncipherment != 0 {
-		return nil, fmt.Errorf("refusing keyEncipherment on an EC key")
 	}
 	return t, nil
 }

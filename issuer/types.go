@@ -104,10 +104,9 @@ type Linter interface {
 	Lint(ctx context.Context, profile string, der []byte) (failed []string, err error)
 }
 
-// Observer is told about each request's outcome and each signature. The
+// Observer is told about each signature and each lint failure. The
 // metrics package implements it; NopObserver is the default.
 type Observer interface {
-	ObserveIssuance(profile, outcome string, d time.Duration)
 	ObserveSign(ca string, d time.Duration, err error)
 	ObserveLintFailure(lint string)
 }
@@ -115,9 +114,8 @@ type Observer interface {
 // NopObserver observes nothing.
 type NopObserver struct{}
 
-func (NopObserver) ObserveIssuance(string, string, time.Duration) {}
-func (NopObserver) ObserveSign(string, time.Duration, error)      {}
-func (NopObserver) ObserveLintFailure(string)                     {}
+func (NopObserver) ObserveSign(string, time.Duration, error) {}
+func (NopObserver) ObserveLintFailure(string)                {}
 
 // Clock tells the time; tests inject a fixed one.
 type Clock interface{ Now() time.Time }

@@ -160,7 +160,7 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 }
 
-// ObserveIssuance counts one issuance request (issuer and API observer).
+// ObserveIssuance counts one issuance request and its duration (the API's seam).
 func (m *Metrics) ObserveIssuance(profile, outcome string, d time.Duration) {
 	profile = m.bound(m.profiles, profile)
 	m.issuance.WithLabelValues(profile, outcome).Inc()
