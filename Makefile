@@ -25,7 +25,7 @@ demo: demo-setup
 
 # Every test: static checks, unit tests, conformance vectors and the
 # integration suite against a real SoftHSM2 token and the real daemon.
-test: PKID_EXTRA_PACKAGES = prometheus
+test: PKID_EXTRA_PACKAGES = prometheus systemd
 test: deps build lint fuzz
 	PKID_REQUIRE_SOFTHSM=1 PKID_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
 
