@@ -103,12 +103,19 @@ func signatureFamily(pub crypto.PublicKey) string {
 	return "unknown"
 }
 
-// newThrowawayKey creates a software key of the same type and size as pub,
-// for signing the pre-issuance lint copy.
+// throwawayRSABits is the size of the throw-away key for RSA CAs. The TBS
+// does not depend on the signing key's size (the signature algorithm
+// identifier names only the hash, RFC 4055 §5), so a 2048-bit key yields
+// the CA's exact TBS while costing a fraction of a 3072- or 4096-bit one
+// per certificate and at every start, reload and check-config.
+const throwawayRSABits = 2048
+
+// newThrowawayKey creates a software key of the same type as pub (same
+// curve for EC), for signing the pre-issuance lint copy.
 func newThrowawayKey(pub crypto.PublicKey) (crypto.Signer, error) {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
-		return rsa.GenerateKey(rand.Reader, k.N.BitLen())
+		return rsa.GenerateKey(rand.Reader, min(k.N.BitLen(), throwawayRSABits))
 	case *ecdsa.PublicKey:
 		return ecdsa.GenerateKey(k.Curve, rand.Reader)
 	}

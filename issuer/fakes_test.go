@@ -141,7 +141,7 @@ func testCA(t testing.TB, rsaIssuing bool) (*CA, *countingSigner) {
 	root := mkCACert(t, "Test Root", rootKey.Public(), nil, rootKey)
 	var key crypto.Signer
 	if rsaIssuing {
-		key, _ = rsa.GenerateKey(rand.Reader, 2048)
+		key, _ = rsa.GenerateKey(rand.Reader, 3072)
 	} else {
 		key, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}
