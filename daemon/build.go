@@ -125,7 +125,7 @@ func buildGeneration(ctx context.Context, cfg *ConfigFile, res *resources, m *me
 			continue
 		}
 		if ca.Signer != nil {
-			ca.Signer = sessionCounter{Signer: ca.Signer, m: m}
+			ca.Signer = sessionCounter{Signer: ca.Signer, ca: ca.Name, m: m}
 			if g.probeLabel == "" {
 				g.probeLabel = cc.KeyLabel
 			}
@@ -200,17 +200,23 @@ func (g *generation) publishExpiries(m *metrics.Metrics) {
 	m.SetNotAfter("tls-server", g.tlsExpiry)
 }
 
-// sessionCounter counts token sessions busy signing, without the hsm
-// package knowing about metrics.
+// sessionCounter counts token sessions busy signing and the signatures the
+// token failed to make, without the hsm package knowing about metrics.
+// A refusal while the token is down (hsm.ErrUnavailable) reached no token.
 type sessionCounter struct {
 	crypto.Signer
-	m *metrics.Metrics
+	ca string
+	m  *metrics.Metrics
 }
 
 func (s sessionCounter) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	s.m.SigningStarted()
 	defer s.m.SigningDone()
-	return s.Signer.Sign(r, digest, opts)
+	sig, err := s.Signer.Sign(r, digest, opts)
+	if err != nil && !errors.Is(err, hsm.ErrUnavailable) {
+		s.m.ObserveHSMError(s.ca)
+	}
+	return sig, err
 }
 
 func readCACertificate(path string) (*x509.Certificate, error) {

@@ -36,8 +36,14 @@ func TestTokenLossAndRecovery(t *testing.T) {
 	if readyzCode(t, d) != 503 {
 		t.Fatal("/readyz stayed ready with the token gone")
 	}
-	if _, text := httpGet(t, "http://"+d.metrics+"/metrics"); !strings.Contains(text, "pkid_hsm_up 0") {
+	_, text := httpGet(t, "http://"+d.metrics+"/metrics")
+	if !strings.Contains(text, "pkid_hsm_up 0") {
 		t.Error("pkid_hsm_up is not 0 with the token gone")
+	}
+	// Only the first request reached the token; the others were refused
+	// while it was down and are not token errors.
+	if !strings.Contains(text, `pkid_hsm_errors_total{ca="ec-issuing"} 1`+"\n") {
+		t.Error(`pkid_hsm_errors_total{ca="ec-issuing"} is not 1`)
 	}
 	for drained := false; !drained; {
 		select {

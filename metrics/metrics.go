@@ -80,7 +80,7 @@ func New(o Options) *Metrics {
 		signDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name("hsm", "sign_duration_seconds"),
 			Help: "Time the token took to sign a certificate, by CA.", Buckets: latency}, []string{"ca"}),
 		hsmErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("hsm", "errors_total"),
-			Help: "Token operations that failed, by CA."}, []string{"ca"}),
+			Help: "Signatures the token failed to make, by CA (not counting requests refused while it was down)."}, []string{"ca"}),
 		hsmUp:         prometheus.NewGauge(prometheus.GaugeOpts{Name: name("hsm", "up"), Help: "1 when the token answered the last probe."}),
 		sessionsInUse: prometheus.NewGauge(prometheus.GaugeOpts{Name: name("hsm", "sessions_in_use"), Help: "Token sessions busy signing."}),
 		sessionsLimit: prometheus.NewGauge(prometheus.GaugeOpts{Name: name("hsm", "sessions_limit"), Help: "Size of the token session pool."}),
@@ -167,13 +167,17 @@ func (m *Metrics) ObserveIssuance(profile, outcome string, d time.Duration) {
 	m.issuanceDuration.WithLabelValues(profile).Observe(d.Seconds())
 }
 
-// ObserveSign records one signature by a CA's token key.
+// ObserveSign records the duration of one successful signature by a CA's
+// token key (the issuer's seam); failures are counted by ObserveHSMError.
 func (m *Metrics) ObserveSign(ca string, d time.Duration, err error) {
-	ca = m.bound(m.cas, ca)
-	m.signDuration.WithLabelValues(ca).Observe(d.Seconds())
-	if err != nil {
-		m.hsmErrors.WithLabelValues(ca).Inc()
+	if err == nil {
+		m.signDuration.WithLabelValues(m.bound(m.cas, ca)).Observe(d.Seconds())
 	}
+}
+
+// ObserveHSMError counts a signature the token failed to make.
+func (m *Metrics) ObserveHSMError(ca string) {
+	m.hsmErrors.WithLabelValues(m.bound(m.cas, ca)).Inc()
 }
 
 // ObserveLintFailure counts a certificate refused by a lint. Lint names

@@ -16,7 +16,11 @@ func TestLabelsAreBoundedAndStartAtZero(t *testing.T) {
 	}
 	// Raw input never becomes a label.
 	m.ObserveIssuance("'; DROP TABLE", "policy_violation", time.Millisecond)
-	m.ObserveSign("attacker-ca", time.Millisecond, errors.New("CKR_DEVICE_ERROR"))
+	m.ObserveHSMError("attacker-ca")
+	m.ObserveSign("ec-issuing", time.Millisecond, errors.New("CKR_DEVICE_ERROR"))
+	if n := testutil.CollectAndCount(m.signDuration); n != 0 {
+		t.Errorf("a failed signature was timed (%d series)", n)
+	}
 	m.ObserveHTTP("/../../etc/passwd", 404, time.Millisecond)
 	if got := testutil.ToFloat64(m.issuance.WithLabelValues(Unknown, "policy_violation")); got != 1 {
 		t.Errorf("unknown profile counted as %v under %q", got, Unknown)
