@@ -262,7 +262,7 @@ func TestTransientFaultKeepsTheContext(t *testing.T) {
 // After a re-open the CA key must be the same key; a token that now holds
 // another key under the label stays out of service.
 func TestReopenRefusesASwappedKey(t *testing.T) {
-	tok, f, signer := faultyToken(t)
+	_, f, signer := faultyToken(t)
 	f.mu.Lock()
 	f.swapKeys = "other"
 	f.mu.Unlock()
@@ -277,7 +277,6 @@ func TestReopenRefusesASwappedKey(t *testing.T) {
 	f.swapKeys = ""
 	f.mu.Unlock()
 	eventually(t, signer)
-	_ = tok
 }
 
 // Real SoftHSM2 faults, produced through a second PKCS#11 handle in the

@@ -47,7 +47,7 @@ func (i *Issuer) CheckProfile(ctx context.Context, p *Profile) error {
 	if err != nil {
 		return err
 	}
-	t, err := pl.template(key.Public())
+	t, err := pl.template(i.rand, key.Public())
 	if err != nil {
 		return fmt.Errorf("profile %s: %w", p.Name, err)
 	}

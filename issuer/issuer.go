@@ -145,7 +145,7 @@ func (i *Issuer) Issue(ctx context.Context, meta Meta, req Request) (*Result, er
 	if err != nil {
 		return nil, fmt.Errorf("generating leaf key: %w", err)
 	}
-	template, err := plan.template(leafKey.Public())
+	template, err := plan.template(i.rand, leafKey.Public())
 	if err != nil {
 		return nil, err
 	}

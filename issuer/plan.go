@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -19,7 +20,6 @@ type plan struct {
 	extKeyUsages []string
 	notBefore    time.Time
 	notAfter     time.Time
-	issuer       *Issuer
 }
 
 // plan applies defaults, computes the validity window and checks the
@@ -30,7 +30,7 @@ func (i *Issuer) plan(p *Profile, req Request) (*plan, error) {
 		return nil, Errorf(KindBadRequest, "A certificate needs a commonName or at least one altName")
 	}
 	ecLeaf := strings.HasPrefix(req.KeyAlgorithm, "EC_")
-	pl := &plan{profile: p, req: req, issuer: i}
+	pl := &plan{profile: p, req: req}
 	pl.keyUsages = req.KeyUsages
 	if len(pl.keyUsages) == 0 {
 		for _, u := range p.DefaultKeyUsages {
@@ -108,9 +108,10 @@ func checkCA(ca *CA, sigAlg string, now, notBefore, notAfter time.Time) error {
 	return nil
 }
 
-// template builds the to-be-signed certificate for the leaf public key.
-func (pl *plan) template(leafPub crypto.PublicKey) (*x509.Certificate, error) {
-	serial, err := newSerial(pl.issuer.rand)
+// template builds the to-be-signed certificate for the leaf public key,
+// with a fresh serial from r.
+func (pl *plan) template(r io.Reader, leafPub crypto.PublicKey) (*x509.Certificate, error) {
+	serial, err := newSerial(r)
 	if err != nil {
 		return nil, err
 	}
