@@ -145,6 +145,11 @@ func (i *Issuer) Issue(ctx context.Context, meta Meta, req Request) (*Result, er
 	if err != nil {
 		return nil, fmt.Errorf("generating leaf key: %w", err)
 	}
+	// Encoded now, so nothing can fail between finalizing and answering.
+	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
+	if err != nil {
+		return nil, fmt.Errorf("encoding leaf key: %w", err)
+	}
 	template, err := plan.template(i.rand, leafKey.Public())
 	if err != nil {
 		return nil, err
@@ -207,10 +212,6 @@ func (i *Issuer) Issue(ctx context.Context, meta Meta, req Request) (*Result, er
 	}
 
 	// 6. respond.
-	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
-	if err != nil {
-		return nil, fmt.Errorf("encoding leaf key: %w", err)
-	}
 	return &Result{
 		Certificate:          pemString("CERTIFICATE", der),
 		IssuingCACertificate: pemString("CERTIFICATE", p.CA.Certificate.Raw),
