@@ -279,12 +279,17 @@ func restartOnly(a, b *ConfigFile) string {
 		return "hsm"
 	case !reflect.DeepEqual(a.MetricsTLS, b.MetricsTLS):
 		return "metricsTLS"
-	case a.limits().readHeaderTimeout != b.limits().readHeaderTimeout || a.limits().readTimeout != b.limits().readTimeout ||
-		a.limits().writeTimeout != b.limits().writeTimeout || a.limits().idleTimeout != b.limits().idleTimeout ||
-		a.limits().maxHeaderBytes != b.limits().maxHeaderBytes:
+	case listenerLimits(a) != listenerLimits(b):
 		return "limits (timeouts and header size)"
 	}
 	return ""
+}
+
+// listenerLimits are the limits baked into the API listener at start.
+func listenerLimits(c *ConfigFile) [5]int64 {
+	l := c.limits()
+	return [5]int64{int64(l.readHeaderTimeout), int64(l.readTimeout), int64(l.writeTimeout),
+		int64(l.idleTimeout), int64(l.maxHeaderBytes)}
 }
 
 // probe checks the token and the database and records the result for
