@@ -3,13 +3,15 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
 
 // NameRule constrains one kind of value (the subject common name, one SAN
 // type, key usages or extended key usages) in Infisical's shape. Each entry
-// is a pattern (see Match).
+// is a pattern: `*` matches any run of characters, anything else itself;
+// New canonicalizes name patterns by the rules of their kind.
 type NameRule struct {
 	Required []string `yaml:"required" json:"required,omitempty"`
 	Allowed  []string `yaml:"allowed" json:"allowed,omitempty"`
@@ -27,38 +29,140 @@ type Rules struct {
 	MaxValidity         string               `yaml:"maxValidity"`
 }
 
-// Policy is validated Rules, ready to evaluate requests. Build it with New.
+// Policy is validated Rules with canonical patterns, ready to evaluate
+// requests. Build it with New.
 type Policy struct {
-	commonName    *NameRule
-	altNames      map[string]*NameRule
+	commonName    *cnRule
+	altNames      map[string]*sanRule
 	keyUsages     *NameRule
 	extKeyUsages  *NameRule
 	signatureAlgs []string
 	keyAlgs       []string
 	maxValidity   time.Duration
 	maxText       string
+	warnings      []string
 }
 
+// cnRule is the commonName rule with canonical patterns.
+type cnRule struct {
+	required, allowed, denied []cnPattern
+}
+
+// sanRule is one SAN type's rule with canonical patterns.
+type sanRule struct {
+	typ                       string
+	required, allowed, denied []sanPattern
+}
+
+// literalOnlyEKUs must be named in a required or allowed list: a `*` never
+// covers them (DESIGN §3). Each makes a certificate trusted for something
+// no ordinary service needs — signing code, time stamps, OCSP responses for
+// the CA (RFC 6960 §4.2.2.2) — so a profile issues them only on purpose.
+var literalOnlyEKUs = []string{"code_signing", "time_stamping", "ocsp_signing"}
+
 // New validates rules and returns the Policy, or every problem found at
-// once. A policy that can never issue (no key algorithm or no signature
+// once. Name patterns are canonicalized by the rules of their kind (see
+// ParseSAN, ParseCommonName); a pattern that cannot be is an error naming
+// the rule, the list and the pattern, and one that changed is listed by
+// Warnings. A policy that can never issue (no key algorithm or no signature
 // algorithm allowed, no maximum validity) is an error: default-deny would
 // refuse every request.
 func New(r Rules) (*Policy, error) {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	p := &Policy{}
+	warn := func(where, raw, canon string) {
+		if raw != canon {
+			p.warnings = append(p.warnings, fmt.Sprintf("%s: %q is matched as %q", where, raw, canon))
+		}
+	}
 
-	checkRule := func(what string, rule *NameRule, vocabulary []string) {
+	if rule := r.CommonName; rule != nil {
+		cr := &cnRule{}
+		for _, l := range []struct {
+			name string
+			in   []string
+			out  *[]cnPattern
+		}{{"required", rule.Required, &cr.required}, {"allowed", rule.Allowed, &cr.allowed}, {"denied", rule.Denied, &cr.denied}} {
+			for _, raw := range l.in {
+				pat, err := parseCNPattern(raw)
+				if err != nil {
+					add("commonName.%s: %q: %v", l.name, raw, err)
+					continue
+				}
+				if pat.hasDNS {
+					warn("commonName."+l.name, raw, pat.dns)
+				}
+				*l.out = append(*l.out, pat)
+			}
+		}
+		for _, req := range cr.required {
+			if cr.requiredIsDenied(req) {
+				add("commonName: required %q is also denied", req.raw)
+			}
+		}
+		p.commonName = cr
+	}
+
+	types := make([]string, 0, len(r.AltNames))
+	for typ := range r.AltNames {
+		types = append(types, typ)
+	}
+	sort.Strings(types)
+	for _, typ := range types {
+		rule := r.AltNames[typ]
+		if !IsOneOf(SANTypeNames, typ) {
+			add("altNames: unknown SAN type %q (want one of %s)", typ, strings.Join(SANTypeNames, ", "))
+			continue
+		}
+		if rule == nil {
+			continue
+		}
+		sr := &sanRule{typ: typ}
+		for _, l := range []struct {
+			name string
+			in   []string
+			out  *[]sanPattern
+		}{{"required", rule.Required, &sr.required}, {"allowed", rule.Allowed, &sr.allowed}, {"denied", rule.Denied, &sr.denied}} {
+			where := "altNames." + typ + "." + l.name
+			for _, raw := range l.in {
+				pat, err := parseSANPattern(typ, raw)
+				if err != nil {
+					add("%s: %q: %v", where, raw, err)
+					continue
+				}
+				warn(where, raw, pat.text)
+				*l.out = append(*l.out, pat)
+			}
+		}
+		for _, req := range sr.required {
+			if sr.requiredIsDenied(req) {
+				add("altNames.%s: required %q is also denied", typ, req.text)
+			}
+		}
+		if p.altNames == nil {
+			p.altNames = map[string]*sanRule{}
+		}
+		p.altNames[typ] = sr
+	}
+
+	checkUsages := func(what string, rule *NameRule, vocabulary []string) {
 		if rule == nil {
 			return
 		}
-		for _, list := range [][]string{rule.Required, rule.Allowed, rule.Denied} {
-			for _, p := range list {
-				if p == "" {
-					add("%s: empty pattern", what)
-					continue
-				}
-				if vocabulary != nil && !matchesSomeName(p, vocabulary) {
-					add("%s: %q matches none of %s", what, p, strings.Join(vocabulary, ", "))
+		for _, l := range []struct {
+			name       string
+			list       []string
+			restricted bool
+		}{{"required", rule.Required, true}, {"allowed", rule.Allowed, true}, {"denied", rule.Denied, false}} {
+			for _, pat := range l.list {
+				switch {
+				case pat == "":
+					add("%s.%s: empty pattern", what, l.name)
+				case !matchesSomeName(pat, vocabulary, false):
+					add("%s.%s: %q matches none of %s", what, l.name, pat, strings.Join(vocabulary, ", "))
+				case l.restricted && !matchesSomeName(pat, vocabulary, true):
+					add("%s.%s: %q matches only usages that must be named literally (%s)", what, l.name, pat, strings.Join(literalOnlyEKUs, ", "))
 				}
 			}
 		}
@@ -68,67 +172,130 @@ func New(r Rules) (*Policy, error) {
 			}
 		}
 	}
-	checkRule("commonName", r.CommonName, nil)
-	for typ, rule := range r.AltNames {
-		if !IsOneOf(SANTypeNames, typ) {
-			add("altNames: unknown SAN type %q (want one of %s)", typ, strings.Join(SANTypeNames, ", "))
-			continue
-		}
-		checkRule("altNames."+typ, rule, nil)
-	}
-	checkRule("keyUsages", r.KeyUsages, KeyUsageNames)
-	checkRule("extendedKeyUsages", r.ExtendedKeyUsages, ExtKeyUsageNames)
+	checkUsages("keyUsages", r.KeyUsages, KeyUsageNames)
+	checkUsages("extendedKeyUsages", r.ExtendedKeyUsages, ExtKeyUsageNames)
 
 	if len(r.SignatureAlgorithms) == 0 {
 		add("signatureAlgorithms: none allowed, the profile could never issue")
 	}
-	for _, p := range r.SignatureAlgorithms {
-		if !matchesSomeName(p, SignatureAlgorithmNames) {
-			add("signatureAlgorithms: %q matches none of %s", p, strings.Join(SignatureAlgorithmNames, ", "))
+	for _, pat := range r.SignatureAlgorithms {
+		if !matchesSomeName(pat, SignatureAlgorithmNames, false) {
+			add("signatureAlgorithms: %q matches none of %s", pat, strings.Join(SignatureAlgorithmNames, ", "))
 		}
 	}
 	if len(r.KeyAlgorithms) == 0 {
 		add("keyAlgorithms: none allowed, the profile could never issue")
 	}
-	for _, p := range r.KeyAlgorithms {
-		if !matchesSomeName(p, KeyAlgorithmNames) {
-			add("keyAlgorithms: %q matches none of %s", p, strings.Join(KeyAlgorithmNames, ", "))
+	for _, pat := range r.KeyAlgorithms {
+		if !matchesSomeName(pat, KeyAlgorithmNames, false) {
+			add("keyAlgorithms: %q matches none of %s", pat, strings.Join(KeyAlgorithmNames, ", "))
 		}
 	}
-	var maxValidity time.Duration
 	if r.MaxValidity == "" {
 		add("maxValidity: required")
 	} else if d, err := ParseDuration(r.MaxValidity); err != nil {
 		add("maxValidity: %v", err)
 	} else {
-		maxValidity = d
+		p.maxValidity = d
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &Policy{
-		commonName:    r.CommonName,
-		altNames:      r.AltNames,
-		keyUsages:     r.KeyUsages,
-		extKeyUsages:  r.ExtendedKeyUsages,
-		signatureAlgs: r.SignatureAlgorithms,
-		keyAlgs:       r.KeyAlgorithms,
-		maxValidity:   maxValidity,
-		maxText:       r.MaxValidity,
-	}, nil
+	p.keyUsages = cloneRule(r.KeyUsages)
+	p.extKeyUsages = cloneRule(r.ExtendedKeyUsages)
+	p.signatureAlgs = append([]string(nil), r.SignatureAlgorithms...)
+	p.keyAlgs = append([]string(nil), r.KeyAlgorithms...)
+	p.maxText = r.MaxValidity
+	return p, nil
 }
 
-func matchesSomeName(pattern string, names []string) bool {
-	for _, n := range names {
-		if Match(pattern, n) {
+// cloneRule copies a rule, so that the Policy does not share the caller's
+// slices.
+func cloneRule(r *NameRule) *NameRule {
+	if r == nil {
+		return nil
+	}
+	return &NameRule{
+		Required: append([]string(nil), r.Required...),
+		Allowed:  append([]string(nil), r.Allowed...),
+		Denied:   append([]string(nil), r.Denied...),
+	}
+}
+
+// requiredIsDenied reports a required pattern that a denied one refuses: a
+// literal one as the value it stands for, a glob by its text.
+func (r *cnRule) requiredIsDenied(req cnPattern) bool {
+	if req.literal() {
+		if cn, err := ParseCommonName(req.raw); err == nil {
+			return anyCN(r.denied, cn)
+		}
+	}
+	for _, d := range r.denied {
+		if Match(d.raw, req.raw) || req.hasDNS && d.hasDNS && Match(d.dns, req.dns) {
 			return true
 		}
 	}
 	return false
 }
 
+func (r *sanRule) requiredIsDenied(req sanPattern) bool {
+	if req.literal() {
+		if v, err := ParseSAN(r.typ, req.text); err == nil {
+			return anySAN(r.denied, v)
+		}
+	}
+	for _, d := range r.denied {
+		if Match(d.text, req.text) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchesSomeName reports whether pattern matches a name of the vocabulary;
+// restricted applies the literal-only rule of required and allowed lists.
+func matchesSomeName(pattern string, names []string, restricted bool) bool {
+	for _, n := range names {
+		if usageMatch(pattern, n, restricted) {
+			return true
+		}
+	}
+	return false
+}
+
+// usageMatch matches a usage pattern; restricted (required and allowed
+// lists), a pattern with `*` never matches a literal-only EKU.
+func usageMatch(pattern, name string, restricted bool) bool {
+	if restricted && strings.Contains(pattern, "*") && IsOneOf(literalOnlyEKUs, name) {
+		return false
+	}
+	return Match(pattern, name)
+}
+
+func usageMatchAny(patterns []string, name string, restricted bool) bool {
+	for _, p := range patterns {
+		if usageMatch(p, name, restricted) {
+			return true
+		}
+	}
+	return false
+}
+
+// Warnings lists the patterns New canonicalized into something other than
+// what the config says (`check-config` prints them), e.g.
+// `commonName.allowed: "API.Example.internal" is matched as "api.example.internal"`.
+func (p *Policy) Warnings() []string { return append([]string(nil), p.warnings...) }
+
 // MaxValidity is the longest certificate lifetime the policy allows.
 func (p *Policy) MaxValidity() time.Duration { return p.maxValidity }
+
+// RequiresExtKeyUsage reports whether the EKU rule has a required entry, so
+// that every certificate carries an EKU. A certificate without one is valid
+// for any purpose (RFC 5280 §4.2.1.12), which a profile must not allow by
+// accident.
+func (p *Policy) RequiresExtKeyUsage() bool {
+	return p.extKeyUsages != nil && len(p.extKeyUsages.Required) > 0
+}
 
 // AllowedSignatureAlgorithms lists the API signature algorithms the policy
 // allows, in vocabulary order.
@@ -149,9 +316,11 @@ func filterNames(names, patterns []string) []string {
 	return out
 }
 
-// Candidate is what a certificate request would produce, as the policy sees it.
+// Candidate is what a certificate request would produce, as the policy sees
+// it: canonical values only. AltNames are expected without duplicates
+// (UniqueSANs).
 type Candidate struct {
-	CommonName         string // "" when the request has none
+	CommonName         CommonName // zero when the request has none
 	AltNames           []SAN
 	KeyUsages          []string
 	ExtKeyUsages       []string
@@ -185,83 +354,151 @@ func (p *Policy) Evaluate(c Candidate) []string {
 	return v
 }
 
-func (p *Policy) evaluateCommonName(cn string) []string {
+func (p *Policy) evaluateCommonName(cn CommonName) []string {
 	const typ = "common_name"
 	rule := p.commonName
 	if rule == nil {
-		if cn != "" {
+		if !cn.IsZero() {
 			return []string{typ + " is not allowed by template policy (no subject policies defined)"}
 		}
 		return nil
 	}
-	if cn == "" {
-		if len(rule.Required) > 0 {
+	if cn.IsZero() {
+		if len(rule.required) > 0 {
 			return []string{"Missing required " + typ + " attribute"}
 		}
 		return nil
 	}
 	var v []string
-	matchesRequired := MatchAny(rule.Required, cn)
-	if len(rule.Required) > 0 && !matchesRequired {
-		v = append(v, fmt.Sprintf("%s value '%s' does not match any required patterns: %s", typ, cn, strings.Join(rule.Required, ", ")))
+	matchesRequired := anyCN(rule.required, cn)
+	if len(rule.required) > 0 && !matchesRequired {
+		v = append(v, fmt.Sprintf("%s value '%s' does not match any required patterns: %s", typ, cn, cnTexts(rule.required, cn.host)))
 	}
-	if MatchAny(rule.Denied, cn) {
+	if anyCN(rule.denied, cn) {
 		return append(v, fmt.Sprintf("%s value '%s' is denied by template policy", typ, cn))
 	}
-	if !matchesRequired && !MatchAny(rule.Allowed, cn) && len(rule.Required) == 0 {
-		v = append(v, notAllowedMessage(typ+" value", cn, rule.Allowed))
+	if cn.wildcard {
+		var denied []string
+		for _, d := range rule.denied {
+			if d.hasDNS {
+				denied = append(denied, d.dns)
+			}
+		}
+		if covered := coversDenied(cn.value, denied); len(covered) > 0 {
+			return append(v, coversMessage(typ+" value", cn.value, covered))
+		}
+	}
+	if !matchesRequired && len(rule.required) == 0 && !anyCN(rule.allowed, cn) {
+		literal := true
+		for _, a := range rule.allowed {
+			literal = literal && a.literal()
+		}
+		v = append(v, notAllowedMessage(typ+" value", cn.value, cnTexts(rule.allowed, cn.host), literal))
 	}
 	return v
 }
 
-func notAllowedMessage(what, value string, allowed []string) string {
-	if hasWildcard(allowed) {
-		return fmt.Sprintf("%s '%s' does not match allowed patterns: %s", what, value, strings.Join(allowed, ", "))
+func anyCN(patterns []cnPattern, cn CommonName) bool {
+	for _, p := range patterns {
+		if p.match(cn) {
+			return true
+		}
+	}
+	return false
+}
+
+func cnTexts(patterns []cnPattern, host bool) string {
+	texts := make([]string, len(patterns))
+	for i, p := range patterns {
+		texts[i] = p.text(host)
+	}
+	return strings.Join(texts, ", ")
+}
+
+func notAllowedMessage(what, value, patterns string, literal bool) string {
+	if !literal {
+		return fmt.Sprintf("%s '%s' does not match allowed patterns: %s", what, value, patterns)
 	}
 	return fmt.Sprintf("%s '%s' is not in allowed values list", what, value)
 }
 
+func coversMessage(what, value string, denied []string) string {
+	return fmt.Sprintf("%s '%s' covers names denied by template policy: %s", what, value, strings.Join(denied, ", "))
+}
+
 func (p *Policy) evaluateAltNames(sans []SAN) []string {
 	var v []string
-	byType := map[string][]string{}
-	for _, s := range sans {
-		byType[s.Type] = append(byType[s.Type], s.Value)
-	}
 	if len(p.altNames) == 0 {
 		for _, s := range sans {
-			v = append(v, s.Type+" SAN is not allowed by template policy (no SAN policies defined)")
+			v = append(v, fmt.Sprintf("%s SAN value '%s' is not allowed by template policy (no SAN policies defined)", s.typ, s.value))
 		}
 		return v
+	}
+	byType := map[string][]SAN{}
+	for _, s := range sans {
+		byType[s.typ] = append(byType[s.typ], s)
 	}
 	for _, typ := range SANTypeNames {
 		rule, values := p.altNames[typ], byType[typ]
 		if rule == nil {
-			if len(values) > 0 {
-				v = append(v, typ+" SAN is not allowed by template policy (not defined in template)")
+			for _, s := range values {
+				v = append(v, fmt.Sprintf("%s SAN value '%s' is not allowed by template policy (not defined in template)", typ, s.value))
 			}
 			continue
 		}
-		for _, req := range rule.Required {
-			if !anyMatches(req, values) {
-				v = append(v, fmt.Sprintf("Required %s SAN matching pattern '%s' not found in request", typ, req))
+		for _, req := range rule.required {
+			if !anyValue(req, values) {
+				v = append(v, fmt.Sprintf("Required %s SAN matching pattern '%s' not found in request", typ, req.text))
 			}
 		}
-		for _, val := range values {
-			if MatchAny(rule.Denied, val) {
-				v = append(v, fmt.Sprintf("%s SAN matching denied pattern '%s' found in request", typ, val))
-				continue
-			}
-			if !MatchAny(rule.Required, val) && !MatchAny(rule.Allowed, val) {
-				v = append(v, notAllowedMessage(typ+" SAN value", val, rule.Allowed))
+		for _, s := range values {
+			if msg, ok := rule.refusal(s); ok {
+				v = append(v, msg)
 			}
 		}
 	}
 	return v
 }
 
-func anyMatches(pattern string, values []string) bool {
-	for _, val := range values {
-		if Match(pattern, val) {
+// refusal is the violation one SAN value commits against its type's rule,
+// if any: denied, a wildcard covering denied names, or not allowed.
+func (r *sanRule) refusal(s SAN) (string, bool) {
+	if anySAN(r.denied, s) {
+		return fmt.Sprintf("%s SAN matching denied pattern '%s' found in request", r.typ, s.value), true
+	}
+	if s.IsWildcard() {
+		var denied []string
+		for _, d := range r.denied {
+			denied = append(denied, d.glob)
+		}
+		if covered := coversDenied(s.value, denied); len(covered) > 0 {
+			return coversMessage(r.typ+" SAN value", s.value, covered), true
+		}
+	}
+	if !anySAN(r.required, s) && !anySAN(r.allowed, s) {
+		literal := true
+		texts := make([]string, len(r.allowed))
+		for i, a := range r.allowed {
+			literal = literal && a.literal()
+			texts[i] = a.text
+		}
+		return notAllowedMessage(r.typ+" SAN value", s.value, strings.Join(texts, ", "), literal), true
+	}
+	return "", false
+}
+
+func anySAN(patterns []sanPattern, s SAN) bool {
+	for _, p := range patterns {
+		if p.match(s) {
+			return true
+		}
+	}
+	return false
+}
+
+func anyValue(p sanPattern, values []SAN) bool {
+	for _, s := range values {
+		if p.match(s) {
 			return true
 		}
 	}
@@ -277,7 +514,11 @@ func evaluateUsages(rule *NameRule, got []string, lower, title string) []string 
 	}
 	var missing, denied, invalid []string
 	for _, req := range rule.Required {
-		if !anyMatches(req, got) {
+		found := false
+		for _, u := range got {
+			found = found || usageMatch(req, u, true)
+		}
+		if !found {
 			missing = append(missing, req)
 		}
 	}
@@ -285,7 +526,7 @@ func evaluateUsages(rule *NameRule, got []string, lower, title string) []string 
 		switch {
 		case MatchAny(rule.Denied, u):
 			denied = append(denied, u)
-		case !MatchAny(rule.Required, u) && !MatchAny(rule.Allowed, u):
+		case !usageMatchAny(rule.Required, u, true) && !usageMatchAny(rule.Allowed, u, true):
 			invalid = append(invalid, u)
 		}
 	}
@@ -300,47 +541,4 @@ func evaluateUsages(rule *NameRule, got []string, lower, title string) []string 
 		v = append(v, "Invalid "+lower+": "+strings.Join(invalid, ", "))
 	}
 	return v
-}
-
-// sampleLabel replaces `*` when a sample name is made from a pattern.
-const sampleLabel = "sample"
-
-// Sample returns a common name and SANs this policy allows, so that a
-// sample certificate can be linted at start-up. It takes required patterns
-// first, then allowed ones; the common name is repeated as a DNS SAN when
-// the DNS rules allow it (server certificates need it, BR 7.1.4.3).
-func (p *Policy) Sample() (cn string, sans []SAN) {
-	pick := func(rule *NameRule) string {
-		if rule == nil {
-			return ""
-		}
-		for _, list := range [][]string{rule.Required, rule.Allowed} {
-			for _, pat := range list {
-				if v := strings.ReplaceAll(pat, "*", sampleLabel); !MatchAny(rule.Denied, v) {
-					return v
-				}
-			}
-		}
-		return ""
-	}
-	cn = pick(p.commonName)
-	for _, typ := range SANTypeNames {
-		rule := p.altNames[typ]
-		if rule == nil {
-			continue
-		}
-		for _, req := range rule.Required {
-			sans = append(sans, SAN{Type: typ, Value: strings.ReplaceAll(req, "*", sampleLabel)})
-		}
-	}
-	if dns := p.altNames[SANDNS]; dns != nil && len(dns.Required) == 0 {
-		v := cn
-		if v == "" || !MatchAny(append(dns.Allowed, dns.Required...), v) || MatchAny(dns.Denied, v) {
-			v = pick(dns)
-		}
-		if v != "" {
-			sans = append(sans, SAN{Type: SANDNS, Value: v})
-		}
-	}
-	return cn, sans
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -28,9 +29,27 @@ func webServer(t *testing.T) *Policy {
 	return p
 }
 
+// san parses a SAN value the test knows to be valid.
+func san(typ, value string) SAN {
+	s, err := ParseSAN(typ, value)
+	if err != nil {
+		panic(fmt.Sprintf("ParseSAN(%s, %q): %v", typ, value, err))
+	}
+	return s
+}
+
+// cn parses a common name the test knows to be valid.
+func cn(value string) CommonName {
+	c, err := ParseCommonName(value)
+	if err != nil {
+		panic(fmt.Sprintf("ParseCommonName(%q): %v", value, err))
+	}
+	return c
+}
+
 func good() Candidate {
 	return Candidate{
-		CommonName: "a.example.internal", AltNames: []SAN{{SANDNS, "a.example.internal"}, {SANIP, "10.0.0.1"}},
+		CommonName: cn("a.example.internal"), AltNames: []SAN{san(SANDNS, "a.example.internal"), san(SANIP, "10.0.0.1")},
 		KeyUsages: []string{"digital_signature"}, ExtKeyUsages: []string{"server_auth"},
 		SignatureAlgorithm: "ECDSA-SHA256", KeyAlgorithm: "EC_prime256v1", Lifetime: 24 * time.Hour,
 	}
@@ -44,15 +63,15 @@ func TestEvaluateWebServer(t *testing.T) {
 		want   []string
 	}{
 		{"allowed", func(*Candidate) {}, nil},
-		{"no common name is fine", func(c *Candidate) { c.CommonName = "" }, nil},
-		{"cn outside patterns", func(c *Candidate) { c.CommonName = "evil.com" },
+		{"no common name is fine", func(c *Candidate) { c.CommonName = CommonName{} }, nil},
+		{"cn outside patterns", func(c *Candidate) { c.CommonName = cn("evil.com") },
 			[]string{"common_name value 'evil.com' does not match allowed patterns: example.internal, *.example.internal"}},
-		{"dns outside patterns", func(c *Candidate) { c.AltNames = []SAN{{SANDNS, "evil.com"}} },
+		{"dns outside patterns", func(c *Candidate) { c.AltNames = []SAN{san(SANDNS, "evil.com")} },
 			[]string{"dns_name SAN value 'evil.com' does not match allowed patterns: example.internal, *.example.internal"}},
-		{"ip not allowed", func(c *Candidate) { c.AltNames = []SAN{{SANIP, "192.168.0.1"}} },
+		{"ip not allowed", func(c *Candidate) { c.AltNames = []SAN{san(SANIP, "192.168.0.1")} },
 			[]string{"ip_address SAN value '192.168.0.1' does not match allowed patterns: 10.*, 127.0.0.1"}},
-		{"san type without a rule", func(c *Candidate) { c.AltNames = []SAN{{SANEmail, "a@example.internal"}} },
-			[]string{"email SAN is not allowed by template policy (not defined in template)"}},
+		{"san type without a rule", func(c *Candidate) { c.AltNames = []SAN{san(SANEmail, "a@example.internal")} },
+			[]string{"email SAN value 'a@example.internal' is not allowed by template policy (not defined in template)"}},
 		{"key usage not allowed", func(c *Candidate) { c.KeyUsages = []string{"digital_signature", "crl_sign"} },
 			[]string{"Invalid key usages: crl_sign"}},
 		{"eku not allowed", func(c *Candidate) { c.ExtKeyUsages = []string{"code_signing"} },
@@ -65,7 +84,7 @@ func TestEvaluateWebServer(t *testing.T) {
 			[]string{"Requested validity period (notBefore to notAfter) exceeds maximum allowed duration of 90d"}},
 		{"exactly the maximum", func(c *Candidate) { c.Lifetime = 90 * 24 * time.Hour }, nil},
 		{"every violation at once", func(c *Candidate) {
-			c.CommonName, c.SignatureAlgorithm, c.Lifetime = "x", "RSA-SHA512", 365*24*time.Hour
+			c.CommonName, c.SignatureAlgorithm, c.Lifetime = cn("x"), "RSA-SHA512", 365*24*time.Hour
 		}, []string{
 			"common_name value 'x' does not match allowed patterns: example.internal, *.example.internal",
 			"Signature algorithm 'RSA-SHA512' is not allowed by template policy",
@@ -95,7 +114,7 @@ func TestEvaluateRequiredAndDenied(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := func() Candidate {
-		return Candidate{CommonName: "a.prod.example.internal", AltNames: []SAN{{SANURI, "spiffe://example.internal/a"}},
+		return Candidate{CommonName: cn("a.prod.example.internal"), AltNames: []SAN{san(SANURI, "spiffe://example.internal/a")},
 			KeyUsages: []string{"digital_signature"}, ExtKeyUsages: []string{"client_auth"},
 			SignatureAlgorithm: "ECDSA-SHA256", KeyAlgorithm: "EC_prime256v1", Lifetime: time.Hour}
 	}
@@ -105,15 +124,15 @@ func TestEvaluateRequiredAndDenied(t *testing.T) {
 		want   []string
 	}{
 		{"allowed", func(*Candidate) {}, nil},
-		{"cn missing", func(c *Candidate) { c.CommonName = "" }, []string{"Missing required common_name attribute"}},
-		{"cn not required pattern", func(c *Candidate) { c.CommonName = "a.dev.example.internal" },
+		{"cn missing", func(c *Candidate) { c.CommonName = CommonName{} }, []string{"Missing required common_name attribute"}},
+		{"cn not required pattern", func(c *Candidate) { c.CommonName = cn("a.dev.example.internal") },
 			[]string{"common_name value 'a.dev.example.internal' does not match any required patterns: *.prod.example.internal"}},
-		{"cn denied", func(c *Candidate) { c.CommonName = "admin.prod.example.internal" },
+		{"cn denied", func(c *Candidate) { c.CommonName = cn("admin.prod.example.internal") },
 			[]string{"common_name value 'admin.prod.example.internal' is denied by template policy"}},
 		{"required san missing", func(c *Candidate) { c.AltNames = nil },
 			[]string{"Required uri SAN matching pattern 'spiffe://example.internal/*' not found in request"}},
 		{"denied san", func(c *Candidate) {
-			c.AltNames = append(c.AltNames, SAN{SANURI, "spiffe://example.internal/root"})
+			c.AltNames = append(c.AltNames, san(SANURI, "spiffe://example.internal/root"))
 		}, []string{"uri SAN matching denied pattern 'spiffe://example.internal/root' found in request"}},
 		{"required key usage missing", func(c *Candidate) { c.KeyUsages = nil },
 			[]string{"Missing required key usages: digital_signature"}},
@@ -138,11 +157,11 @@ func TestEvaluateAbsentSections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := p.Evaluate(Candidate{CommonName: "x", AltNames: []SAN{{SANDNS, "x.internal"}}, KeyUsages: []string{"digital_signature"},
+	got := p.Evaluate(Candidate{CommonName: cn("x"), AltNames: []SAN{san(SANDNS, "x.internal")}, KeyUsages: []string{"digital_signature"},
 		ExtKeyUsages: []string{"client_auth"}, SignatureAlgorithm: "RSA-SHA256", KeyAlgorithm: "RSA_2048", Lifetime: time.Hour})
 	want := []string{
 		"common_name is not allowed by template policy (no subject policies defined)",
-		"dns_name SAN is not allowed by template policy (no SAN policies defined)",
+		"dns_name SAN value 'x.internal' is not allowed by template policy (no SAN policies defined)",
 		"Key usages are not allowed by template policy (not defined in template)",
 		"Extended key usages are not allowed by template policy (not defined in template)",
 	}
@@ -171,12 +190,12 @@ func TestNewReportsEveryProblem(t *testing.T) {
 
 func TestSampleSatisfiesThePolicy(t *testing.T) {
 	p := webServer(t)
-	cn, sans := p.Sample()
-	if cn != "example.internal" || len(sans) != 1 || sans[0] != (SAN{SANDNS, "example.internal"}) {
-		t.Fatalf("Sample = %q, %v", cn, sans)
+	name, sans := p.Sample()
+	if name.String() != "example.internal" || len(sans) != 1 || sans[0] != san(SANDNS, "example.internal") {
+		t.Fatalf("Sample = %q, %v", name, sans)
 	}
 	c := good()
-	c.CommonName, c.AltNames = cn, sans
+	c.CommonName, c.AltNames = name, sans
 	if v := p.Evaluate(c); len(v) != 0 {
 		t.Fatalf("the sample violates its own policy: %v", v)
 	}
