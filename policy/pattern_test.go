@@ -55,3 +55,100 @@ func FuzzMatchAgreesWithRegexp(f *testing.F) {
 		}
 	})
 }
+
+func TestWildcardWitness(t *testing.T) {
+	cases := []struct {
+		name, pattern, suffix string
+		covered               bool
+	}{
+		{"exact denied name", "admin.example.internal", "example.internal", true},
+		{"denied name elsewhere", "admin.example.com", "example.internal", false},
+		{"denied prefix glob", "a*.example.internal", "example.internal", true},
+		{"denied suffix glob", "*-admin.example.internal", "example.internal", true},
+		{"deeper denied glob", "*.prod.example.internal", "example.internal", false},
+		{"deeper denied name", "admin.prod.example.internal", "example.internal", false},
+		{"the wildcard's own suffix", "example.internal", "example.internal", false},
+		{"star everything", "*", "example.internal", true},
+		{"star crossing the dot", "admin*internal", "example.internal", true},
+		{"glob needing a dot inside the label", "a.b*.example.internal", "example.internal", false},
+		{"leading hyphen is no label", "-*.example.internal", "example.internal", false},
+		{"trailing hyphen is no label", "*-.example.internal", "example.internal", false},
+		{"inner hyphens are", "a--b.example.internal", "example.internal", true},
+		{"label too long", strings.Repeat("a", 64) + ".example.internal", "example.internal", false},
+		{"label of 63", strings.Repeat("a", 63) + ".example.internal", "example.internal", true},
+		{"name too long", strings.Repeat("a", 60) + "." + strings.Repeat("b.", 95) + "internal", strings.Repeat("b.", 95) + "internal", false},
+		{"empty label", "*..example.internal", "example.internal", false},
+		{"pattern longer than any name", "x*" + strings.Repeat("y", 300), "example.internal", false},
+	}
+	for _, c := range cases {
+		w, got := wildcardWitness(c.pattern, c.suffix)
+		if got != c.covered {
+			t.Errorf("%s: wildcardWitness(%q, %q) = %q, %t; want %t", c.name, c.pattern, c.suffix, w, got, c.covered)
+			continue
+		}
+		if got {
+			checkWitness(t, c.pattern, c.suffix, w)
+		}
+	}
+}
+
+// checkWitness checks that w is a name the wildcard *.suffix covers and the
+// pattern matches.
+func checkWitness(t *testing.T, pattern, suffix, w string) {
+	t.Helper()
+	label, ok := strings.CutSuffix(w, "."+suffix)
+	if !ok || !Match(pattern, w) || checkLDH(label) != nil || len(w) > maxDNSName {
+		t.Errorf("wildcardWitness(%q, %q) = %q, which is not a covered name the pattern matches", pattern, suffix, w)
+	}
+}
+
+// The product search agrees with brute force on every pattern of up to five
+// characters over {a, -, ., *}: the glob treats every character it does not
+// name alike, so labels over {a, b, -} of up to seven characters (the
+// pattern's literals plus a first and last non-hyphen) are enough to find a
+// covered name whenever one exists.
+func TestWildcardWitnessAgreesWithBruteForce(t *testing.T) {
+	alphabet := []byte("a-.*")
+	var patterns []string
+	var grow func(string)
+	grow = func(p string) {
+		patterns = append(patterns, p)
+		if len(p) < 5 {
+			for _, c := range alphabet {
+				grow(p + string(c))
+			}
+		}
+	}
+	grow("")
+	var labels []string
+	var spell func(string)
+	spell = func(l string) {
+		if checkLDH(l) == nil {
+			labels = append(labels, l)
+		}
+		if len(l) < 7 {
+			for _, c := range "ab-" {
+				spell(l + string(c))
+			}
+		}
+	}
+	spell("")
+	for _, suffix := range []string{"a", "a.a", "b-a"} {
+		for _, p := range patterns {
+			brute := false
+			for _, l := range labels {
+				if Match(p, l+"."+suffix) {
+					brute = true
+					break
+				}
+			}
+			w, got := wildcardWitness(p, suffix)
+			if got != brute {
+				t.Fatalf("wildcardWitness(%q, %q) = %q, %t; brute force says %t", p, suffix, w, got, brute)
+			}
+			if got {
+				checkWitness(t, p, suffix, w)
+			}
+		}
+	}
+}
