@@ -223,6 +223,29 @@ func TestEvaluateCanonicalNames(t *testing.T) {
 	}
 }
 
+// A CN glob that changed for host names still matches other CNs as written.
+func TestNewWarnsAboutCNGlobs(t *testing.T) {
+	p := mustNew(t, rulesWith(&NameRule{Allowed: []string{"Demo*"}}, nil))
+	want := []string{`commonName.allowed: "Demo*" is matched as "demo*" for host names, as written for other common names`}
+	if got := p.Warnings(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Warnings = %q, want %q", got, want)
+	}
+	for _, value := range []string{"Demo Client", "Demo-Client", "demo.example.internal"} {
+		if v := p.Evaluate(candidate(cn(value))); len(v) != 0 {
+			t.Errorf("CN %q refused: %q", value, v)
+		}
+	}
+}
+
+// A SAN that did not come from ParseSAN is refused, never skipped.
+func TestEvaluateRefusesUntypedSAN(t *testing.T) {
+	p := mustNew(t, rulesWith(nil, map[string]*NameRule{SANDNS: {Allowed: []string{"*"}}}))
+	want := []string{"SAN value '' of unknown type '' is not allowed by template policy"}
+	if got := p.Evaluate(candidate(CommonName{}, SAN{})); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
 // A denied *.prod.example.internal does not make *.example.internal
 // refused: the wildcard covers one label, and no single label holds a dot.
 func TestWildcardNotCoveringDeeperDenial(t *testing.T) {
@@ -347,4 +370,37 @@ func TestSampleSatisfiesEveryKindOfPattern(t *testing.T) {
 			t.Errorf("%s: the sample violates its own policy: %q", c.name, v)
 		}
 	}
+}
+
+// Pattern canonicalization is a fixed point, and every canonical value is a
+// valid pattern of its type that matches itself — so a config may always
+// name exactly the value it means.
+func FuzzSANPattern(f *testing.F) {
+	for _, s := range []string{"*.Example.internal", "10.0.0.0/8", "::ffff:10.0.0.0/104", "10.*", "*@EXAMPLE.internal", "*",
+		"SPIFFE://Example.internal/ns/*", "https://*.example.internal:08443/%7e*", "urn:uuid:*", "a**b.example"} {
+		f.Add(s)
+	}
+	for _, c := range sanCases {
+		if len(c.raw) <= maxFuzzSeed {
+			f.Add(c.raw)
+		}
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		for _, typ := range SANTypeNames {
+			if p, err := parseSANPattern(typ, raw); err == nil {
+				again, err := parseSANPattern(typ, p.text)
+				if err != nil || again.text != p.text {
+					t.Fatalf("parseSANPattern(%s, %q) = %q, but parseSANPattern of that = %q, %v", typ, raw, p.text, again.text, err)
+				}
+			}
+			v, err := ParseSAN(typ, raw)
+			if err != nil {
+				continue
+			}
+			p, err := parseSANPattern(typ, v.Value())
+			if err != nil || !p.match(v) {
+				t.Fatalf("the value %s %q is no pattern matching itself: %q, %v", typ, v.Value(), p.text, err)
+			}
+		}
+	})
 }

@@ -46,6 +46,9 @@ type Identity struct {
 // it names no one host); else a non-empty subject CN gives cn:<CN as
 // given>; else ErrNoIdentity.
 func IdentityFromCertificate(leaf *x509.Certificate) (Identity, error) {
+	if leaf == nil {
+		return Identity{}, ErrNoIdentity
+	}
 	uris, err := uriSANs(leaf)
 	if err != nil {
 		return Identity{}, err

@@ -99,6 +99,9 @@ func TestIdentityFromCertificate(t *testing.T) {
 			t.Errorf("%s: IdentityFromCertificate = %q, %v; want %q", c.name, id, err, c.want)
 		}
 	}
+	if _, err := IdentityFromCertificate(nil); !errors.Is(err, ErrNoIdentity) {
+		t.Errorf("nil certificate: %v", err)
+	}
 	// A certificate assembled in memory has no raw extension to read.
 	id, err := IdentityFromCertificate(&x509.Certificate{URIs: uris(t, "spiffe://example.internal/mem")})
 	if err != nil || id.String() != "uri:spiffe://example.internal/mem" {

@@ -90,7 +90,11 @@ func New(r Rules) (*Policy, error) {
 					add("commonName.%s: %q: %v", l.name, raw, err)
 					continue
 				}
-				if pat.hasDNS {
+				if pat.hasDNS && pat.dns != raw && strings.Contains(raw, "*") {
+					// The glob as written still matches the CNs that are no
+					// host names ("Demo*" matches "Demo Client").
+					p.warnings = append(p.warnings, fmt.Sprintf("commonName.%s: %q is matched as %q for host names, as written for other common names", l.name, raw, pat.dns))
+				} else if pat.hasDNS {
 					warn("commonName."+l.name, raw, pat.dns)
 				}
 				*l.out = append(*l.out, pat)
@@ -436,6 +440,11 @@ func (p *Policy) evaluateAltNames(sans []SAN) []string {
 	}
 	byType := map[string][]SAN{}
 	for _, s := range sans {
+		if !IsOneOf(SANTypeNames, s.typ) {
+			// Only a SAN{} built outside ParseSAN has no type: fail closed.
+			v = append(v, fmt.Sprintf("SAN value '%s' of unknown type '%s' is not allowed by template policy", s.value, s.typ))
+			continue
+		}
 		byType[s.typ] = append(byType[s.typ], s)
 	}
 	for _, typ := range SANTypeNames {
