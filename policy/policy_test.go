@@ -200,3 +200,61 @@ func TestSampleSatisfiesThePolicy(t *testing.T) {
 		t.Fatalf("the sample violates its own policy: %v", v)
 	}
 }
+
+// The demo's three profiles (DESIGN §10) each produce a sample their own
+// policy allows.
+func TestDemoProfilesSample(t *testing.T) {
+	cases := []struct {
+		name    string
+		rules   Rules
+		ekus    []string
+		wantCN  string
+		wantSAN []SAN
+	}{
+		{"web-server", Rules{
+			CommonName: &NameRule{Allowed: []string{"example.internal", "*.example.internal"}},
+			AltNames: map[string]*NameRule{
+				SANDNS: {Allowed: []string{"example.internal", "*.example.internal"}},
+				SANIP:  {Allowed: []string{"10.*", "127.0.0.1"}},
+			},
+			KeyUsages:           &NameRule{Allowed: []string{"digital_signature", "key_encipherment"}},
+			ExtendedKeyUsages:   &NameRule{Allowed: []string{"server_auth", "client_auth"}},
+			SignatureAlgorithms: []string{"ECDSA-*"}, KeyAlgorithms: []string{"*"}, MaxValidity: "90d",
+		}, []string{"server_auth"}, "example.internal", []SAN{san(SANDNS, "example.internal")}},
+		{"internal-services", Rules{
+			CommonName: &NameRule{Allowed: []string{"*.svc.example.internal"}},
+			AltNames: map[string]*NameRule{
+				SANDNS:   {Allowed: []string{"*.svc.example.internal"}},
+				SANURI:   {Allowed: []string{"spiffe://example.internal/*"}},
+				SANEmail: {Allowed: []string{"*@example.internal"}},
+			},
+			KeyUsages:           &NameRule{Allowed: []string{"*"}, Denied: []string{"key_cert_sign", "crl_sign"}},
+			ExtendedKeyUsages:   &NameRule{Allowed: []string{"*"}},
+			SignatureAlgorithms: []string{"RSA-*"}, KeyAlgorithms: []string{"*"}, MaxValidity: "365d",
+		}, []string{"server_auth", "client_auth"}, "sample.svc.example.internal", []SAN{san(SANDNS, "sample.svc.example.internal")}},
+		{"prod-clients", Rules{
+			CommonName:          &NameRule{Required: []string{"*.prod.example.internal"}},
+			KeyUsages:           &NameRule{Allowed: []string{"digital_signature"}},
+			ExtendedKeyUsages:   &NameRule{Required: []string{"client_auth"}, Denied: []string{"server_auth"}},
+			SignatureAlgorithms: []string{"ECDSA-SHA256"}, KeyAlgorithms: []string{"EC_prime256v1"}, MaxValidity: "24h",
+		}, []string{"client_auth"}, "sample.prod.example.internal", nil},
+	}
+	for _, c := range cases {
+		p, err := New(c.rules)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if w := p.Warnings(); len(w) != 0 {
+			t.Errorf("%s: warnings %q", c.name, w)
+		}
+		name, sans := p.Sample()
+		if name.String() != c.wantCN || !reflect.DeepEqual(sans, c.wantSAN) {
+			t.Errorf("%s: Sample = %q, %v; want %q, %v", c.name, name, sans, c.wantCN, c.wantSAN)
+		}
+		cand := Candidate{CommonName: name, AltNames: sans, KeyUsages: []string{"digital_signature"}, ExtKeyUsages: c.ekus,
+			SignatureAlgorithm: p.AllowedSignatureAlgorithms()[0], KeyAlgorithm: p.AllowedKeyAlgorithms()[0], Lifetime: time.Hour}
+		if v := p.Evaluate(cand); len(v) != 0 {
+			t.Errorf("%s: the sample violates its own policy: %q", c.name, v)
+		}
+	}
+}

@@ -91,6 +91,9 @@ func (s SAN) IsWildcard() bool {
 // value), in first-seen order. Because the values are canonical,
 // `ADMIN.example.internal` and `admin.example.internal` are one SAN.
 func UniqueSANs(sans []SAN) []SAN {
+	if len(sans) == 0 {
+		return sans
+	}
 	seen := make(map[SAN]bool, len(sans))
 	out := make([]SAN, 0, len(sans))
 	for _, s := range sans {
