@@ -145,10 +145,10 @@ func parseURIParts(raw string, pattern bool) (uriValue, error) {
 // validScheme checks RFC 3986 §3.1: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
 func validScheme(s string) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i] | 0x20 // ASCII lower case for letters
+		c := s[i]
 		switch {
-		case c >= 'a' && c <= 'z':
-		case i > 0 && (s[i] >= '0' && s[i] <= '9' || s[i] == '+' || s[i] == '-' || s[i] == '.'):
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'):
 		default:
 			return false
 		}
