@@ -299,9 +299,6 @@ func canonicalPath(path string) (string, error) {
 				return "", errURI("a path with '.' or '..' segments is not allowed")
 			}
 		}
-		if decoded == "." || decoded == ".." {
-			return "", errURI("a path with '.' or '..' segments is not allowed")
-		}
 		segments[i] = canon
 	}
 	return strings.Join(segments, "/"), nil
