@@ -1,13 +1,49 @@
-// Package store keeps certificate records and the hash-chained audit log in
-// SQLite (modernc.org/sqlite, pure Go) in WAL mode with synchronous=FULL.
+// Package store is the contract between pkid's core and its databases: the
+// Store interface every backend implements (store/sqlite, the embedded
+// default; store/postgres for several nodes, DESIGN §16), the types its
+// methods exchange, and — in store/storetest — the one test suite every
+// backend must pass. It holds no implementation, so the core can depend on
+// it without pulling in a database driver.
 //
-// Every write goes through one writer goroutine that groups the writes
-// waiting at that moment into a single transaction and a single fsync
-// (group commit). Each caller is answered only after the commit that holds
-// its write is durable; a write that fails inside a group is rolled back to
-// its own savepoint without disturbing the others.
+// # What a backend promises
 //
-// The audit log is append-only (triggers refuse UPDATE and DELETE) and each
-// entry's hash commits to the previous entry's hash, so VerifyAudit detects
-// an altered, removed or reordered entry.
+// Durability. A write method returns success only once its effect is
+// durable (committed and synced). Backends group concurrent writes into one
+// transaction and one sync (group commit) so that durability does not
+// serialize throughput, but each caller is answered only after the commit
+// that holds its own write. A write that fails inside a group is rolled back
+// alone (a savepoint per write) and never takes the others down.
+//
+// Once submitted, a write is waited for even if its context ends: the
+// caller then learns whether it became durable rather than guessing, so
+// nothing durable is ever reported as failed. A context that ends before
+// the write is submitted, or before the group that would hold it begins,
+// fails it with nothing written. Check and Close are the exceptions: they
+// return by their context's deadline even if a write is stuck (a readiness
+// probe and a shutdown must not hang on a wedged disk).
+//
+// Nothing on error. Every method that refuses (ErrNotFound,
+// ErrAlreadyRevoked, ErrNotRevocable, ErrNotPending, ErrCRLNumberUsed,
+// ErrDuplicateSerial, ErrInvalidCheckpoint — all from package record,
+// wrapped with context) has written nothing, not even an audit entry.
+//
+// Intent before signature (DESIGN §5). Reserve and ReserveCRL record what
+// is about to be signed (the TBS hash) before the token signs; Finalize,
+// Abort, FinalizeCRL and AbortCRL resolve the reservation and append the
+// audit entry in the same transaction. A reservation left pending by a crash
+// is resolved by AbortPending at start-up; a CRL number it held stays used,
+// because the token may have signed a CRL with it (RFC 5280 §5.2.3).
+//
+// Audit entries agree with the records. A backend fills in the fields of
+// an event it can derive (certificateId, serialNumber, derSha256, ca,
+// crlNumber) and refuses an event that contradicts the record it resolves,
+// so that VerifyAudit's cross-checks hold by construction.
+//
+// The audit log. One hash chain (record.ChainHash over record.EncodeEvent,
+// from record.GenesisHash), sequence numbers consecutive from 1, append-only.
+// Checkpoints signed by the audit key anchor it: AddCheckpoint accepts only
+// a checkpoint that names an existing entry by its hash and lies beyond the
+// latest one. VerifyAudit checks everything DESIGN §6 asks of `pkid audit
+// verify` in one streaming pass over the log and one over the records, from
+// one consistent snapshot.
 package store

@@ -2,466 +2,168 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
-	"database/sql"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
+	"crypto"
 	"fmt"
-	"net/url"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/pkid/pkid/record"
 )
 
-// maxGroup bounds how many writes share one transaction.
-const maxGroup = 256
+// Store is the contract every backend implements. Every write is durable
+// before it returns success; see the package comment for what happens when
+// a context ends.
+type Store interface {
+	// Reserve inserts c with status pending (its Status, DER and
+	// revocation fields are ignored). A taken serial is ErrDuplicateSerial
+	// (wrapped).
+	Reserve(ctx context.Context, c *record.Certificate) error
+	// Finalize turns pending into issued with der and appends ev (action
+	// issued), in one transaction.
+	Finalize(ctx context.Context, id string, der []byte, ev record.AuditEvent) error
+	// Abort turns pending into aborted (der kept if non-nil, for forensics)
+	// and appends ev, in one transaction.
+	Abort(ctx context.Context, id string, der []byte, ev record.AuditEvent) error
+	// Refuse appends ev only (a refused request, or a summary of refusals).
+	Refuse(ctx context.Context, ev record.AuditEvent) error
+	// Revoke turns issued into revoked (at, reason) and appends ev (action
+	// revoked), in one transaction. ErrNotFound; ErrAlreadyRevoked when
+	// revoked; ErrNotRevocable when pending or aborted.
+	Revoke(ctx context.Context, id string, at time.Time, reason string, ev record.AuditEvent) error
 
-// genesisHash is the "previous hash" of the first audit entry.
-const genesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
+	// Certificate returns the record with id, or ErrNotFound.
+	Certificate(ctx context.Context, id string) (*record.Certificate, error)
+	// CertificateBySerial returns the record with serial (lowercase hex),
+	// or ErrNotFound.
+	CertificateBySerial(ctx context.Context, serial string) (*record.Certificate, error)
+	// CertificateByRequestID returns the record answered with
+	// certificateRequestId, or ErrNotFound.
+	CertificateByRequestID(ctx context.Context, certificateRequestID string) (*record.Certificate, error)
+	// ListCertificates calls fn for each record f selects, in creation
+	// order, then by id; an error from fn stops the listing and is returned.
+	ListCertificates(ctx context.Context, f Filter, fn func(*record.Certificate) error) error
+	// Revoked calls fn for every revoked certificate of ca (expired ones
+	// too), by serial.
+	Revoked(ctx context.Context, ca string, fn func(record.RevokedEntry) error) error
+	// CountPending counts pending certificates and CRLs.
+	CountPending(ctx context.Context) (int, error)
+	// AbortPending resolves every pending certificate (to aborted, with an
+	// audit entry of action recovered) and every pending CRL (to aborted;
+	// its number stays used). It is meant for start-up, before anything
+	// can reserve: a pending row then belongs to a run that stopped between
+	// reservation and finalization.
+	AbortPending(ctx context.Context, reason string, at time.Time) ([]Recovered, error)
 
-// ErrClosed is returned for writes submitted after Close.
-var ErrClosed = errors.New("store is closed")
+	// ReserveCRL inserts (c.CA, c.Number) pending with its TBS hash;
+	// ErrCRLNumberUsed unless c.Number is greater than every number ever
+	// reserved for c.CA, whatever became of it.
+	ReserveCRL(ctx context.Context, c *record.CRL) error
+	// FinalizeCRL turns a pending CRL into issued with der and appends ev
+	// (action crl), in one transaction.
+	FinalizeCRL(ctx context.Context, ca string, number int64, der []byte, ev record.AuditEvent) error
+	// AbortCRL turns a pending CRL into aborted and appends ev, in one
+	// transaction. The number stays used.
+	AbortCRL(ctx context.Context, ca string, number int64, ev record.AuditEvent) error
+	// LatestCRL returns ca's issued CRL with the highest number, or
+	// ErrNotFound.
+	LatestCRL(ctx context.Context, ca string) (*record.CRL, error)
+	// LastCRLNumber returns the highest number ever reserved for ca, in any
+	// status; 0 if none.
+	LastCRLNumber(ctx context.Context, ca string) (int64, error)
 
-// DB is the SQLite store. It satisfies the issuer's Store interface.
-type DB struct {
-	db     *sql.DB
-	dir    string // the database's directory, for free-space checks
-	writer *sql.Conn
-	ops    chan *op
-	quit   chan struct{}
-	done   chan struct{}
-	once   sync.Once
+	// AuditHead returns the newest durable entry's sequence number and
+	// hash; 0 and record.GenesisHash for an empty log.
+	AuditHead(ctx context.Context) (seq int64, hash string, err error)
+	// AddCheckpoint stores cp; ErrInvalidCheckpoint unless entry cp.Seq
+	// exists with hash cp.Hash and cp.Seq is beyond the latest checkpoint.
+	// The signature is not checked here (the store has no key); VerifyAudit
+	// checks it.
+	AddCheckpoint(ctx context.Context, cp record.Checkpoint) error
+	// LatestCheckpoint returns the checkpoint with the highest Seq, or
+	// ErrNotFound.
+	LatestCheckpoint(ctx context.Context) (*record.Checkpoint, error)
+	// VerifyAudit checks the log and its agreement with the records. It
+	// returns the report and, for the first problem found, an
+	// *AuditProblem; other errors mean the check could not run.
+	VerifyAudit(ctx context.Context, o VerifyOptions) (*AuditReport, error)
 
-	// Owned by the writer goroutine.
-	seq   int64
-	hash  string
-	stmts statements
-
-	statsMu  sync.Mutex
-	stats    Stats
-	onCommit func(d time.Duration, size int)
+	// Check reports whether the store is writable and not full. It returns
+	// by ctx's deadline even if the writer is stuck.
+	Check(ctx context.Context) error
+	// Close finishes the writes already submitted and releases the
+	// database. If that takes longer than ctx allows it returns ctx.Err(),
+	// leaving the writer to finish (and release) on its own; a later Close
+	// waits again.
+	Close(ctx context.Context) error
 }
 
-// Options tune a DB.
-type Options struct {
-	// BusyTimeout is how long a write waits for a lock held by another
-	// process before failing; 0 means 5s.
-	BusyTimeout time.Duration
-	// OnCommit, if set, is called after each group commit with its
-	// duration (fsync included) and the number of writes in it.
-	OnCommit func(d time.Duration, size int)
+// Filter selects certificate records; the zero value selects all. Status
+// is one of record's statuses (an unknown one is an error), CA a CA name,
+// Profile a profile name.
+type Filter struct {
+	Status, CA, Profile string
 }
 
-// Stats describes the group commits so far.
-type Stats struct {
-	Commits int64 // transactions committed
-	Writes  int64 // writes in them
-}
-
-type op struct {
-	ctx  context.Context
-	fn   func(ctx context.Context, c *sql.Conn, d *DB) error
-	done chan error
-}
-
-// Open opens (creating if needed) the database at path and starts the
-// writer.
-func Open(ctx context.Context, path string, opts Options) (*DB, error) {
-	busy := opts.BusyTimeout
-	if busy == 0 {
-		busy = 5 * time.Second
-	}
-	q := url.Values{}
-	for _, p := range []string{fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()), "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(ON)"} {
-		q.Add("_pragma", p)
-	}
-	sqlDB, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("opening database %s: %w", path, err)
-	}
-	if err := migrate(ctx, sqlDB); err != nil {
-		sqlDB.Close()
-		return nil, fmt.Errorf("preparing database %s: %w", path, err)
-	}
-	w, err := sqlDB.Conn(ctx)
-	if err != nil {
-		sqlDB.Close()
-		return nil, fmt.Errorf("opening writer connection: %w", err)
-	}
-	d := &DB{db: sqlDB, dir: filepath.Dir(path), writer: w, ops: make(chan *op, maxGroup), quit: make(chan struct{}), done: make(chan struct{}), onCommit: opts.OnCommit}
-	err = d.loadChainHead(ctx)
-	if err == nil {
-		err = d.stmts.prepare(ctx, w)
-	}
-	if err != nil {
-		d.stmts.close()
-		w.Close()
-		sqlDB.Close()
-		return nil, err
-	}
-	go d.writeLoop()
-	return d, nil
-}
-
-const schema = `
-CREATE TABLE IF NOT EXISTS certificates (
-	id                  TEXT PRIMARY KEY,
-	serial              TEXT NOT NULL UNIQUE,
-	profile             TEXT NOT NULL,
-	ca                  TEXT NOT NULL,
-	identity            TEXT NOT NULL,
-	request_id          TEXT NOT NULL,
-	common_name         TEXT NOT NULL,
-	alt_names           TEXT NOT NULL,
-	key_usages          TEXT NOT NULL,
-	ext_key_usages      TEXT NOT NULL,
-	signature_algorithm TEXT NOT NULL,
-	key_algorithm       TEXT NOT NULL,
-	not_before          TEXT NOT NULL,
-	not_after           TEXT NOT NULL,
-	status              TEXT NOT NULL CHECK (status IN ('pending', 'issued', 'aborted')),
-	der                 BLOB,
-	created_at          TEXT NOT NULL,
-	updated_at          TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS certificates_status ON certificates(status);
-CREATE TABLE IF NOT EXISTS audit (
-	seq       INTEGER PRIMARY KEY,
-	at        TEXT NOT NULL,
-	event     TEXT NOT NULL,
-	prev_hash TEXT NOT NULL,
-	hash      TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-	BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-	BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-`
-
-// statements are prepared once on the writer connection; each write binds
-// them into its transaction.
-type statements struct {
-	reserve, transition, audit *sql.Stmt
-	begin, commit, rollback    *sql.Stmt
-	savepoint, release, undo   *sql.Stmt
-}
-
-func (st *statements) prepare(ctx context.Context, c *sql.Conn) error {
-	var err error
-	for _, p := range []struct {
-		into **sql.Stmt
-		sql  string
-	}{
-		{&st.reserve, `INSERT INTO certificates
-			(id, serial, profile, ca, identity, request_id, common_name, alt_names, key_usages, ext_key_usages,
-			 signature_algorithm, key_algorithm, not_before, not_after, status, der, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL, ?, ?)`},
-		{&st.transition, `UPDATE certificates SET status = ?, der = ?, updated_at = ? WHERE id = ? AND status = 'pending'`},
-		{&st.audit, `INSERT INTO audit (seq, at, event, prev_hash, hash) VALUES (?, ?, ?, ?, ?)`},
-		{&st.begin, `BEGIN IMMEDIATE`}, {&st.commit, `COMMIT`}, {&st.rollback, `ROLLBACK`},
-		{&st.savepoint, `SAVEPOINT w`}, {&st.release, `RELEASE w`}, {&st.undo, `ROLLBACK TO w`},
-	} {
-		if *p.into, err = c.PrepareContext(ctx, p.sql); err != nil {
-			return fmt.Errorf("preparing statement: %w", err)
-		}
-	}
-	return nil
-}
-
-func (st *statements) close() {
-	for _, s := range []*sql.Stmt{st.reserve, st.transition, st.audit, st.begin, st.commit, st.rollback, st.savepoint, st.release, st.undo} {
-		if s != nil {
-			s.Close()
-		}
-	}
-}
-
-func migrate(ctx context.Context, db *sql.DB) error {
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		return fmt.Errorf("creating schema: %w", err)
-	}
-	return nil
-}
-
-func (d *DB) loadChainHead(ctx context.Context) error {
-	err := d.db.QueryRowContext(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&d.seq, &d.hash)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		d.seq, d.hash = 0, genesisHash
+// Validate reports an unknown status.
+func (f Filter) Validate() error {
+	switch f.Status {
+	case "", record.StatusPending, record.StatusIssued, record.StatusAborted, record.StatusRevoked:
 		return nil
-	case err != nil:
-		return fmt.Errorf("reading audit chain head: %w", err)
 	}
-	return nil
+	return fmt.Errorf("unknown certificate status %q", f.Status)
 }
 
-// Close stops the writer after the writes already submitted and closes the
-// database.
-func (d *DB) Close() error {
-	d.once.Do(func() { close(d.quit) })
-	<-d.done
-	d.stmts.close()
-	werr := d.writer.Close()
-	if err := d.db.Close(); err != nil {
-		return fmt.Errorf("closing database: %w", err)
+// VerifyOptions tune VerifyAudit.
+type VerifyOptions struct {
+	// Key is the audit public key (ECDSA P-256 with SHA-256, P-384 with
+	// SHA-384, or RSA PKCS #1 v1.5 with SHA-256). Nil: signatures are not
+	// checked, and the report says so.
+	Key crypto.PublicKey
+	// Anchor, from the logs or an external system (`--checkpoint
+	// SEQ:HASH`), is an entry the chain must still contain.
+	Anchor *Anchor
+}
+
+// Anchor names one audit entry by its sequence number and hash.
+type Anchor struct {
+	Seq  int64
+	Hash string
+}
+
+// AuditReport counts what VerifyAudit checked.
+type AuditReport struct {
+	Entries             int64 // audit entries whose link and hash were checked
+	Checkpoints         int   // checkpoints checked
+	LastCheckpoint      int64 // Seq of the newest checkpoint; 0 if none
+	AfterLastCheckpoint int64 // entries beyond it, which no signature covers yet
+	SignaturesChecked   bool  // false when VerifyOptions.Key was nil
+	// LegacyEntries are the first entries of a log written before issued
+	// entries carried derSha256 (a database from schema version 1): their
+	// certificates' DER cannot be cross-checked.
+	LegacyEntries int64
+	Certificates  int64 // certificate records cross-checked against the log
+	CRLs          int64 // CRL records cross-checked against the log
+}
+
+// AuditProblem is the first place where the log is not what was written.
+// Seq is 0 when the problem is a record the log does not account for.
+type AuditProblem struct {
+	Seq    int64
+	Reason string
+}
+
+func (p *AuditProblem) Error() string {
+	if p.Seq == 0 {
+		return "audit log: " + p.Reason
 	}
-	return werr
+	return fmt.Sprintf("audit entry %d: %s", p.Seq, p.Reason)
 }
 
-// Stats returns the group-commit counters.
-func (d *DB) Stats() Stats {
-	d.statsMu.Lock()
-	defer d.statsMu.Unlock()
-	return d.stats
-}
-
-// submit hands fn to the writer and waits until its group is committed.
-// Once submitted, the write is waited for even if ctx ends, so the caller
-// never misreports a write that became durable.
-func (d *DB) submit(ctx context.Context, fn func(context.Context, *sql.Conn, *DB) error) error {
-	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	select {
-	case <-d.quit:
-		return ErrClosed
-	default:
-	}
-	select {
-	case d.ops <- o:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-d.quit:
-		return ErrClosed
-	}
-	return <-o.done
-}
-
-func (d *DB) writeLoop() {
-	defer close(d.done)
-	for {
-		var first *op
-		select {
-		case first = <-d.ops:
-		case <-d.quit:
-			// Finish what was submitted before Close.
-			for {
-				select {
-				case o := <-d.ops:
-					d.commitGroup([]*op{o})
-				default:
-					return
-				}
-			}
-		}
-		group := []*op{first}
-	gather:
-		for len(group) < maxGroup {
-			select {
-			case o := <-d.ops:
-				group = append(group, o)
-			default:
-				break gather
-			}
-		}
-		d.commitGroup(group)
-	}
-}
-
-// commitGroup runs the group's writes in one transaction, each inside its
-// own savepoint, and commits once. The transaction is driven with SQL on
-// the writer's dedicated connection (not database/sql's Tx, which would
-// re-prepare the statements every time).
-func (d *DB) commitGroup(group []*op) {
-	results := make([]error, len(group))
-	seq, hash := d.seq, d.hash
-	start := time.Now()
-	ctx := context.Background()
-	c, st := d.writer, &d.stmts
-	if _, err := st.begin.ExecContext(ctx); err != nil {
-		for _, o := range group {
-			o.done <- fmt.Errorf("beginning transaction: %w", err)
-		}
-		return
-	}
-	for k, o := range group {
-		if err := o.ctx.Err(); err != nil {
-			results[k] = err
-			continue
-		}
-		opSeq, opHash := d.seq, d.hash
-		if _, err := st.savepoint.ExecContext(ctx); err != nil {
-			results[k] = fmt.Errorf("savepoint: %w", err)
-			continue
-		}
-		results[k] = o.fn(ctx, c, d)
-		if results[k] != nil {
-			d.seq, d.hash = opSeq, opHash
-			if _, err := st.undo.ExecContext(ctx); err != nil {
-				results[k] = errors.Join(results[k], fmt.Errorf("rollback to savepoint: %w", err))
-			}
-		}
-		if _, err := st.release.ExecContext(ctx); err != nil {
-			results[k] = errors.Join(results[k], fmt.Errorf("release savepoint: %w", err))
-		}
-	}
-	if _, err := st.commit.ExecContext(ctx); err != nil {
-		st.rollback.ExecContext(ctx)
-		d.seq, d.hash = seq, hash
-		for k := range results {
-			if results[k] == nil {
-				results[k] = fmt.Errorf("committing: %w", err)
-			}
-		}
-	} else {
-		d.statsMu.Lock()
-		d.stats.Commits++
-		d.stats.Writes += int64(len(group))
-		d.statsMu.Unlock()
-		if d.onCommit != nil {
-			d.onCommit(time.Since(start), len(group))
-		}
-	}
-	for k, o := range group {
-		o.done <- results[k]
-	}
-}
-
-func timeText(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
-
-func jsonText(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "null"
-	}
-	return string(b)
-}
-
-// Reserve durably inserts rec with status pending.
-func (d *DB) Reserve(ctx context.Context, rec *record.Record) error {
-	return d.submit(ctx, func(ctx context.Context, _ *sql.Conn, d *DB) error {
-		now := timeText(rec.CreatedAt)
-		_, err := d.stmts.reserve.ExecContext(ctx,
-			rec.ID, rec.Serial, rec.Profile, rec.CA, rec.Identity, rec.RequestID, rec.CommonName,
-			jsonText(nonNil(rec.AltNames)), jsonText(nonNil(rec.KeyUsages)), jsonText(nonNil(rec.ExtKeyUsages)),
-			rec.SignatureAlgorithm, rec.KeyAlgorithm, timeText(rec.NotBefore), timeText(rec.NotAfter), now, now)
-		if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed: certificates.serial") {
-			return fmt.Errorf("reserving serial %s: %w", rec.Serial, record.ErrDuplicateSerial)
-		}
-		if err != nil {
-			return fmt.Errorf("reserving serial %s: %w", rec.Serial, err)
-		}
-		return nil
-	})
-}
-
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}
-
-// Finalize marks a pending record issued with its DER and appends ev, in
-// one transaction.
-func (d *DB) Finalize(ctx context.Context, id string, der []byte, ev record.AuditEvent) error {
-	return d.transition(ctx, id, record.StatusIssued, der, ev)
-}
-
-// Abort marks a pending record aborted (keeping der, if any, for
-// forensics) and appends ev, in one transaction.
-func (d *DB) Abort(ctx context.Context, id string, der []byte, ev record.AuditEvent) error {
-	return d.transition(ctx, id, record.StatusAborted, der, ev)
-}
-
-func (d *DB) transition(ctx context.Context, id, status string, der []byte, ev record.AuditEvent) error {
-	return d.submit(ctx, func(ctx context.Context, _ *sql.Conn, d *DB) error {
-		res, err := d.stmts.transition.ExecContext(ctx, status, der, timeText(ev.Time), id)
-		if err != nil {
-			return fmt.Errorf("marking %s %s: %w", id, status, err)
-		}
-		if n, err := res.RowsAffected(); err != nil || n != 1 {
-			return fmt.Errorf("marking %s %s: no pending record (rows=%d, err=%v)", id, status, n, err)
-		}
-		return d.appendAudit(ctx, ev)
-	})
-}
-
-// Refuse appends the audit event of a refused request.
-func (d *DB) Refuse(ctx context.Context, ev record.AuditEvent) error {
-	return d.submit(ctx, func(ctx context.Context, _ *sql.Conn, d *DB) error {
-		return d.appendAudit(ctx, ev)
-	})
-}
-
-// appendAudit runs on the writer goroutine only, inside its transaction.
-func (d *DB) appendAudit(ctx context.Context, ev record.AuditEvent) error {
-	body := jsonText(ev)
-	seq := d.seq + 1
-	h := chainHash(d.hash, seq, body)
-	if _, err := d.stmts.audit.ExecContext(ctx, seq, timeText(ev.Time), body, d.hash, h); err != nil {
-		return fmt.Errorf("appending audit entry %d: %w", seq, err)
-	}
-	d.seq, d.hash = seq, h
-	return nil
-}
-
-// chainHash commits an entry to its position, its content and the previous
-// entry's hash.
-func chainHash(prev string, seq int64, body string) string {
-	sum := sha256.Sum256([]byte(prev + "\n" + strconv.FormatInt(seq, 10) + "\n" + body))
-	return hex.EncodeToString(sum[:])
-}
-
-// Recovered describes a pending record resolved at start-up.
+// Recovered is a pending reservation AbortPending resolved: a certificate
+// (ID set) or a CRL (CRLNumber set). TBSHash says what the token may have
+// signed before the run stopped (DESIGN §5).
 type Recovered struct {
-	ID, Serial, Profile string
-}
-
-// AbortPending resolves every pending record, marking it aborted with an
-// audit entry that gives reason. It is meant for start-up, before any new
-// request can reserve a serial: a pending record then belongs to a run that
-// stopped between reservation and finalization, so its certificate — signed
-// or not — was never returned, and its private key is gone with that run.
-func (d *DB) AbortPending(ctx context.Context, reason string, at time.Time) ([]Recovered, error) {
-	var out []Recovered
-	err := d.submit(ctx, func(ctx context.Context, c *sql.Conn, d *DB) error {
-		rows, err := c.QueryContext(ctx, `SELECT id, serial, profile, identity, request_id FROM certificates
-			WHERE status = 'pending' ORDER BY created_at`)
-		if err != nil {
-			return fmt.Errorf("finding pending records: %w", err)
-		}
-		var evs []record.AuditEvent
-		for rows.Next() {
-			var r Recovered
-			var identity, reqID string
-			if err := rows.Scan(&r.ID, &r.Serial, &r.Profile, &identity, &reqID); err != nil {
-				rows.Close()
-				return fmt.Errorf("reading pending record: %w", err)
-			}
-			out = append(out, r)
-			evs = append(evs, record.AuditEvent{Time: at, Action: "recovered", RequestID: reqID, Identity: identity,
-				Profile: r.Profile, Outcome: record.StatusAborted, Reason: reason, CertificateID: r.ID, Serial: r.Serial})
-		}
-		rows.Close()
-		for k, r := range out {
-			if _, err := c.ExecContext(ctx, `UPDATE certificates SET status = 'aborted', updated_at = ? WHERE id = ? AND status = 'pending'`,
-				timeText(at), r.ID); err != nil {
-				return fmt.Errorf("resolving pending record %s: %w", r.ID, err)
-			}
-			if err := d.appendAudit(ctx, evs[k]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	ID, Serial, Profile, Identity, RequestID string // a certificate; empty for a CRL
+	CA                                       string
+	CRLNumber                                int64 // a CRL; 0 for a certificate
+	TBSHash                                  string
 }
