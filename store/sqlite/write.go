@@ -1,0 +1,304 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pkid/pkid/record"
+	"github.com/pkid/pkid/store"
+	"github.com/pkid/pkid/store/internal/contract"
+)
+
+func jsonText[T any](s []T) string {
+	if s == nil {
+		s = []T{}
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		// Slices of strings and of string pairs: json.Marshal cannot fail.
+		panic(fmt.Sprintf("encoding %T: %v", s, err))
+	}
+	return string(b)
+}
+
+// Reserve durably inserts c with status pending.
+func (d *DB) Reserve(ctx context.Context, c *record.Certificate) error {
+	r := *c // validation fills in the CSR hash; the caller's value stays as given
+	if err := contract.ValidateCertificate(&r); err != nil {
+		return err
+	}
+	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+		created := timeText(r.CreatedAt)
+		_, err := d.stmts.reserve.ExecContext(ctx,
+			r.ID, r.Serial, r.ProfileID, r.Profile, r.CA, r.IssuerHash, r.Identity, r.RequestID,
+			r.CertificateRequestID, r.ApplicationID, r.CommonName,
+			jsonText(r.AltNames), jsonText(r.KeyUsages), jsonText(r.ExtKeyUsages),
+			r.SignatureAlgorithm, r.KeyAlgorithm, timeText(r.NotBefore), timeText(r.NotAfter),
+			r.TBSHash, r.CSR, r.CSRHash, r.Renews, created, created)
+		if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed: certificates.serial") {
+			return fmt.Errorf("reserving serial %s: %w", r.Serial, record.ErrDuplicateSerial)
+		}
+		if err != nil {
+			return fmt.Errorf("reserving serial %s: %w", r.Serial, err)
+		}
+		return nil
+	})
+}
+
+// certState reads a certificate's status, serial and CA inside the
+// writer's transaction.
+func (d *DB) certState(ctx context.Context, id string) (status, serial, ca string, err error) {
+	err = d.stmts.certState.QueryRowContext(ctx, id).Scan(&status, &serial, &ca)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", "", record.ErrNotFound
+	}
+	return status, serial, ca, err
+}
+
+// Finalize marks a pending record issued with its DER and appends ev, in
+// one transaction. Empty certificateId, serialNumber and derSha256 in ev
+// are filled in; values that contradict the record are refused.
+func (d *DB) Finalize(ctx context.Context, id string, der []byte, ev record.AuditEvent) error {
+	return d.resolve(ctx, id, record.StatusIssued, der, ev)
+}
+
+// Abort marks a pending record aborted (keeping der, if any, for
+// forensics) and appends ev, in one transaction.
+func (d *DB) Abort(ctx context.Context, id string, der []byte, ev record.AuditEvent) error {
+	return d.resolve(ctx, id, record.StatusAborted, der, ev)
+}
+
+func (d *DB) resolve(ctx context.Context, id, status string, der []byte, ev record.AuditEvent) error {
+	verb := map[string]string{record.StatusIssued: "finalizing", record.StatusAborted: "aborting"}[status]
+	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+		have, serial, _, err := d.certState(ctx, id)
+		if err != nil {
+			return fmt.Errorf("%s certificate %s: %w", verb, id, err)
+		}
+		if have != record.StatusPending {
+			return fmt.Errorf("%s certificate %s: it is %s: %w", verb, id, have, record.ErrNotPending)
+		}
+		if status == record.StatusIssued {
+			ev, err = contract.FinalizeEvent(ev, id, serial, der)
+		} else {
+			ev, err = contract.AbortEvent(ev, id, serial, der)
+		}
+		if err != nil {
+			return fmt.Errorf("%s certificate %s: %w", verb, id, err)
+		}
+		if _, err := d.stmts.transition.ExecContext(ctx, status, der, timeText(ev.Time), id); err != nil {
+			return fmt.Errorf("%s certificate %s: %w", verb, id, err)
+		}
+		return d.appendAudit(ctx, ev)
+	})
+}
+
+// Refuse appends the audit event of a refused request (or a summary of
+// suppressed refusals).
+func (d *DB) Refuse(ctx context.Context, ev record.AuditEvent) error {
+	ev, err := contract.RefuseEvent(ev)
+	if err != nil {
+		return fmt.Errorf("recording refusal: %w", err)
+	}
+	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+		return d.appendAudit(ctx, ev)
+	})
+}
+
+// Revoke marks an issued certificate revoked at at for reason and appends
+// ev, in one transaction.
+func (d *DB) Revoke(ctx context.Context, id string, at time.Time, reason string, ev record.AuditEvent) error {
+	if at.IsZero() || reason == "" {
+		return fmt.Errorf("revoking certificate %s: a revocation needs a time and a reason", id)
+	}
+	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+		status, serial, ca, err := d.certState(ctx, id)
+		if err != nil {
+			return fmt.Errorf("revoking certificate %s: %w", id, err)
+		}
+		switch status {
+		case record.StatusIssued:
+		case record.StatusRevoked:
+			return fmt.Errorf("revoking certificate %s: %w", id, record.ErrAlreadyRevoked)
+		default:
+			return fmt.Errorf("revoking certificate %s: it is %s: %w", id, status, record.ErrNotRevocable)
+		}
+		if ev, err = contract.RevokeEvent(ev, id, serial, ca); err != nil {
+			return fmt.Errorf("revoking certificate %s: %w", id, err)
+		}
+		if _, err := d.stmts.revoke.ExecContext(ctx, timeText(at), reason, timeText(ev.Time), id); err != nil {
+			return fmt.Errorf("revoking certificate %s: %w", id, err)
+		}
+		return d.appendAudit(ctx, ev)
+	})
+}
+
+// ReserveCRL durably inserts c pending, if its number is beyond every
+// number reserved for its CA.
+func (d *DB) ReserveCRL(ctx context.Context, c *record.CRL) error {
+	r := *c
+	if err := contract.ValidateCRL(&r); err != nil {
+		return err
+	}
+	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+		var last int64
+		if err := d.stmts.lastCRL.QueryRowContext(ctx, r.CA).Scan(&last); err != nil {
+			return fmt.Errorf("reserving CRL %d of %s: %w", r.Number, r.CA, err)
+		}
+		if r.Number <= last {
+			return fmt.Errorf("reserving CRL %d of %s (the last reserved is %d): %w", r.Number, r.CA, last, record.ErrCRLNumberUsed)
+		}
+		created := timeText(r.CreatedAt)
+		if _, err := d.stmts.reserveCRL.ExecContext(ctx, r.CA, r.Number, timeText(r.ThisUpdate), timeText(r.NextUpdate),
+			r.TBSHash, created, created); err != nil {
+			return fmt.Errorf("reserving CRL %d of %s: %w", r.Number, r.CA, err)
+		}
+		return nil
+	})
+}
+
+// FinalizeCRL marks a pending CRL issued with its DER and appends ev, in
+// one transaction.
+func (d *DB) FinalizeCRL(ctx context.Context, ca string, number int64, der []byte, ev record.AuditEvent) error {
+	return d.resolveCRL(ctx, ca, number, record.StatusIssued, der, ev)
+}
+
+// AbortCRL marks a pending CRL aborted and appends ev, in one transaction.
+func (d *DB) AbortCRL(ctx context.Context, ca string, number int64, ev record.AuditEvent) error {
+	return d.resolveCRL(ctx, ca, number, record.StatusAborted, nil, ev)
+}
+
+func (d *DB) resolveCRL(ctx context.Context, ca string, number int64, status string, der []byte, ev record.AuditEvent) error {
+	verb := map[string]string{record.StatusIssued: "finalizing", record.StatusAborted: "aborting"}[status]
+	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+		var have string
+		err := d.stmts.crlState.QueryRowContext(ctx, ca, number).Scan(&have)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, record.ErrNotFound)
+		case err != nil:
+			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, err)
+		case have != record.StatusPending:
+			return fmt.Errorf("%s CRL %d of %s: it is %s: %w", verb, number, ca, have, record.ErrNotPending)
+		}
+		if status == record.StatusIssued {
+			ev, err = contract.CRLEvent(ev, ca, number, der)
+		} else {
+			ev, err = contract.AbortCRLEvent(ev, ca, number)
+		}
+		if err != nil {
+			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, err)
+		}
+		if _, err := d.stmts.crlTransition.ExecContext(ctx, status, der, timeText(ev.Time), ca, number); err != nil {
+			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, err)
+		}
+		return d.appendAudit(ctx, ev)
+	})
+}
+
+// AbortPending resolves every pending certificate and CRL, marking it
+// aborted with an audit entry (action recovered) that gives reason. It is
+// meant for start-up, before any new request can reserve: a pending row
+// then belongs to a run that stopped between reservation and finalization,
+// so its result — signed or not — was never returned (a certificate's
+// private key is gone with that run), and a CRL number it held stays used
+// because the token may have signed a CRL with it.
+func (d *DB) AbortPending(ctx context.Context, reason string, at time.Time) ([]store.Recovered, error) {
+	var out []store.Recovered
+	err := d.submit(ctx, func(ctx context.Context, d *DB) error {
+		c := d.writer
+		rows, err := c.QueryContext(ctx, `SELECT id, serial, profile, identity, request_id, ca, tbs_hash
+			FROM certificates WHERE status = 'pending' ORDER BY created_at, id`)
+		if err != nil {
+			return fmt.Errorf("finding pending certificates: %w", err)
+		}
+		for rows.Next() {
+			var r store.Recovered
+			if err := rows.Scan(&r.ID, &r.Serial, &r.Profile, &r.Identity, &r.RequestID, &r.CA, &r.TBSHash); err != nil {
+				rows.Close()
+				return fmt.Errorf("reading pending certificate: %w", err)
+			}
+			out = append(out, r)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("finding pending certificates: %w", err)
+		}
+		rows, err = c.QueryContext(ctx, `SELECT ca, number, tbs_hash FROM crls WHERE status = 'pending' ORDER BY ca, number`)
+		if err != nil {
+			return fmt.Errorf("finding pending CRLs: %w", err)
+		}
+		for rows.Next() {
+			var r store.Recovered
+			if err := rows.Scan(&r.CA, &r.CRLNumber, &r.TBSHash); err != nil {
+				rows.Close()
+				return fmt.Errorf("reading pending CRL: %w", err)
+			}
+			out = append(out, r)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("finding pending CRLs: %w", err)
+		}
+		for _, r := range out {
+			if r.CRLNumber != 0 {
+				if _, err := d.stmts.crlTransition.ExecContext(ctx, record.StatusAborted, nil, timeText(at), r.CA, r.CRLNumber); err != nil {
+					return fmt.Errorf("resolving pending CRL %d of %s: %w", r.CRLNumber, r.CA, err)
+				}
+				if err := d.appendAudit(ctx, contract.RecoveredCRLEvent(r.CA, r.CRLNumber, reason, at)); err != nil {
+					return err
+				}
+				continue
+			}
+			if _, err := d.stmts.transition.ExecContext(ctx, record.StatusAborted, nil, timeText(at), r.ID); err != nil {
+				return fmt.Errorf("resolving pending certificate %s: %w", r.ID, err)
+			}
+			ev := contract.RecoveredCertificateEvent(&record.Certificate{ID: r.ID, Serial: r.Serial, Profile: r.Profile,
+				Identity: r.Identity, RequestID: r.RequestID, CA: r.CA}, reason, at)
+			if err := d.appendAudit(ctx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AddCheckpoint stores cp if it names an existing entry by its hash and
+// lies beyond the latest checkpoint. Its signature is the verifier's to
+// check.
+func (d *DB) AddCheckpoint(ctx context.Context, cp record.Checkpoint) error {
+	if cp.Seq < 1 || cp.Hash == "" || cp.Time.IsZero() || cp.KeyID == "" || len(cp.Signature) == 0 {
+		return fmt.Errorf("adding audit checkpoint %d: incomplete: %w", cp.Seq, record.ErrInvalidCheckpoint)
+	}
+	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+		var latest int64
+		if err := d.stmts.lastCheckpoint.QueryRowContext(ctx).Scan(&latest); err != nil {
+			return fmt.Errorf("adding audit checkpoint %d: %w", cp.Seq, err)
+		}
+		if cp.Seq <= latest {
+			return fmt.Errorf("adding audit checkpoint %d: not beyond the latest checkpoint (%d): %w", cp.Seq, latest, record.ErrInvalidCheckpoint)
+		}
+		var hash string
+		err := d.stmts.entryHash.QueryRowContext(ctx, cp.Seq).Scan(&hash)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("adding audit checkpoint %d: no such entry: %w", cp.Seq, record.ErrInvalidCheckpoint)
+		case err != nil:
+			return fmt.Errorf("adding audit checkpoint %d: %w", cp.Seq, err)
+		case hash != cp.Hash:
+			return fmt.Errorf("adding audit checkpoint %d: the entry's hash is %s, not %s: %w", cp.Seq, hash, cp.Hash, record.ErrInvalidCheckpoint)
+		}
+		if _, err := d.stmts.addCheckpoint.ExecContext(ctx, cp.Seq, cp.Hash, timeText(cp.Time),
+			cp.KeyID, cp.Signature); err != nil {
+			return fmt.Errorf("adding audit checkpoint %d: %w", cp.Seq, err)
+		}
+		return nil
+	})
+}
