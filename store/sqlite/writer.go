@@ -22,14 +22,14 @@ type op struct {
 type statements struct {
 	reserve, certState, transition, revoke, audit                 *sql.Stmt
 	lastCRL, reserveCRL, crlState, crlTransition                  *sql.Stmt
-	entryHash, lastCheckpoint, addCheckpoint                      *sql.Stmt
+	entryHash, lastCheckpoint, addCheckpoint, head                *sql.Stmt
 	begin, commit, rollback, savepoint, release, undo, checkWrite *sql.Stmt
 }
 
 func (st *statements) list() []**sql.Stmt {
 	return []**sql.Stmt{&st.reserve, &st.certState, &st.transition, &st.revoke, &st.audit,
 		&st.lastCRL, &st.reserveCRL, &st.crlState, &st.crlTransition,
-		&st.entryHash, &st.lastCheckpoint, &st.addCheckpoint,
+		&st.entryHash, &st.lastCheckpoint, &st.addCheckpoint, &st.head,
 		&st.begin, &st.commit, &st.rollback, &st.savepoint, &st.release, &st.undo, &st.checkWrite}
 }
 
@@ -53,6 +53,7 @@ func (st *statements) prepare(ctx context.Context, c *sql.Conn) error {
 		`SELECT hash FROM audit WHERE seq = ?`,
 		`SELECT coalesce(max(seq), 0) FROM audit_checkpoints`,
 		`INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) VALUES (?, ?, ?, ?, ?)`,
+		`SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`,
 		`BEGIN IMMEDIATE`, `COMMIT`, `ROLLBACK`, `SAVEPOINT w`, `RELEASE w`, `ROLLBACK TO w`,
 		// Takes the write lock and touches nothing: Check's proof of writability.
 		`UPDATE certificates SET status = status WHERE 0`,
@@ -176,16 +177,26 @@ func (d *DB) writeLoop() {
 // of a transaction that holds other callers' writes.
 func (d *DB) commitGroup(group []*op) {
 	results := make([]error, len(group))
-	seq, hash := d.seq, d.hash
 	start := time.Now()
 	ctx := context.Background()
 	st := &d.stmts
-	if _, err := st.begin.ExecContext(ctx); err != nil {
+	fail := func(err error) {
 		for _, o := range group {
-			o.done <- fmt.Errorf("beginning transaction: %w", err)
+			o.done <- err
 		}
+	}
+	if _, err := st.begin.ExecContext(ctx); err != nil {
+		fail(fmt.Errorf("beginning transaction: %w", err))
 		return
 	}
+	// The chain head is read under the write lock, not remembered: another
+	// process (`pkid revoke`) may have appended since the last group.
+	if err := d.readHead(ctx); err != nil {
+		st.rollback.ExecContext(ctx)
+		fail(err)
+		return
+	}
+	seq, hash := d.seq, d.hash
 	for k, o := range group {
 		if err := o.ctx.Err(); err != nil {
 			// Given up before its turn: nothing of it is written.
@@ -228,6 +239,18 @@ func (d *DB) commitGroup(group []*op) {
 	for k, o := range group {
 		o.done <- results[k]
 	}
+}
+
+// readHead loads the newest audit entry's sequence number and hash.
+func (d *DB) readHead(ctx context.Context) error {
+	err := d.stmts.head.QueryRowContext(ctx).Scan(&d.seq, &d.hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		d.seq, d.hash = 0, record.GenesisHash
+	case err != nil:
+		return fmt.Errorf("reading the audit chain head: %w", err)
+	}
+	return nil
 }
 
 // appendAudit runs on the writer goroutine only, inside its transaction.

@@ -266,3 +266,28 @@ func BenchmarkIssueWrites(b *testing.B) {
 	st := d.Stats()
 	b.ReportMetric(float64(st.Writes)/float64(st.Commits), "writes/commit")
 }
+
+// Another process appending to the audit log between two of this
+// process's commits (as `pkid revoke` does beside a running daemon) does
+// not fork the chain: the head is read under the write lock every time.
+func TestAnotherWriterKeepsOneChain(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "pkid.db")
+	daemon := openDB(t, path)
+	if err := daemon.Refuse(ctx, refused(1)); err != nil {
+		t.Fatal(err)
+	}
+	operator := openDB(t, path) // a second handle, as a second process would have
+	for n := 2; n <= 3; n++ {
+		if err := operator.Refuse(ctx, refused(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := daemon.Refuse(ctx, refused(4)); err != nil {
+		t.Fatalf("the first writer's next append after the other's: %v", err)
+	}
+	rep, err := daemon.VerifyAudit(ctx, store.VerifyOptions{})
+	if err != nil || rep.Entries != 4 {
+		t.Fatalf("VerifyAudit = %+v, %v; want one chain of 4 entries", rep, err)
+	}
+}
