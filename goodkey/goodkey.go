@@ -30,8 +30,8 @@ const (
 	DefaultFermatRounds = 100
 	// MinFermatRounds is the floor of Options.FermatRounds.
 	MinFermatRounds = 100
-	// MaxFermatRounds caps the work one CSR can cost: each step is a square
-	// root of a 4096-bit number at most.
+	// MaxFermatRounds caps the work one CSR can cost: 2^20 steps on a
+	// 4096-bit modulus take about a third of a second.
 	MaxFermatRounds = 1 << 20
 )
 

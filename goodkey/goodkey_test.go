@@ -29,7 +29,7 @@ func newTestPolicy(t *testing.T, opts Options) *Policy {
 // readRSA loads a public key from testdata. The files hold the public halves
 // of keys made once with crypto/rsa.GenerateKey for these tests; loading
 // them keeps the test fast and deterministic.
-func readRSA(t *testing.T, name string) *rsa.PublicKey {
+func readRSA(t testing.TB, name string) *rsa.PublicKey {
 	t.Helper()
 	b, err := os.ReadFile("testdata/" + name)
 	if err != nil {
@@ -46,7 +46,7 @@ func readRSA(t *testing.T, name string) *rsa.PublicKey {
 	return pub.(*rsa.PublicKey)
 }
 
-func hexInt(t *testing.T, s string) *big.Int {
+func hexInt(t testing.TB, s string) *big.Int {
 	t.Helper()
 	n, ok := new(big.Int).SetString(s, 16)
 	if !ok {

@@ -9,7 +9,7 @@ import (
 // s = ceil(√n), the method needs exactly a − s + 1 rounds. The factors here
 // are chosen so that a − s is a known k; they need not be prime.
 func TestFermatBoundary(t *testing.T) {
-	for _, k := range []int64{0, 3, 57, 100, 101} {
+	for _, k := range []int64{0, 3, 57, 100, 101, 1000, 12345} {
 		// a ≈ 1.5·2^1023 (so n has 2048 bits); b² ≈ 2·a·k puts √(a²−b²)
 		// about k below a. The exact distance is measured, then used.
 		a := new(big.Int).Lsh(big.NewInt(3), 1022)
@@ -42,6 +42,40 @@ func TestFermatBoundary(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFermatMatchesPlainMethod compares fermatFactor, with its
+// quadratic-residue filter, against the textbook method on every odd n up
+// to 10 001: the filter may only skip steps that cannot succeed.
+func TestFermatMatchesPlainMethod(t *testing.T) {
+	const rounds = 40
+	for v := int64(3); v <= 10001; v += 2 {
+		n := big.NewInt(v)
+		gp, gq, ok := fermatFactor(n, rounds)
+		wp, wq, wok := plainFermat(v, rounds)
+		if ok != wok || ok && (gp.Int64() != wp || gq.Int64() != wq) {
+			t.Fatalf("n=%d: fermatFactor = %v, %v, %v; plain = %d, %d, %v", v, gp, gq, ok, wp, wq, wok)
+		}
+	}
+}
+
+func plainFermat(n int64, rounds int) (p, q int64, ok bool) {
+	a := int64(0)
+	for a*a < n {
+		a++
+	}
+	for range rounds {
+		b2 := a*a - n
+		b := int64(0)
+		for b*b < b2 {
+			b++
+		}
+		if b*b == b2 {
+			return a + b, a - b, true
+		}
+		a++
+	}
+	return 0, 0, false
 }
 
 func TestSmallFactorNamesTheSmallest(t *testing.T) {

@@ -73,6 +73,12 @@ func (p *Policy) smallFactor(n *big.Int) int64 {
 // Step i (0-based) tests a = ceil(√n) + i, so the method finds the factors
 // exactly when (p+q)/2 − ceil(√n) < rounds. A perfect square n = p² is found
 // at step 0 (b = 0).
+//
+// Most steps skip the square root: a perfect square is a square modulo any
+// m, and a² − n is tracked modulo 64·63·65·11 in machine words, so only the
+// ≈1 in 120 values that are squares modulo all four (the filter GMP's
+// mpz_perfect_square_p uses) reach big.Int.Sqrt. That keeps a step at a few
+// big additions, so even MaxFermatRounds stays well under a second.
 func fermatFactor(n *big.Int, rounds int) (p, q *big.Int, ok bool) {
 	one := big.NewInt(1)
 	a := new(big.Int).Sqrt(n)
@@ -82,16 +88,42 @@ func fermatFactor(n *big.Int, rounds int) (p, q *big.Int, ok bool) {
 		b2.Mul(a, a)
 	}
 	b2.Sub(b2, n) // b2 = a² − n ≥ 0
+
+	moduli := [...]uint64{64, 63, 65, 11}
+	const filter = 64 * 63 * 65 * 11
+	var squares [len(moduli)][]bool
+	for i, m := range moduli {
+		squares[i] = make([]bool, m)
+		for x := range m {
+			squares[i][x*x%m] = true
+		}
+	}
+	var r big.Int
+	fm := big.NewInt(filter)
+	am := r.Mod(a, fm).Uint64()  // a mod filter
+	bm := r.Mod(b2, fm).Uint64() // b2 mod filter
+
 	var b, sq, step big.Int
 	for range rounds {
-		b.Sqrt(b2)
-		if sq.Mul(&b, &b).Cmp(b2) == 0 {
-			return new(big.Int).Add(a, &b), new(big.Int).Sub(a, &b), true
+		candidate := true
+		for i, m := range moduli {
+			if !squares[i][bm%m] {
+				candidate = false
+				break
+			}
+		}
+		if candidate {
+			b.Sqrt(b2)
+			if sq.Mul(&b, &b).Cmp(b2) == 0 {
+				return new(big.Int).Add(a, &b), new(big.Int).Sub(a, &b), true
+			}
 		}
 		// (a+1)² − n = (a² − n) + 2a + 1
 		step.Lsh(a, 1).Add(&step, one)
 		b2.Add(b2, &step)
 		a.Add(a, one)
+		bm = (bm + 2*am + 1) % filter
+		am = (am + 1) % filter
 	}
 	return nil, nil, false
 }
