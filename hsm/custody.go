@@ -2,7 +2,6 @@ package hsm
 
 import (
 	"crypto"
-	"crypto/x509"
 	"fmt"
 
 	"github.com/miekg/pkcs11"
@@ -39,8 +38,9 @@ var requiredAttributes = []struct {
 
 // CheckCustody verifies that the key labelled label exists, that its
 // private half has every required attribute, and that its public key is
-// the one in cert. It returns the key as a signer when all hold.
-func (t *Token) CheckCustody(label string, cert *x509.Certificate) (crypto.Signer, error) {
+// pub (a CA certificate's, or the audit key's). It returns the key as a
+// signer when all hold.
+func (t *Token) CheckCustody(label string, pub crypto.PublicKey) (crypto.Signer, error) {
 	s, b, err := t.key(label)
 	if err != nil {
 		return nil, err
@@ -63,8 +63,8 @@ func (t *Token) CheckCustody(label string, cert *x509.Certificate) (crypto.Signe
 			return nil, &CustodyError{Label: label, Attribute: a.name, Problem: fmt.Sprintf("is %t, must be %t", !a.want, a.want)}
 		}
 	}
-	if !samePublicKey(s.Public(), cert.PublicKey) {
-		return nil, &CustodyError{Label: label, Attribute: "public key", Problem: "does not match the CA certificate"}
+	if !samePublicKey(s.Public(), pub) {
+		return nil, &CustodyError{Label: label, Attribute: "public key", Problem: "does not match the certificate or public key file configured for it"}
 	}
 	t.mu.Lock()
 	t.want[label] = s.Public() // found again, and checked, after every re-open

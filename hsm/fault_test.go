@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,7 +140,7 @@ func faultyToken(t *testing.T) (*Token, *faults, crypto.Signer) {
 	if _, err := tok.GenerateCAKey("other", KeyECP256); err != nil {
 		t.Fatal(err)
 	}
-	signer, err := tok.CheckCustody("ca", selfSigned(t, tok, "ca"))
+	signer, err := tok.CheckCustody("ca", selfSigned(t, tok, "ca").PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,77 +169,97 @@ func eventually(t *testing.T, s crypto.Signer) {
 	}
 }
 
-var permanentCodes = map[string]uint{
-	"CKR_SESSION_HANDLE_INVALID": pkcs11.CKR_SESSION_HANDLE_INVALID,
-	"CKR_SESSION_CLOSED":         pkcs11.CKR_SESSION_CLOSED,
-	"CKR_DEVICE_ERROR":           pkcs11.CKR_DEVICE_ERROR,
-	"CKR_DEVICE_REMOVED":         pkcs11.CKR_DEVICE_REMOVED,
-	"CKR_TOKEN_NOT_PRESENT":      pkcs11.CKR_TOKEN_NOT_PRESENT,
-	"CKR_USER_NOT_LOGGED_IN":     pkcs11.CKR_USER_NOT_LOGGED_IN,
+// Permanent is the classification the circuit breaker rests on: every
+// code that means the sessions or the login are gone re-opens the token;
+// any other keeps it.
+func TestPermanentClassification(t *testing.T) {
+	for code, want := range map[uint]bool{
+		pkcs11.CKR_SESSION_HANDLE_INVALID: true, pkcs11.CKR_SESSION_CLOSED: true, pkcs11.CKR_DEVICE_ERROR: true,
+		pkcs11.CKR_DEVICE_REMOVED: true, pkcs11.CKR_TOKEN_NOT_PRESENT: true, pkcs11.CKR_USER_NOT_LOGGED_IN: true,
+		pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED: true, pkcs11.CKR_TOKEN_NOT_RECOGNIZED: true, pkcs11.CKR_SLOT_ID_INVALID: true,
+		pkcs11.CKR_GENERAL_ERROR: true, pkcs11.CKR_KEY_HANDLE_INVALID: true, pkcs11.CKR_OBJECT_HANDLE_INVALID: true,
+		pkcs11.CKR_FUNCTION_FAILED: false, pkcs11.CKR_DEVICE_MEMORY: false, pkcs11.CKR_HOST_MEMORY: false,
+		pkcs11.CKR_PIN_INCORRECT: false, pkcs11.CKR_MECHANISM_INVALID: false,
+	} {
+		if got := Permanent(fmt.Errorf("wrapped: %w", pkcs11.Error(code))); got != want {
+			t.Errorf("Permanent(0x%x) = %t, want %t", code, got, want)
+		}
+	}
+	if Permanent(errors.New("not a PKCS#11 error")) {
+		t.Error("a non-PKCS#11 error was classified permanent")
+	}
 }
 
-// Each permanent error at each step — sign, and then open, login and find
-// while re-opening — takes the failed context out of service (never used
-// again), fails fast while the token is down, and recovers by itself.
-func TestPermanentFaultsAtEveryStep(t *testing.T) {
-	for name, code := range permanentCodes {
-		for _, step := range []string{"sign", "open", "login", "find"} {
-			t.Run(name+"/"+step, func(t *testing.T) {
-				tok, f, signer := faultyToken(t)
-				if err := sign(signer); err != nil {
-					t.Fatal(err)
-				}
-				fault := pkcs11.Error(code)
-				trigger := error(fault)
-				if step != "sign" {
-					trigger = pkcs11.Error(pkcs11.CKR_DEVICE_REMOVED)
-				}
-				switch step {
-				case "open":
-					f.inject(&f.open, fmt.Errorf("opening: %w", fault))
-				case "login":
-					f.inject(&f.open, fmt.Errorf("logging in: %w", fault))
-				case "find":
-					f.inject(&f.find, fault)
-				}
-				gate := make(chan struct{})
-				f.mu.Lock()
-				f.gate = gate
-				f.mu.Unlock()
-				f.inject(&f.sign, trigger)
+// faultCase is one way the token can fail: the code a signature fails
+// with, and optionally a step of the re-open that fails once more.
+type faultCase struct {
+	name    string
+	code    uint   // the permanent error the signature returns
+	reopen  string // "", "open" or "find": a re-open step that fails once
+	reopens int32  // backends opened in all, the first included
+}
 
-				err := sign(signer)
-				if !errors.Is(err, trigger) {
-					t.Fatalf("faulted Sign = %v, want %v", err, trigger)
-				}
-				// The circuit is open: no PKCS#11 call, an immediate ErrUnavailable.
-				start := time.Now()
-				if err := sign(signer); !errors.Is(err, ErrUnavailable) || time.Since(start) > 100*time.Millisecond {
-					t.Fatalf("Sign while down = %v after %v, want a fast ErrUnavailable", err, time.Since(start))
-				}
-				if err := tok.Probe("ca"); !errors.Is(err, ErrUnavailable) {
-					t.Fatalf("Probe while down = %v", err)
-				}
-				f.mu.Lock()
-				f.gate = nil
-				f.mu.Unlock()
-				close(gate)
-				eventually(t, signer)
-				if err := tok.Probe("ca"); err != nil {
-					t.Fatalf("Probe after recovery: %v", err)
-				}
-				wantOpened := int32(2)
-				if step == "find" {
-					wantOpened = 3 // the re-open whose find failed was closed too
-				}
-				if got := f.opened.Load(); got != wantOpened {
-					t.Errorf("backends opened = %d, want %d", got, wantOpened)
-				}
-				if got := f.reused.Load(); got != 0 {
-					t.Errorf("%d calls reached a closed context: a dead session was reused", got)
-				}
-			})
-		}
+// A permanent error takes the failed context out of service (never used
+// again), makes every call fail fast while the token is down, and the token
+// recovers by itself — also when the first re-open fails at opening or
+// logging in (the opener's error) or at finding the CA key again. Each
+// case tests something the others do not: every session-killing code the
+// token returns for a signature, and each re-open step that can fail.
+func TestPermanentFaultsRecover(t *testing.T) {
+	cases := []faultCase{
+		{"sign: CKR_SESSION_HANDLE_INVALID", pkcs11.CKR_SESSION_HANDLE_INVALID, "", 2},
+		{"sign: CKR_SESSION_CLOSED", pkcs11.CKR_SESSION_CLOSED, "", 2},
+		{"sign: CKR_DEVICE_ERROR", pkcs11.CKR_DEVICE_ERROR, "", 2},
+		{"sign: CKR_DEVICE_REMOVED", pkcs11.CKR_DEVICE_REMOVED, "", 2},
+		{"sign: CKR_TOKEN_NOT_PRESENT", pkcs11.CKR_TOKEN_NOT_PRESENT, "", 2},
+		{"sign: CKR_USER_NOT_LOGGED_IN", pkcs11.CKR_USER_NOT_LOGGED_IN, "", 2},
+		{"re-open fails opening or logging in", pkcs11.CKR_DEVICE_REMOVED, "open", 2},
+		{"re-open fails finding the key", pkcs11.CKR_DEVICE_REMOVED, "find", 3}, // the re-open whose find failed was closed too
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tok, f, signer := faultyToken(t)
+			if err := sign(signer); err != nil {
+				t.Fatal(err)
+			}
+			switch c.reopen {
+			case "open":
+				f.inject(&f.open, fmt.Errorf("logging in: %w", pkcs11.Error(pkcs11.CKR_TOKEN_NOT_PRESENT)))
+			case "find":
+				f.inject(&f.find, pkcs11.Error(pkcs11.CKR_TOKEN_NOT_PRESENT))
+			}
+			gate := make(chan struct{})
+			f.mu.Lock()
+			f.gate = gate
+			f.mu.Unlock()
+			trigger := pkcs11.Error(c.code)
+			f.inject(&f.sign, trigger)
+
+			if err := sign(signer); !errors.Is(err, trigger) {
+				t.Fatalf("faulted Sign = %v, want %v", err, trigger)
+			}
+			// The circuit is open: no PKCS#11 call, an immediate ErrUnavailable.
+			if err := sign(signer); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("Sign while down = %v, want ErrUnavailable", err)
+			}
+			if err := tok.Probe("ca"); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("Probe while down = %v", err)
+			}
+			f.mu.Lock()
+			f.gate = nil
+			f.mu.Unlock()
+			close(gate)
+			eventually(t, signer)
+			if err := tok.Probe("ca"); err != nil {
+				t.Fatalf("Probe after recovery: %v", err)
+			}
+			if got := f.opened.Load(); got != c.reopens {
+				t.Errorf("backends opened = %d, want %d", got, c.reopens)
+			}
+			if got := f.reused.Load(); got != 0 {
+				t.Errorf("%d calls reached a closed context: a dead session was reused", got)
+			}
+		})
 	}
 }
 
@@ -268,10 +289,14 @@ func TestReopenRefusesASwappedKey(t *testing.T) {
 	f.mu.Unlock()
 	f.inject(&f.sign, pkcs11.Error(pkcs11.CKR_DEVICE_REMOVED))
 	sign(signer)
-	time.Sleep(100 * time.Millisecond)
-	err := sign(signer)
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no longer the key") {
-		t.Fatalf("Sign with a swapped key = %v", err)
+	// Wait for a re-open to have found the swapped key and refused it.
+	deadline := time.Now().Add(10 * time.Second)
+	var err error
+	for err = sign(signer); !strings.Contains(fmt.Sprint(err), "no longer the key"); err = sign(signer) {
+		if !errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("Sign with a swapped key = %v, want ErrUnavailable naming the swapped key", err)
+		}
+		runtime.Gosched()
 	}
 	f.mu.Lock()
 	f.swapKeys = ""
@@ -308,7 +333,7 @@ func TestRealSoftHSMFaults(t *testing.T) {
 			if _, err := tok.GenerateCAKey("ca", KeyECP256); err != nil {
 				t.Fatal(err)
 			}
-			signer, err := tok.CheckCustody("ca", selfSigned(t, tok, "ca"))
+			signer, err := tok.CheckCustody("ca", selfSigned(t, tok, "ca").PublicKey)
 			if err != nil {
 				t.Fatal(err)
 			}

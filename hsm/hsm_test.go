@@ -54,7 +54,7 @@ func TestGenerateCAKeyCustody(t *testing.T) {
 			t.Fatalf("GenerateCAKey(%s): %v", kt, err)
 		}
 		cert := selfSigned(t, tok, label)
-		if _, err := tok.CheckCustody(label, cert); err != nil {
+		if _, err := tok.CheckCustody(label, cert.PublicKey); err != nil {
 			t.Errorf("CheckCustody(%s): %v", kt, err)
 		}
 		attrs, err := tok.Attributes(label)
@@ -83,7 +83,7 @@ func TestCheckCustodyRefusesMismatchAndMissing(t *testing.T) {
 	if _, err := tok.GenerateCAKey("b", KeyECP256); err != nil {
 		t.Fatal(err)
 	}
-	_, err := tok.CheckCustody("a", selfSigned(t, tok, "b"))
+	_, err := tok.CheckCustody("a", selfSigned(t, tok, "b").PublicKey)
 	var ce *CustodyError
 	if !errors.As(err, &ce) || ce.Attribute != "public key" {
 		t.Fatalf("CheckCustody with the wrong certificate = %v, want a public key CustodyError", err)
@@ -99,7 +99,7 @@ func TestCheckCustodyRefusesExtractableKey(t *testing.T) {
 	if err := generateExtractable(tok, "weak"); err != nil {
 		t.Fatalf("creating an extractable key: %v", err)
 	}
-	_, err := tok.CheckCustody("weak", selfSigned(t, tok, "weak"))
+	_, err := tok.CheckCustody("weak", selfSigned(t, tok, "weak").PublicKey)
 	var ce *CustodyError
 	if !errors.As(err, &ce) || ce.Attribute != "CKA_EXTRACTABLE" {
 		t.Fatalf("CheckCustody(extractable) = %v, want a CKA_EXTRACTABLE CustodyError", err)
