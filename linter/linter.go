@@ -32,9 +32,20 @@ var DefaultExclusions = []string{
 }
 
 // Linter holds, per profile, a registry for RFC 5280 lints and one that adds
-// the CA/Browser Forum Baseline Requirements for server_auth certificates.
+// the CA/Browser Forum Baseline Requirements for server_auth certificates;
+// and one registry for CRLs.
 type Linter struct {
 	registries map[string]registries
+	crls       crlLints
+}
+
+// crlLints are zlint's CRL lints from RFC 5280 and the community sources.
+// The CA/B Forum's CRL lints are left out: they restrict reason codes to
+// the public-TLS subset (no aACompromise, no cACompromise in EE CRLs),
+// and a private CA must be able to publish every revocation it made.
+type crlLints struct {
+	lints  []*lint.RevocationListLint
+	config lint.Configuration
 }
 
 type registries struct {
@@ -56,6 +67,11 @@ func compile(r lint.Registry) compiled {
 // exclusions it adds to DefaultExclusions; an unknown lint name is an error.
 func New(extra map[string][]string) (*Linter, error) {
 	l := &Linter{registries: map[string]registries{}}
+	crl, err := filter(nil, lint.RFC5280, lint.Community)
+	if err != nil {
+		return nil, fmt.Errorf("CRL lint registry: %w", err)
+	}
+	l.crls = crlLints{lints: crl.RevocationListLints().Lints(), config: crl.GetConfiguration()}
 	for profile, more := range extra {
 		exclude := append(append([]string{}, DefaultExclusions...), more...)
 		rfc, err := filter(exclude, lint.RFC5280)
@@ -103,6 +119,24 @@ func (l *Linter) Lint(_ context.Context, profile string, der []byte) ([]string, 
 		switch l.Execute(cert, reg.config).Status {
 		case lint.Warn, lint.Error, lint.Fatal:
 			failed = append(failed, l.Name)
+		}
+	}
+	sort.Strings(failed)
+	return failed, nil
+}
+
+// LintCRL returns the names of the CRL lints that gave an error, warning or
+// fatal result for the DER CRL, sorted.
+func (l *Linter) LintCRL(_ context.Context, der []byte) ([]string, error) {
+	crl, err := zx509.ParseRevocationList(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing CRL for lint: %w", err)
+	}
+	var failed []string
+	for _, rl := range l.crls.lints {
+		switch rl.Execute(crl, l.crls.config).Status {
+		case lint.Warn, lint.Error, lint.Fatal:
+			failed = append(failed, rl.Name)
 		}
 	}
 	sort.Strings(failed)
