@@ -17,7 +17,6 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"net/url"
 
 	"github.com/pkid/pkid/policy"
 )
@@ -92,7 +91,7 @@ func KeyAlgorithmOf(pub crypto.PublicKey) string {
 	return fmt.Sprintf("%T", pub)
 }
 
-// signatureFamily is "RSA" or "ECDSA" for a CA public key.
+// signatureFamily is "RSA" or "ECDSA" for a CA public key, "" for others.
 func signatureFamily(pub crypto.PublicKey) string {
 	switch pub.(type) {
 	case *rsa.PublicKey:
@@ -100,7 +99,7 @@ func signatureFamily(pub crypto.PublicKey) string {
 	case *ecdsa.PublicKey:
 		return "ECDSA"
 	}
-	return "unknown"
+	return ""
 }
 
 // throwawayRSABits is the size of the throw-away key for RSA CAs. The TBS
@@ -153,32 +152,21 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 	return sum[:20], nil
 }
 
-// applyAltNames adds the SANs to the template, honouring the declared type.
-// Values were validated by the API; a parse failure here is a bug.
+// applyAltNames adds the canonical SANs to the template: the certificate
+// encodes exactly the values the policy matched and the record keeps.
 func applyAltNames(t *x509.Certificate, sans []policy.SAN) error {
 	for _, s := range sans {
-		switch s.Type {
+		switch s.Type() {
 		case policy.SANDNS:
-			t.DNSNames = append(t.DNSNames, s.Value)
+			t.DNSNames = append(t.DNSNames, s.Value())
 		case policy.SANIP:
-			ip := net.ParseIP(s.Value)
-			if ip == nil {
-				return fmt.Errorf("ip_address %q does not parse", s.Value)
-			}
-			if v4 := ip.To4(); v4 != nil {
-				ip = v4
-			}
-			t.IPAddresses = append(t.IPAddresses, ip)
+			t.IPAddresses = append(t.IPAddresses, net.IP(s.IP().AsSlice()))
 		case policy.SANEmail:
-			t.EmailAddresses = append(t.EmailAddresses, s.Value)
+			t.EmailAddresses = append(t.EmailAddresses, s.Value())
 		case policy.SANURI:
-			u, err := url.Parse(s.Value)
-			if err != nil {
-				return fmt.Errorf("uri %q does not parse: %w", s.Value, err)
-			}
-			t.URIs = append(t.URIs, u)
+			t.URIs = append(t.URIs, s.URI())
 		default:
-			return fmt.Errorf("unknown SAN type %q", s.Type)
+			return fmt.Errorf("unknown SAN type %q", s.Type())
 		}
 	}
 	return nil
@@ -190,28 +178,34 @@ var hashes = map[x509.SignatureAlgorithm]crypto.Hash{
 	x509.ECDSAWithSHA256: crypto.SHA256, x509.ECDSAWithSHA384: crypto.SHA384, x509.ECDSAWithSHA512: crypto.SHA512,
 }
 
-// certificateASN1 is a certificate's outer structure (RFC 5280 §4.1).
-type certificateASN1 struct {
+// signedASN1 is the outer structure shared by certificates (RFC 5280
+// §4.1) and CRLs (§5.1): the to-be-signed bytes, the algorithm, the
+// signature.
+type signedASN1 struct {
 	TBS       asn1.RawValue
 	Algorithm asn1.RawValue
 	Signature asn1.BitString
 }
 
-// signTBS has signer sign the TBS of the lint copy — the exact bytes that
-// were linted — and returns the certificate assembled from that TBS, the
-// same signatureAlgorithm and the new signature. Nothing is re-encoded
-// between the lint and the signature (Boulder's prepare-then-issue).
-func signTBS(r io.Reader, signer crypto.Signer, lintDER []byte, lint *x509.Certificate) ([]byte, error) {
-	h, ok := hashes[lint.SignatureAlgorithm]
+// signTBS has signer sign tbs — the exact bytes that were linted, taken
+// from signedCopy, the lint copy signed by a throw-away key — and returns
+// the structure reassembled from that TBS, the same signatureAlgorithm and
+// the new signature. Nothing is re-encoded between the lint and the
+// signature (Boulder's prepare-then-issue).
+func signTBS(r io.Reader, signer crypto.Signer, signedCopy, tbs []byte, alg x509.SignatureAlgorithm) ([]byte, error) {
+	h, ok := hashes[alg]
 	if !ok {
-		return nil, fmt.Errorf("unsupported signature algorithm %v", lint.SignatureAlgorithm)
+		return nil, fmt.Errorf("unsupported signature algorithm %v", alg)
 	}
-	var outer certificateASN1
-	if rest, err := asn1.Unmarshal(lintDER, &outer); err != nil || len(rest) > 0 {
+	var outer signedASN1
+	if rest, err := asn1.Unmarshal(signedCopy, &outer); err != nil || len(rest) > 0 {
 		return nil, fmt.Errorf("decoding the lint copy: %v", err)
 	}
+	if !bytes.Equal(outer.TBS.FullBytes, tbs) {
+		return nil, errors.New("the lint copy does not hold the TBS to sign")
+	}
 	d := h.New()
-	d.Write(lint.RawTBSCertificate)
+	d.Write(tbs)
 	sig, err := signer.Sign(r, d.Sum(nil), h)
 	if err != nil {
 		return nil, err
@@ -219,23 +213,23 @@ func signTBS(r io.Reader, signer crypto.Signer, lintDER []byte, lint *x509.Certi
 	outer.Signature = asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}
 	der, err := asn1.Marshal(outer)
 	if err != nil {
-		return nil, fmt.Errorf("encoding the certificate: %w", err)
+		return nil, fmt.Errorf("encoding the signed structure: %w", err)
 	}
 	return der, nil
 }
 
-// verifySigned checks the assembled certificate: its TBS is byte for byte
+// verifySigned checks the assembled structure: its TBS is byte for byte
 // the linted one, and its signature verifies with the CA certificate's
 // public key (not the key the token says it used).
-func verifySigned(der []byte, lint *x509.Certificate, ca *x509.Certificate) error {
-	var outer certificateASN1
+func verifySigned(der, tbs []byte, alg x509.SignatureAlgorithm, ca *x509.Certificate) error {
+	var outer signedASN1
 	if rest, err := asn1.Unmarshal(der, &outer); err != nil || len(rest) > 0 {
-		return fmt.Errorf("decoding the signed certificate: %v", err)
+		return fmt.Errorf("decoding the signed structure: %v", err)
 	}
-	if !bytes.Equal(outer.TBS.FullBytes, lint.RawTBSCertificate) {
+	if !bytes.Equal(outer.TBS.FullBytes, tbs) {
 		return errors.New("signed TBS differs from the linted TBS")
 	}
-	if err := ca.CheckSignature(lint.SignatureAlgorithm, outer.TBS.FullBytes, outer.Signature.RightAlign()); err != nil {
+	if err := ca.CheckSignature(alg, outer.TBS.FullBytes, outer.Signature.RightAlign()); err != nil {
 		return fmt.Errorf("signature does not verify with the CA certificate: %w", err)
 	}
 	return nil

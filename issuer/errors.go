@@ -6,32 +6,25 @@ import (
 	"time"
 )
 
-// Kind classifies an error for the edge. It carries no HTTP status: the API
-// maps kinds to statuses in one place.
+// Kind classifies an error for the edge. It carries no transport
+// vocabulary: the API maps kinds to HTTP statuses in one place.
 type Kind int
 
 const (
-	KindInternal         Kind = iota // unexpected; details never reach the client
-	KindMalformed                    // the request cannot be parsed at all
-	KindUnauthenticated              // no client identity
-	KindForbidden                    // identity not allowed on the profile
-	KindNotFound                     // unknown profile
-	KindTooLarge                     // body over the limit
-	KindUnsupportedMedia             // not JSON
-	KindValidation                   // schema violations (Issues holds them)
-	KindRateLimited                  // identity over its rate (RetryAfter set)
-	KindPolicy                       // the profile's policy refuses the request
-	KindBadRequest                   // CA or window constraints refuse the request
-	KindUnavailable                  // token or store unusable (RetryAfter set)
+	KindInternal    Kind = iota // unexpected; details never reach the client
+	KindForbidden               // identity not allowed on the profile or the certificate
+	KindNotFound                // unknown profile or certificate
+	KindRateLimited             // identity over its rate (RetryAfter set)
+	KindPolicy                  // the profile's policy refuses the request
+	KindBadRequest              // CA, window, CSR or state constraints refuse the request
+	KindUnavailable             // token or store unusable (RetryAfter set)
 )
 
 // Outcome is the metric/log label of a kind.
 func (k Kind) Outcome() string {
 	switch k {
-	case KindMalformed, KindValidation, KindTooLarge, KindUnsupportedMedia, KindBadRequest:
+	case KindBadRequest:
 		return OutcomeInvalid
-	case KindUnauthenticated:
-		return OutcomeUnauthorized
 	case KindForbidden:
 		return OutcomeForbidden
 	case KindNotFound:
@@ -47,7 +40,7 @@ func (k Kind) Outcome() string {
 	}
 }
 
-// Outcomes of an issuance request, as logged and counted.
+// Outcomes of a request, as logged and counted.
 const (
 	OutcomeIssued          = "issued"
 	OutcomeInvalid         = "invalid"
@@ -66,30 +59,12 @@ var Outcomes = []string{
 	OutcomePolicyViolation, OutcomeRateLimited, OutcomeUnavailable, OutcomeError,
 }
 
-// Issue is one schema violation, in zod's vocabulary.
-type Issue struct {
-	Code       string   `json:"code"`
-	Message    string   `json:"message"`
-	Path       []any    `json:"path"`
-	Expected   string   `json:"expected,omitempty"`
-	Received   string   `json:"received,omitempty"`
-	Validation string   `json:"validation,omitempty"`
-	Options    []string `json:"options,omitempty"`
-	Keys       []string `json:"keys,omitempty"`
-	Minimum    *int     `json:"minimum,omitempty"`
-	Maximum    *int     `json:"maximum,omitempty"`
-	Type       string   `json:"type,omitempty"`
-	Inclusive  *bool    `json:"inclusive,omitempty"`
-	Exact      *bool    `json:"exact,omitempty"`
-}
-
 // Error is an error with a Kind and a message that is safe to show to a
 // client. Cause, if any, is for logs only.
 type Error struct {
 	Kind       Kind
 	Message    string
 	Details    any           // optional structured details (403, 400)
-	Issues     []Issue       // KindValidation only
 	RetryAfter time.Duration // KindRateLimited, KindUnavailable
 	Cause      error
 }
@@ -115,5 +90,21 @@ func AsError(err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
-	return &Error{Kind: KindInternal, Message: "Something went wrong", Cause: err}
+	return internal(err)
+}
+
+func internal(cause error) *Error {
+	return &Error{Kind: KindInternal, Message: "Something went wrong", Cause: cause}
+}
+
+// retryAfterUnavailable is the Retry-After given while the token or the
+// store is unusable.
+const retryAfterUnavailable = 5 * time.Second
+
+func unavailable(msg string, cause error) *Error {
+	return &Error{Kind: KindUnavailable, Message: msg, RetryAfter: retryAfterUnavailable, Cause: cause}
+}
+
+func storeUnavailable(cause error) *Error {
+	return unavailable("the certificate store is unavailable", cause)
 }

@@ -23,17 +23,19 @@ import (
 // memStore is an in-memory Store whose steps can be made to fail.
 type memStore struct {
 	mu          sync.Mutex
-	records     map[string]*record.Record
+	records     map[string]*record.Certificate
 	audit       []record.AuditEvent
+	checkpoints []record.Checkpoint
+	crls        []*record.CRL
 	failReserve error
 	failFinal   error
 	failRefuse  error
 	dupSerials  int // Reserve reports a duplicate serial this many times
 }
 
-func newMemStore() *memStore { return &memStore{records: map[string]*record.Record{}} }
+func newMemStore() *memStore { return &memStore{records: map[string]*record.Certificate{}} }
 
-func (s *memStore) Reserve(_ context.Context, rec *record.Record) error {
+func (s *memStore) Reserve(_ context.Context, c *record.Certificate) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failReserve != nil {
@@ -43,8 +45,8 @@ func (s *memStore) Reserve(_ context.Context, rec *record.Record) error {
 		s.dupSerials--
 		return record.ErrDuplicateSerial
 	}
-	cp := *rec
-	s.records[rec.ID] = &cp
+	cp := *c
+	s.records[c.ID] = &cp
 	return nil
 }
 
@@ -83,8 +85,153 @@ func (s *memStore) Refuse(_ context.Context, ev record.AuditEvent) error {
 	return nil
 }
 
-func (s *memStore) only(t *testing.T) *record.Record {
+func (s *memStore) AuditHead(context.Context) (int64, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return int64(len(s.audit)), "head", nil
+}
+
+func (s *memStore) LatestCheckpoint(context.Context) (*record.Checkpoint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.checkpoints) == 0 {
+		return nil, record.ErrNotFound
+	}
+	cp := s.checkpoints[len(s.checkpoints)-1]
+	return &cp, nil
+}
+
+func (s *memStore) AddCheckpoint(_ context.Context, cp record.Checkpoint) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checkpoints = append(s.checkpoints, cp)
+	return nil
+}
+
+func (s *memStore) Revoke(_ context.Context, id string, at time.Time, reason string, ev record.AuditEvent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.records[id]
+	switch {
+	case !ok:
+		return record.ErrNotFound
+	case r.Status == record.StatusRevoked:
+		return record.ErrAlreadyRevoked
+	case r.Status != record.StatusIssued:
+		return record.ErrNotRevocable
+	}
+	r.Status, r.RevokedAt, r.RevocationReason = record.StatusRevoked, at, reason
+	s.audit = append(s.audit, ev)
+	return nil
+}
+
+func (s *memStore) find(match func(*record.Certificate) bool) (*record.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.records {
+		if match(r) {
+			cp := *r
+			return &cp, nil
+		}
+	}
+	return nil, record.ErrNotFound
+}
+
+func (s *memStore) Certificate(_ context.Context, id string) (*record.Certificate, error) {
+	return s.find(func(r *record.Certificate) bool { return r.ID == id })
+}
+
+func (s *memStore) CertificateBySerial(_ context.Context, serial string) (*record.Certificate, error) {
+	return s.find(func(r *record.Certificate) bool { return r.Serial == serial })
+}
+
+func (s *memStore) CertificateByRequestID(_ context.Context, id string) (*record.Certificate, error) {
+	return s.find(func(r *record.Certificate) bool { return r.CertificateRequestID == id })
+}
+
+func (s *memStore) Revoked(_ context.Context, ca string, fn func(record.RevokedEntry) error) error {
+	s.mu.Lock()
+	var out []record.RevokedEntry
+	for _, r := range s.records {
+		if r.CA == ca && r.Status == record.StatusRevoked {
+			out = append(out, record.RevokedEntry{Serial: r.Serial, RevokedAt: r.RevokedAt, Reason: r.RevocationReason, NotAfter: r.NotAfter})
+		}
+	}
+	s.mu.Unlock()
+	for _, e := range out {
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *memStore) ReserveCRL(_ context.Context, c *record.CRL) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, have := range s.crls {
+		if have.CA == c.CA && have.Number >= c.Number {
+			return record.ErrCRLNumberUsed
+		}
+	}
+	cp := *c
+	s.crls = append(s.crls, &cp)
+	return nil
+}
+
+func (s *memStore) resolveCRL(ca string, number int64, status string, der []byte, ev record.AuditEvent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.crls {
+		if c.CA == ca && c.Number == number && c.Status == record.StatusPending {
+			c.Status, c.DER = status, der
+			s.audit = append(s.audit, ev)
+			return nil
+		}
+	}
+	return record.ErrNotPending
+}
+
+func (s *memStore) FinalizeCRL(_ context.Context, ca string, number int64, der []byte, ev record.AuditEvent) error {
+	return s.resolveCRL(ca, number, record.StatusIssued, der, ev)
+}
+
+func (s *memStore) AbortCRL(_ context.Context, ca string, number int64, ev record.AuditEvent) error {
+	return s.resolveCRL(ca, number, record.StatusAborted, nil, ev)
+}
+
+func (s *memStore) LatestCRL(_ context.Context, ca string) (*record.CRL, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var best *record.CRL
+	for _, c := range s.crls {
+		if c.CA == ca && c.Status == record.StatusIssued && (best == nil || c.Number > best.Number) {
+			best = c
+		}
+	}
+	if best == nil {
+		return nil, record.ErrNotFound
+	}
+	cp := *best
+	return &cp, nil
+}
+
+func (s *memStore) LastCRLNumber(_ context.Context, ca string) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, c := range s.crls {
+		if c.CA == ca && c.Number > n {
+			n = c.Number
+		}
+	}
+	return n, nil
+}
+
+func (s *memStore) only(t *testing.T) *record.Certificate {
 	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if len(s.records) != 1 {
 		t.Fatalf("store holds %d records, want 1", len(s.records))
 	}
@@ -126,9 +273,23 @@ func (s *countingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts
 	return s.Signer.Sign(r, digest, opts)
 }
 
-type fixedClock struct{ t time.Time }
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
 
-func (c fixedClock) Now() time.Time { return c.t }
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
 
 var testNow = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 
@@ -147,7 +308,11 @@ func testCA(t testing.TB, rsaIssuing bool) (*CA, *countingSigner) {
 	}
 	issuing := mkCACert(t, "Test Issuing", key.Public(), root, rootKey)
 	s := &countingSigner{Signer: key}
-	return &CA{Name: "issuing", Certificate: issuing, Parents: []*x509.Certificate{root}, Signer: s}, s
+	ca, err := NewCA(CAParams{Name: "issuing", Certificate: issuing, Parents: []*x509.Certificate{root}, Signer: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, s
 }
 
 func mkCACert(t testing.TB, cn string, pub crypto.PublicKey, parent *x509.Certificate, parentKey crypto.Signer) *x509.Certificate {
@@ -171,32 +336,74 @@ func mkCACert(t testing.TB, cn string, pub crypto.PublicKey, parent *x509.Certif
 
 const profileID = "b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e"
 
-func testProfile(t testing.TB, ca *CA) *Profile {
-	t.Helper()
-	pol, err := policy.New(policy.Rules{
-		CommonName: &policy.NameRule{Allowed: []string{"*.example.internal"}},
-		AltNames: map[string]*policy.NameRule{
-			policy.SANDNS: {Allowed: []string{"*.example.internal"}},
-			policy.SANIP:  {Allowed: []string{"10.*"}},
+// profileConfig is the test profile's config; tests override one thing.
+func profileConfig(change ...func(*ProfileConfig)) ProfileConfig {
+	c := ProfileConfig{
+		ID: profileID, Name: "web", CA: "issuing",
+		AllowedIdentities: []string{"uri:spiffe://test/*"},
+		Managers:          []string{"uri:spiffe://admins/ops"},
+		Defaults: DefaultsConfig{KeyUsages: []string{"digital_signature", "key_encipherment"},
+			ExtendedKeyUsages: []string{"server_auth"}},
+		Policy: policy.Rules{
+			CommonName: &policy.NameRule{Allowed: []string{"*.example.internal"}},
+			AltNames: map[string]*policy.NameRule{
+				policy.SANDNS: {Allowed: []string{"*.example.internal"}, Denied: []string{"admin.example.internal"}},
+				policy.SANIP:  {Allowed: []string{"10.0.0.0/8"}, Denied: []string{"10.0.0.66"}},
+			},
+			KeyUsages:           &policy.NameRule{Allowed: []string{"digital_signature", "key_encipherment"}},
+			ExtendedKeyUsages:   &policy.NameRule{Allowed: []string{"server_auth", "client_auth"}},
+			SignatureAlgorithms: []string{"*"},
+			KeyAlgorithms:       []string{"*"},
+			MaxValidity:         "90d",
 		},
-		KeyUsages:           &policy.NameRule{Allowed: []string{"digital_signature", "key_encipherment"}},
-		ExtendedKeyUsages:   &policy.NameRule{Allowed: []string{"server_auth", "client_auth"}},
-		SignatureAlgorithms: []string{"*"},
-		KeyAlgorithms:       []string{"*"},
-		MaxValidity:         "90d",
-	})
+	}
+	for _, f := range change {
+		f(&c)
+	}
+	return c
+}
+
+func testProfile(t testing.TB, change ...func(*ProfileConfig)) *Profile {
+	t.Helper()
+	p, err := NewProfile(profileConfig(change...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Profile{ID: profileID, Name: "web", CA: ca, Policy: pol, AllowedIdentities: []string{"spiffe://test/*"},
-		DefaultKeyUsages: []string{"digital_signature", "key_encipherment"}, DefaultExtKeyUsages: []string{"server_auth"}}
+	return p
+}
+
+func san(t testing.TB, typ, value string) policy.SAN {
+	t.Helper()
+	s, err := policy.ParseSAN(typ, value)
+	if err != nil {
+		t.Fatalf("ParseSAN(%s, %q): %v", typ, value, err)
+	}
+	return s
+}
+
+func cn(t testing.TB, value string) policy.CommonName {
+	t.Helper()
+	c, err := policy.ParseCommonName(value)
+	if err != nil {
+		t.Fatalf("ParseCommonName(%q): %v", value, err)
+	}
+	return c
+}
+
+func identity(t testing.TB, s string) policy.Identity {
+	t.Helper()
+	id, err := policy.ParseIdentity(s)
+	if err != nil {
+		t.Fatalf("ParseIdentity(%q): %v", s, err)
+	}
+	return id
 }
 
 // request builds a valid request; tests override one thing.
-func request(change ...func(*Request)) Request {
-	r := Request{
-		ProfileID: profileID, CommonName: "a.example.internal", TTL: 24 * time.Hour,
-		AltNames:           []policy.SAN{{Type: policy.SANDNS, Value: "a.example.internal"}},
+func request(t testing.TB, change ...func(*IssueRequest)) IssueRequest {
+	r := IssueRequest{
+		ProfileID: profileID, CommonName: cn(t, "a.example.internal"), TTL: 24 * time.Hour,
+		AltNames:           []policy.SAN{san(t, policy.SANDNS, "a.example.internal")},
 		SignatureAlgorithm: "ECDSA-SHA256", KeyAlgorithm: "EC_prime256v1",
 	}
 	for _, c := range change {
@@ -205,23 +412,36 @@ func request(change ...func(*Request)) Request {
 	return r
 }
 
-var meta = Meta{RequestID: "req-00000000000000", Identity: "spiffe://test/client"}
-
-type harness struct {
-	iss    *Issuer
-	store  *memStore
-	lint   *fakeLinter
-	signer *countingSigner
-	ca     *CA
-	prof   *Profile
+func metaFor(t testing.TB, id string) Meta {
+	return Meta{RequestID: "req-00000000000000", Identity: identity(t, id)}
 }
 
-func newHarness(t testing.TB, rsaCA bool) *harness {
+type harness struct {
+	iss     *Issuer
+	service *Service
+	store   *memStore
+	lint    *fakeLinter
+	signer  *countingSigner
+	ca      *CA
+	prof    *Profile
+	clock   *fakeClock
+	meta    Meta
+}
+
+func newHarness(t testing.TB, rsaCA bool, change ...func(*ProfileConfig)) *harness {
 	t.Helper()
 	ca, signer := testCA(t, rsaCA)
-	h := &harness{store: newMemStore(), lint: &fakeLinter{}, signer: signer, ca: ca}
-	h.prof = testProfile(t, ca)
-	iss, err := New(Config{Profiles: []*Profile{h.prof}, Store: h.store, Linter: h.lint, Clock: fixedClock{testNow}})
+	h := &harness{store: newMemStore(), lint: &fakeLinter{}, signer: signer, ca: ca, clock: &fakeClock{t: testNow}}
+	h.meta = metaFor(t, "uri:spiffe://test/client")
+	h.prof = testProfile(t, change...)
+	auditKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	svc, err := NewService(ServiceConfig{Store: h.store, Clock: h.clock, AuditKey: auditKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.service = svc
+	iss, err := New(Config{Profiles: []*Profile{h.prof}, CAs: []*CA{ca}, Service: svc, Linter: h.lint,
+		Clock: h.clock, Limiter: NewRateLimiter(0, h.clock)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,9 @@
 package issuer
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -17,280 +13,249 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/pkid/pkid/goodkey"
 	"github.com/pkid/pkid/policy"
 	"github.com/pkid/pkid/record"
 )
 
-// retryAfterUnavailable is the Retry-After given while the token or the
-// store is unusable.
-const retryAfterUnavailable = 5 * time.Second
-
-// Config wires an Issuer. Profiles, Store and Linter are required.
+// Config wires an Issuer for one configuration generation.
 type Config struct {
 	Profiles []*Profile
-	Store    Store
-	Linter   Linter
-	Observer Observer  // default NopObserver
-	Clock    Clock     // default SystemClock
-	Rand     io.Reader // default crypto/rand
+	CAs      []*CA
+	Service  *Service     // required; outlives the generation
+	Linter   Linter       // required
+	Limiter  *RateLimiter // outlives the generation; nil: a private one
+	Clock    Clock        // default SystemClock
+	Rand     io.Reader    // default crypto/rand
 }
 
-// Issuer runs the issuance pipeline. It is safe for concurrent use.
+// Issuer answers certificate requests for one configuration generation:
+// it looks up the profile, authorizes the identity, applies the rate limit,
+// evaluates the policy and the CA's constraints and hands what passed to
+// the signing service.
 type Issuer struct {
-	profiles    map[string]*Profile
-	lintIssuers map[*CA]*lintIssuer
-	store       Store
-	linter      Linter
-	observer    Observer
-	clock       Clock
-	rand        io.Reader
-	limiter     *limiter
+	profiles map[string]*Profile // by id
+	ordered  []*Profile
+	cas      map[string]*CA
+	service  *Service
+	linter   Linter
+	limiter  *RateLimiter
+	keys     *goodkey.Policy
+	clock    Clock
+	rand     io.Reader
 }
 
-// lintIssuer stands in for a CA when signing the lint copy: the same
-// certificate fields (subject, key identifier) with a throw-away key of the
-// same type, so the TBS it produces is byte-for-byte the one the real CA
-// key will sign.
-type lintIssuer struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-}
-
-// New validates the wiring and prepares one throw-away lint key per CA.
+// New binds every profile to its CA and prepares each CA's lint key.
 func New(cfg Config) (*Issuer, error) {
-	if cfg.Store == nil || cfg.Linter == nil {
-		return nil, errors.New("issuer: store and linter are required")
+	if cfg.Service == nil || cfg.Linter == nil {
+		return nil, errors.New("issuer: a signing service and a linter are required")
 	}
-	i := &Issuer{
-		profiles:    make(map[string]*Profile, len(cfg.Profiles)),
-		lintIssuers: map[*CA]*lintIssuer{},
-		store:       cfg.Store,
-		linter:      cfg.Linter,
-		observer:    cfg.Observer,
-		clock:       cfg.Clock,
-		rand:        cfg.Rand,
-	}
-	if i.observer == nil {
-		i.observer = NopObserver{}
-	}
+	i := &Issuer{profiles: map[string]*Profile{}, cas: map[string]*CA{}, service: cfg.Service,
+		linter: cfg.Linter, limiter: cfg.Limiter, keys: keyPolicy(), clock: cfg.Clock, rand: cfg.Rand}
 	if i.clock == nil {
 		i.clock = SystemClock{}
 	}
 	if i.rand == nil {
 		i.rand = rand.Reader
 	}
-	i.limiter = newLimiter(i.clock)
+	if i.limiter == nil {
+		i.limiter = NewRateLimiter(0, i.clock)
+	}
+	for _, ca := range cfg.CAs {
+		if _, dup := i.cas[ca.name]; dup {
+			return nil, fmt.Errorf("issuer: CA %s is configured twice", ca.name)
+		}
+		i.cas[ca.name] = ca
+	}
+	var problems []error
+	slugs := map[string]bool{}
 	for _, p := range cfg.Profiles {
-		if _, dup := i.profiles[p.ID]; dup {
-			return nil, fmt.Errorf("issuer: duplicate profile id %s", p.ID)
+		ca := i.cas[p.caName]
+		switch {
+		case i.profiles[p.id] != nil:
+			problems = append(problems, fmt.Errorf("profile %s: id %s is used twice", p.name, p.id))
+		case slugs[p.slug]:
+			problems = append(problems, fmt.Errorf("profile %s: slug %q is used twice", p.name, p.slug))
+		case ca == nil:
+			problems = append(problems, fmt.Errorf("profile %s: no CA named %q", p.name, p.caName))
+		case !ca.CanSign():
+			problems = append(problems, fmt.Errorf("profile %s: CA %q has no key in the token, so it cannot sign", p.name, p.caName))
+		default:
+			if _, err := i.service.prepareCA(ca); err != nil {
+				problems = append(problems, fmt.Errorf("profile %s: %w", p.name, err))
+				continue
+			}
+			i.profiles[p.id] = p
+			i.ordered = append(i.ordered, p)
+			slugs[p.slug] = true
 		}
-		if p.CA == nil || p.CA.Signer == nil || p.Policy == nil {
-			return nil, fmt.Errorf("issuer: profile %s needs a CA with a signing key and a policy", p.Name)
-		}
-		i.profiles[p.ID] = p
-		if _, ok := i.lintIssuers[p.CA]; ok {
-			continue
-		}
-		key, err := newThrowawayKey(p.CA.Certificate.PublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("issuer: lint key for CA %s: %w", p.CA.Name, err)
-		}
-		stand := *p.CA.Certificate
-		stand.PublicKey = key.Public()
-		i.lintIssuers[p.CA] = &lintIssuer{cert: &stand, key: key}
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
 	}
 	return i, nil
 }
 
+// Profiles lists the profiles in configuration order.
+func (i *Issuer) Profiles() []*Profile { return i.ordered }
+
 // ProfileName returns the configured name of a profile id, or "unknown".
 // Metrics and logs use it so labels stay bounded.
 func (i *Issuer) ProfileName(id string) string {
-	if p, ok := i.profiles[id]; ok {
-		return p.Name
+	if p, ok := i.profiles[strings.ToLower(id)]; ok {
+		return p.name
 	}
 	return "unknown"
 }
 
-// Meta identifies the caller of one request.
-type Meta struct {
-	RequestID string
-	Identity  string
+// Admits reports whether id may issue with, or manages, at least one
+// profile. An identity that may do nothing is refused before its request
+// body is read (DESIGN.md §2, §8).
+func (i *Issuer) Admits(id policy.Identity) bool {
+	for _, p := range i.ordered {
+		if p.MayIssue(id) || p.Manages(id) {
+			return true
+		}
+	}
+	return false
 }
 
-// Issue runs the pipeline of DESIGN.md §5 for one request.
-func (i *Issuer) Issue(ctx context.Context, meta Meta, req Request) (*Result, error) {
+// Admit returns nil when the caller may use some profile, else a
+// KindForbidden error after auditing the refusal (within the cap).
+func (i *Issuer) Admit(ctx context.Context, meta Meta) error {
+	if i.Admits(meta.Identity) {
+		return nil
+	}
+	e := Errorf(KindForbidden, "You are not allowed to use any certificate profile")
+	e.Details = map[string]string{"identity": meta.Identity.String()}
+	return i.refuse(ctx, meta, "unknown", e)
+}
+
+// Issue answers issue-certificate: a certificate for a key pkid generates.
+func (i *Issuer) Issue(ctx context.Context, meta Meta, req IssueRequest) (*Result, error) {
 	// 1. validate → authorize → policy → build the to-be-signed template.
-	p, ok := i.profiles[req.ProfileID]
-	if !ok {
-		return nil, i.refuse(ctx, meta, "unknown", Errorf(KindNotFound, "Certificate profile not found"))
-	}
-	if !policy.MatchAny(p.AllowedIdentities, meta.Identity) {
-		e := Errorf(KindForbidden, "You are not allowed to issue-cert on certificate-profiles")
-		e.Details = map[string]string{"identity": meta.Identity, "profileId": p.ID, "profile": p.Name}
-		return nil, i.refuse(ctx, meta, p.Name, e)
-	}
-	if wait, ok := i.limiter.allow(p, meta.Identity); !ok {
-		e := Errorf(KindRateLimited, "Rate limit exceeded. Please try again in %d seconds", secondsCeil(wait))
-		e.RetryAfter = wait
-		return nil, e // counted, not audited: a flood must not grow the audit log
-	}
-	plan, err := i.plan(p, req)
+	p, err := i.authorize(ctx, meta, req.ProfileID, "issue-cert")
 	if err != nil {
-		return nil, i.refuse(ctx, meta, p.Name, err)
+		return nil, err
+	}
+	pl, err := i.plan(p, planInput{
+		commonName: req.CommonName, altNames: req.AltNames, keyUsages: req.KeyUsages, extKeyUsages: req.ExtKeyUsages,
+		ttl: req.TTL, notBefore: req.NotBefore, notAfter: req.NotAfter,
+		signatureAlgorithm: req.SignatureAlgorithm, keyAlgorithm: req.KeyAlgorithm,
+		ecLeaf: strings.HasPrefix(req.KeyAlgorithm, "EC_"),
+	})
+	if err != nil {
+		return nil, i.refuse(ctx, meta, p.name, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, unavailable("request cancelled", err)
 	}
 	leafKey, err := GenerateLeafKey(i.rand, req.KeyAlgorithm)
 	if err != nil {
-		return nil, fmt.Errorf("generating leaf key: %w", err)
+		return nil, internal(fmt.Errorf("generating leaf key: %w", err))
 	}
 	// Encoded now, so nothing can fail between finalizing and answering.
-	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
+	keyDER, err := marshalKey(leafKey)
 	if err != nil {
-		return nil, fmt.Errorf("encoding leaf key: %w", err)
+		return nil, internal(err)
 	}
-	template, err := plan.template(i.rand, leafKey.Public())
-	if err != nil {
-		return nil, err
-	}
-
-	// 2. reserve the serial (status pending), durably.
-	rec, err := i.reserve(ctx, meta, p, plan, template)
+	rec, err := i.sign(ctx, meta, pl, leafKey.Public(), nil, "")
 	if err != nil {
 		return nil, err
 	}
-	abort := func(reason string, der []byte, cause *Error) error {
-		ev := i.event(meta, p, "refused", cause.Kind.Outcome(), reason)
-		ev.CertificateID, ev.Serial = rec.ID, rec.Serial
-		if err := i.store.Abort(context.WithoutCancel(ctx), rec.ID, der, ev); err != nil {
-			return unavailable("the certificate store is unavailable", err)
-		}
-		return cause
-	}
-
-	// 3. pre-issuance lint of the exact TBS, signed by a throw-away key.
-	li := i.lintIssuers[p.CA]
-	lintDER, err := x509.CreateCertificate(i.rand, template, li.cert, leafKey.Public(), li.key)
-	if err != nil {
-		return nil, abort("building lint copy", nil, &Error{Kind: KindInternal, Message: "Something went wrong", Cause: err})
-	}
-	failed, err := i.linter.Lint(ctx, p.Name, lintDER)
-	if err != nil {
-		return nil, abort("lint error", nil, &Error{Kind: KindInternal, Message: "Something went wrong", Cause: err})
-	}
-	if len(failed) > 0 {
-		for _, l := range failed {
-			i.observer.ObserveLintFailure(l)
-		}
-		msg := "Certificate failed pre-issuance lint: " + strings.Join(failed, ", ")
-		return nil, abort(msg, nil, &Error{Kind: KindPolicy, Message: msg, Details: map[string][]string{"lints": failed}})
-	}
-	lintCert, err := x509.ParseCertificate(lintDER)
-	if err != nil {
-		return nil, abort("parsing lint copy", nil, &Error{Kind: KindInternal, Message: "Something went wrong", Cause: err})
-	}
-
-	// 4. sign exactly the linted TBS with the token, then verify the
-	// signature with the CA certificate and that the TBS is the linted one.
-	start := i.clock.Now()
-	der, signErr := signTBS(i.rand, p.CA.Signer, lintDER, lintCert)
-	i.observer.ObserveSign(p.CA.Name, i.clock.Now().Sub(start), signErr)
-	if signErr != nil {
-		return nil, abort("signing failed", nil, unavailable("the signing key is unavailable", signErr))
-	}
-	if err := verifySigned(der, lintCert, p.CA.Certificate); err != nil {
-		return nil, abort("verification failed: "+err.Error(), der, &Error{Kind: KindInternal, Message: "Something went wrong", Cause: err})
-	}
-
-	// 5. finalize the record and append the audit entry, one durable
-	// transaction. The client may have gone; the record must not be lost.
-	ev := i.event(meta, p, "issued", OutcomeIssued, "")
-	ev.CertificateID, ev.Serial = rec.ID, rec.Serial
-	if err := i.store.Finalize(context.WithoutCancel(ctx), rec.ID, der, ev); err != nil {
-		return nil, unavailable("the certificate store is unavailable", err)
-	}
-
-	// 6. respond.
-	return &Result{
-		Certificate:          pemString("CERTIFICATE", der),
-		IssuingCACertificate: pemString("CERTIFICATE", p.CA.Certificate.Raw),
-		CertificateChain:     chainPEM(p.CA, req.RemoveRootsFromChain),
-		PrivateKey:           pemString("PRIVATE KEY", keyDER),
-		SerialNumber:         rec.Serial,
-		CertificateID:        rec.ID,
-	}, nil
+	res := i.result(pl.ca, rec, req.RemoveRootsFromChain)
+	res.PrivateKey = pemString("PRIVATE KEY", keyDER)
+	return res, nil
 }
 
-// reserve picks a serial and records the intent, retrying on the
-// (astronomically unlikely) duplicate serial.
-func (i *Issuer) reserve(ctx context.Context, meta Meta, p *Profile, pl *plan, t *x509.Certificate) (*record.Record, error) {
+// authorize finds the profile and checks that meta's identity may use it
+// for action, then applies its rate limit (DESIGN.md §1's order of checks).
+func (i *Issuer) authorize(ctx context.Context, meta Meta, profileID, action string) (*Profile, error) {
+	p, ok := i.profiles[strings.ToLower(profileID)]
+	if !ok {
+		return nil, i.refuse(ctx, meta, "unknown", Errorf(KindNotFound, "Certificate profile not found"))
+	}
+	if !p.MayIssue(meta.Identity) {
+		e := Errorf(KindForbidden, "You are not allowed to %s on certificate-profiles", action)
+		e.Details = map[string]string{"identity": meta.Identity.String(), "profileId": p.id, "profile": p.name}
+		return nil, i.refuse(ctx, meta, p.name, e)
+	}
+	if wait, ok := i.limiter.allow(p, meta.Identity.String()); !ok {
+		e := Errorf(KindRateLimited, "Rate limit exceeded. Please try again in %d seconds", secondsCeil(wait))
+		e.RetryAfter = wait
+		return nil, e // counted, not audited: a flood must not grow the audit log
+	}
+	return p, nil
+}
+
+// sign builds the template of pl for pub and has the signing service run
+// the pipeline. csr is the client's CSR (nil when pkid made the key).
+func (i *Issuer) sign(ctx context.Context, meta Meta, pl *plan, pub crypto.PublicKey, csr []byte, renews string) (*record.Certificate, error) {
+	template, err := pl.template(pub)
+	if err != nil {
+		return nil, internal(err)
+	}
 	id, err := uuid.NewRandomFromReader(i.rand)
 	if err != nil {
-		return nil, fmt.Errorf("generating certificate id: %w", err)
+		return nil, internal(fmt.Errorf("generating certificate id: %w", err))
 	}
-	alt := make([]record.AltName, len(pl.req.AltNames))
-	for k, s := range pl.req.AltNames {
-		alt[k] = record.AltName{Type: s.Type, Value: s.Value}
+	reqID, err := uuid.NewRandomFromReader(i.rand)
+	if err != nil {
+		return nil, internal(fmt.Errorf("generating certificate request id: %w", err))
 	}
-	rec := &record.Record{
-		ID:                 id.String(),
-		Profile:            p.Name,
-		CA:                 p.CA.Name,
-		Identity:           meta.Identity,
-		RequestID:          meta.RequestID,
-		CommonName:         pl.req.CommonName,
-		AltNames:           alt,
-		KeyUsages:          pl.keyUsages,
-		ExtKeyUsages:       pl.extKeyUsages,
-		SignatureAlgorithm: pl.req.SignatureAlgorithm,
-		KeyAlgorithm:       pl.req.KeyAlgorithm,
-		NotBefore:          t.NotBefore,
-		NotAfter:           t.NotAfter,
-		Status:             record.StatusPending,
-		CreatedAt:          i.clock.Now().UTC(),
+	alt := make([]record.AltName, len(pl.altNames))
+	for k, s := range pl.altNames {
+		alt[k] = record.AltName{Type: s.Type(), Value: s.Value()}
 	}
-	for attempt := 0; ; attempt++ {
-		rec.Serial = hex.EncodeToString(t.SerialNumber.Bytes())
-		err := i.store.Reserve(ctx, rec)
-		if err == nil {
-			return rec, nil
-		}
-		if !errors.Is(err, record.ErrDuplicateSerial) || attempt == 2 {
-			return nil, unavailable("the certificate store is unavailable", err)
-		}
-		if t.SerialNumber, err = newSerial(i.rand); err != nil {
-			return nil, err
-		}
+	now := i.clock.Now().UTC()
+	rec := record.Certificate{
+		ID: id.String(), ProfileID: pl.profile.id, Profile: pl.profile.name, CA: pl.ca.name,
+		IssuerHash: pl.ca.issuerHash, Identity: meta.Identity.String(), RequestID: meta.RequestID,
+		CertificateRequestID: reqID.String(), CommonName: pl.commonName.String(), AltNames: alt,
+		KeyUsages: pl.keyUsages, ExtKeyUsages: pl.extKeyUsages,
+		SignatureAlgorithm: pl.sigAlg, KeyAlgorithm: pl.keyAlg,
+		NotBefore: template.NotBefore, NotAfter: template.NotAfter,
+		Renews: renews, CreatedAt: now, UpdatedAt: now,
+	}
+	if csr != nil {
+		rec.CSR, rec.CSRHash = csr, sha256Hex(csr)
+	}
+	profileName := pl.profile.name
+	return i.service.issueCertificate(ctx, &certificateOrder{
+		ca: pl.ca, template: template, leafPub: pub, rec: rec,
+		lint: func(ctx context.Context, der []byte) ([]string, error) {
+			return i.linter.Lint(ctx, profileName, der)
+		},
+		event: record.AuditEvent{Time: now, RequestID: meta.RequestID, Identity: meta.Identity.String(), Profile: profileName},
+	})
+}
+
+func (i *Issuer) result(ca *CA, rec *record.Certificate, removeRoots bool) *Result {
+	return &Result{
+		Certificate:          pemString("CERTIFICATE", rec.DER),
+		IssuingCACertificate: pemString("CERTIFICATE", ca.cert.Raw),
+		CertificateChain:     ca.Chain(removeRoots),
+		SerialNumber:         rec.Serial,
+		CertificateID:        rec.ID,
+		CertificateRequestID: rec.CertificateRequestID,
 	}
 }
 
-func (i *Issuer) event(meta Meta, p *Profile, action, outcome, reason string) record.AuditEvent {
-	return record.AuditEvent{
-		Time: i.clock.Now().UTC(), Action: action, RequestID: meta.RequestID,
-		Identity: meta.Identity, Profile: p.Name, Outcome: outcome, Reason: reason,
-	}
-}
-
-// refuse records a refusal in the audit log and returns the refusal. If
-// the refusal cannot be recorded the client gets 503, not a silent gap.
+// refuse records a refusal in the audit log (within the per-identity cap)
+// and returns it. Internal errors are not refusals.
 func (i *Issuer) refuse(ctx context.Context, meta Meta, profile string, err error) error {
 	e := AsError(err)
-	if e.Kind == KindInternal {
+	if e.Kind == KindInternal || e.Kind == KindUnavailable {
 		return e
 	}
 	ev := record.AuditEvent{
-		Time: i.clock.Now().UTC(), Action: "refused", RequestID: meta.RequestID,
-		Identity: meta.Identity, Profile: profile, Outcome: e.Kind.Outcome(), Reason: e.Message,
+		Time: i.clock.Now().UTC(), Action: record.ActionRefused, RequestID: meta.RequestID,
+		Identity: meta.Identity.String(), Profile: profile, Outcome: e.Kind.Outcome(), Reason: e.Message,
 	}
-	if serr := i.store.Refuse(ctx, ev); serr != nil {
-		return unavailable("the certificate store is unavailable", serr)
+	if serr := i.service.refuse(ctx, ev); serr != nil {
+		return serr
 	}
 	return e
-}
-
-func unavailable(msg string, cause error) *Error {
-	return &Error{Kind: KindUnavailable, Message: msg, RetryAfter: retryAfterUnavailable, Cause: cause}
 }
 
 func secondsCeil(d time.Duration) int64 {
@@ -303,29 +268,4 @@ func secondsCeil(d time.Duration) int64 {
 
 func pemString(typ string, der []byte) string {
 	return strings.TrimSpace(string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})))
-}
-
-// chainPEM is the issuing CA, then its parents up to the root, joined by a
-// newline; never the leaf. removeRoot drops a self-signed last element.
-func chainPEM(ca *CA, removeRoot bool) string {
-	chain := append([]*x509.Certificate{ca.Certificate}, ca.Parents...)
-	if removeRoot {
-		last := chain[len(chain)-1]
-		if bytes.Equal(last.RawIssuer, last.RawSubject) {
-			chain = chain[:len(chain)-1]
-		}
-	}
-	parts := make([]string, len(chain))
-	for k, c := range chain {
-		parts[k] = pemString("CERTIFICATE", c.Raw)
-	}
-	return strings.Join(parts, "\n")
-}
-
-// subjectFor is CN=<commonName> or the empty name.
-func subjectFor(cn string) pkix.Name {
-	if cn == "" {
-		return pkix.Name{}
-	}
-	return pkix.Name{CommonName: cn}
 }

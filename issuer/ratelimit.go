@@ -1,65 +1,75 @@
 package issuer
 
 import (
-	"sync"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/time/rate"
 )
 
-// maxBuckets bounds the limiter's memory; full (idle) buckets are dropped
-// first when it is reached.
-const maxBuckets = 100_000
+// DefaultRateLimiterSize bounds how many (profile, identity) buckets the
+// rate limiter keeps; the least recently used goes first.
+const DefaultRateLimiterSize = 100_000
 
-// limiter is a token bucket per (profile, identity).
-type limiter struct {
+// RateLimiter holds a token bucket per (profile, identity). It is built
+// once by the daemon and outlives reloads, so SIGHUP never refills a
+// bucket; a reload that changes a profile's rate adjusts its buckets at
+// their next use.
+type RateLimiter struct {
 	clock   Clock
-	mu      sync.Mutex
-	buckets map[string]*bucket
+	buckets *lru.Cache[string, *rate.Limiter]
 }
 
-type bucket struct {
-	tokens float64
-	last   time.Time
+// NewRateLimiter returns a limiter keeping at most size buckets (0:
+// DefaultRateLimiterSize). clock nil means the system clock.
+func NewRateLimiter(size int, clock Clock) *RateLimiter {
+	if size <= 0 {
+		size = DefaultRateLimiterSize
+	}
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	c, err := lru.New[string, *rate.Limiter](size)
+	if err != nil {
+		panic(err) // only for a non-positive size, excluded above
+	}
+	return &RateLimiter{clock: clock, buckets: c}
 }
 
-func newLimiter(c Clock) *limiter { return &limiter{clock: c, buckets: map[string]*bucket{}} }
-
-// allow takes one token, or says how long until one is available.
-func (l *limiter) allow(p *Profile, identity string) (time.Duration, bool) {
-	rl := p.RateLimit
+// allow takes one token from the bucket of (p, identity), or says how long
+// until one is available.
+func (l *RateLimiter) allow(p *Profile, identity string) (time.Duration, bool) {
+	rl := p.rate
 	if rl.PerMinute <= 0 {
 		return 0, true
 	}
-	burst := float64(rl.Burst)
+	burst := rl.Burst
 	if burst < 1 {
-		burst = float64(rl.PerMinute)
+		burst = rl.PerMinute
 	}
-	perSecond := float64(rl.PerMinute) / 60
+	limit := rate.Limit(float64(rl.PerMinute) / 60)
 	now := l.clock.Now()
-	key := p.ID + "\x00" + identity
-
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
+	key := p.id + "\x00" + identity
+	b, ok := l.buckets.Get(key)
 	if !ok {
-		if len(l.buckets) >= maxBuckets {
-			l.evictFull(now, perSecond, burst)
-		}
-		b = &bucket{tokens: burst, last: now}
-		l.buckets[key] = b
-	}
-	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*perSecond)
-	b.last = now
-	if b.tokens >= 1 {
-		b.tokens--
-		return 0, true
-	}
-	return time.Duration((1 - b.tokens) / perSecond * float64(time.Second)), false
-}
-
-func (l *limiter) evictFull(now time.Time, perSecond, burst float64) {
-	for k, b := range l.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*perSecond >= burst {
-			delete(l.buckets, k)
+		b = rate.NewLimiter(limit, burst)
+		if prev, found, _ := l.buckets.PeekOrAdd(key, b); found {
+			b = prev
 		}
 	}
+	if b.Limit() != limit {
+		b.SetLimitAt(now, limit)
+	}
+	if b.Burst() != burst {
+		b.SetBurstAt(now, burst)
+	}
+	r := b.ReserveN(now, 1)
+	if !r.OK() {
+		return time.Minute, false
+	}
+	if wait := r.DelayFrom(now); wait > 0 {
+		r.CancelAt(now)
+		return wait, false
+	}
+	return 0, true
 }

@@ -2,22 +2,20 @@ package issuer
 
 import (
 	"context"
-	"crypto"
-	"crypto/x509"
 	"time"
 
 	"github.com/pkid/pkid/policy"
-	"github.com/pkid/pkid/record"
 )
 
-// Request is a schema-valid issuance request (the API has already checked
-// types, enums, value syntax and the ttl grammar).
-type Request struct {
+// IssueRequest is a schema-valid request for a certificate with a key pkid
+// generates. Names are already canonical values: they cannot be built
+// otherwise.
+type IssueRequest struct {
 	ProfileID            string
-	CommonName           string // "" when absent
+	CommonName           policy.CommonName // zero when absent
 	TTL                  time.Duration
-	KeyUsages            []string // nil: the profile's defaults
-	ExtKeyUsages         []string // nil: the profile's defaults
+	KeyUsages            []string // empty: the profile's defaults
+	ExtKeyUsages         []string // empty: the profile's defaults
 	NotBefore            *time.Time
 	NotAfter             *time.Time
 	AltNames             []policy.SAN
@@ -31,75 +29,21 @@ type Result struct {
 	Certificate          string
 	IssuingCACertificate string
 	CertificateChain     string
-	PrivateKey           string
+	PrivateKey           string // "" when the key is the client's (CSR)
 	SerialNumber         string
 	CertificateID        string
+	CertificateRequestID string
 }
 
-// CA is an issuing (or chain-only) certificate authority. Signer is nil for
-// a CA whose key pkid does not hold (e.g. an offline root): such a CA only
-// appears in chains.
-type CA struct {
-	Name                  string
-	Certificate           *x509.Certificate
-	Parents               []*x509.Certificate // issuer of Certificate first, root last
-	Signer                crypto.Signer
-	CRLURLs               []string
-	IssuingCertificateURL []string
-	OCSPURLs              []string
-	// PolicyOIDs go into every leaf's certificatePolicies extension, which
-	// the Baseline Requirements (7.1.2.3) require for server_auth leaves.
-	// Empty means anyPolicy (RFC 5280 §4.2.1.4).
-	PolicyOIDs []x509.OID
+// Meta identifies the caller of one request.
+type Meta struct {
+	RequestID string
+	Identity  policy.Identity
 }
 
-func (ca *CA) policies() []x509.OID {
-	if len(ca.PolicyOIDs) > 0 {
-		return ca.PolicyOIDs
-	}
-	anyPolicy, _ := x509.OIDFromInts([]uint64{2, 5, 29, 32, 0})
-	return []x509.OID{anyPolicy}
-}
-
-// RateLimit is a token bucket per identity and profile: PerMinute tokens
-// refill each minute up to Burst. PerMinute 0 means unlimited.
-type RateLimit struct {
-	PerMinute int
-	Burst     int
-}
-
-// Profile is a validated certificate profile.
-type Profile struct {
-	ID                  string
-	Name                string
-	CA                  *CA
-	Policy              *policy.Policy
-	DefaultKeyUsages    []string
-	DefaultExtKeyUsages []string
-	AllowedIdentities   []string // patterns
-	Backdate            time.Duration
-	RateLimit           RateLimit
-	LintExclusions      []string // on top of the linter's defaults
-}
-
-// Store keeps records and the audit log. Every method returns only once its
-// write is durable.
-type Store interface {
-	// Reserve durably inserts rec with status pending. It returns an error
-	// wrapping ErrDuplicateSerial when the serial is taken.
-	Reserve(ctx context.Context, rec *record.Record) error
-	// Finalize marks the record issued with its DER and appends the audit
-	// event, in one transaction.
-	Finalize(ctx context.Context, id string, der []byte, ev record.AuditEvent) error
-	// Abort marks a pending record aborted (der, if any, is kept for
-	// forensics) and appends the audit event, in one transaction.
-	Abort(ctx context.Context, id string, der []byte, ev record.AuditEvent) error
-	// Refuse appends the audit event of a refused request.
-	Refuse(ctx context.Context, ev record.AuditEvent) error
-}
-
-// Linter lints a DER certificate for a profile and returns the names of the
-// lints that reported an error, warning or fatal result.
+// Linter lints DER certificates and CRLs and returns the names of the lints
+// that reported an error, warning or fatal result. Certificates are linted
+// with the registry of the named profile.
 type Linter interface {
 	Lint(ctx context.Context, profile string, der []byte) (failed []string, err error)
 }
