@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -15,15 +16,21 @@ import (
 	"github.com/pkid/pkid/issuer"
 )
 
-// IssuePath is the one endpoint pkid serves.
-const IssuePath = "/api/v3/pki/certificates/issue-certificate"
+// Routes of the API.
+const (
+	IssuePath = "/api/v3/pki/certificates/issue-certificate"
+)
 
-// DefaultMaxBodyBytes bounds a request body; a real request is under 4 KiB.
-const DefaultMaxBodyBytes = 64 << 10
+// Defaults for the limits a Config may leave zero.
+const (
+	DefaultMaxBodyBytes    = 64 << 10 // a real request is under 4 KiB
+	DefaultBodyReadTimeout = 10 * time.Second
+)
 
-// Issuer is what the API needs from the issuance pipeline.
+// Issuer is what the API needs from the issuance core.
 type Issuer interface {
-	Issue(ctx context.Context, meta issuer.Meta, req issuer.Request) (*issuer.Result, error)
+	Admit(ctx context.Context, meta issuer.Meta) error
+	Issue(ctx context.Context, meta issuer.Meta, req issuer.IssueRequest) (*issuer.Result, error)
 	ProfileName(id string) string
 }
 
@@ -43,22 +50,19 @@ func (nopMetrics) ObserveIdentityRejected(string)                {}
 // Route labels for metrics: the route template, or "unknown".
 const routeUnknown = "unknown"
 
-// Config wires the handler.
+// Config wires the handler of one configuration generation.
 type Config struct {
-	Issuer       Issuer
-	Logger       *slog.Logger
-	Metrics      Metrics          // default: reports nothing
-	Now          func() time.Time // default time.Now
-	MaxBodyBytes int64            // default DefaultMaxBodyBytes
-	// MaxConcurrent bounds requests being served at once; past it a
-	// request is answered 503 at once (with Retry-After) instead of
-	// queueing behind the token. 0 means unlimited.
-	MaxConcurrent int
+	Issuer          Issuer
+	Admission       *Admission // outlives reloads; nil: unlimited
+	Logger          *slog.Logger
+	Metrics         Metrics          // default: reports nothing
+	Now             func() time.Time // default time.Now
+	MaxBodyBytes    int64            // default DefaultMaxBodyBytes
+	BodyReadTimeout time.Duration    // default DefaultBodyReadTimeout
 }
 
 type handler struct {
-	cfg   Config
-	slots chan struct{} // nil when unlimited
+	cfg Config
 }
 
 // issueResponse is the 200 body; key order is part of the contract.
@@ -82,28 +86,26 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.BodyReadTimeout == 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	h := &handler{cfg: cfg}
-	if cfg.MaxConcurrent > 0 {
-		h.slots = make(chan struct{}, cfg.MaxConcurrent)
+	if cfg.Admission == nil {
+		cfg.Admission = NewAdmission(0, 0)
 	}
+	h := &handler{cfg: cfg}
 	r := mux.NewRouter()
-	r.Handle(IssuePath, h.wrap(IssuePath, h.issue)).Methods(http.MethodPost)
-	r.MethodNotAllowedHandler = h.wrap(IssuePath, func(w http.ResponseWriter, r *http.Request, l *logLine) {
-		l.status = writeEnvelope(w, l.reqID, http.StatusMethodNotAllowed, "MethodNotAllowed",
-			fmt.Sprintf("Method %s is not allowed on this route", r.Method))
+	r.Handle(IssuePath, h.wrap(IssuePath, h.guarded(true, h.issue))).Methods(http.MethodPost)
+	r.MethodNotAllowedHandler = h.wrap(routeUnknown, func(w http.ResponseWriter, r *http.Request, l *logLine) {
+		l.status = newError(http.StatusMethodNotAllowed, "MethodNotAllowed", issuer.OutcomeInvalid,
+			fmt.Sprintf("Method %s is not allowed on this route", r.Method)).write(w, l.reqID)
 	})
 	r.NotFoundHandler = h.wrap(routeUnknown, func(w http.ResponseWriter, r *http.Request, l *logLine) {
-		l.status = writeEnvelope(w, l.reqID, http.StatusNotFound, "NotFound", "Route not found")
+		l.status = newError(http.StatusNotFound, "NotFound", issuer.OutcomeNotFound, "Route not found").write(w, l.reqID)
 	})
 	return r
-}
-
-func writeEnvelope(w http.ResponseWriter, reqID string, status int, name, msg string) int {
-	writeJSON(w, status, errorBody{ReqID: reqID, StatusCode: status, Message: msg, Error: name})
-	return status
 }
 
 // logLine is filled in by a handler and written once per request.
@@ -115,25 +117,25 @@ type logLine struct {
 	serial   string
 	status   int
 	cause    error
+	start    time.Time
 }
 
 // wrap gives every request an id (also in X-Request-Id), one structured
 // log line, and a 500 envelope instead of a crash if a handler panics.
 func (h *handler) wrap(route string, fn func(http.ResponseWriter, *http.Request, *logLine)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		l := &logLine{reqID: newRequestID()}
+		l := &logLine{reqID: newRequestID(), start: time.Now()}
 		w.Header().Set("X-Request-Id", l.reqID)
 		defer func() {
 			if p := recover(); p != nil {
-				l.cause = fmt.Errorf("panic: %v", p)
-				l.status = writeError(w, l.reqID, &issuer.Error{Kind: issuer.KindInternal})
-				l.outcome = issuer.OutcomeError
+				e := internalError(fmt.Errorf("panic: %v", p))
+				l.cause, l.outcome = e.cause, e.outcome
+				l.status = e.write(w, l.reqID)
 			}
 			attrs := []any{
 				"reqId", l.reqID, "method", r.Method, "path", r.URL.Path, "status", l.status,
 				"identity", l.identity, "profile", l.profile, "outcome", l.outcome, "serial", l.serial,
-				"duration", time.Since(start).Round(time.Microsecond).String(),
+				"duration", time.Since(l.start).Round(time.Microsecond).String(),
 			}
 			level := slog.LevelInfo
 			if l.cause != nil {
@@ -143,71 +145,114 @@ func (h *handler) wrap(route string, fn func(http.ResponseWriter, *http.Request,
 				}
 			}
 			h.cfg.Logger.Log(r.Context(), level, "request", attrs...)
-			h.cfg.Metrics.ObserveHTTP(route, l.status, time.Since(start))
+			h.cfg.Metrics.ObserveHTTP(route, l.status, time.Since(l.start))
 		}()
 		fn(w, r, l)
 	})
 }
 
-// issue serves POST issue-certificate. Order of checks (DESIGN.md §1):
-// authentication → body/schema → (issuer) profile → authorization → rate
-// limit → policy and CA checks → issue.
-func (h *handler) issue(w http.ResponseWriter, r *http.Request, l *logLine) {
-	start := time.Now()
-	l.profile = "unknown"
-	fail := func(e *issuer.Error) {
-		l.outcome = e.Kind.Outcome()
-		l.cause = e.Cause
-		l.status = writeError(w, l.reqID, e)
-		h.cfg.Metrics.ObserveIssuance(l.profile, l.outcome, time.Since(start))
-		switch e.Kind {
-		case issuer.KindUnauthenticated:
-			h.cfg.Metrics.ObserveIdentityRejected("no_certificate")
-		case issuer.KindForbidden:
-			h.cfg.Metrics.ObserveIdentityRejected("not_allowed")
-		}
-	}
+// call is one admitted request: who asks, and the body they sent.
+type call struct {
+	meta issuer.Meta
+	body []byte
+}
 
-	if h.slots != nil {
-		select {
-		case h.slots <- struct{}{}:
-			defer func() { <-h.slots }()
-		default:
-			fail(&issuer.Error{Kind: issuer.KindUnavailable, Message: "Too many requests in progress; retry shortly", RetryAfter: time.Second})
-			return
+// guarded runs the admission of DESIGN.md §8 before fn, in this order:
+// the TLS identity (401) → may it use or manage any profile (else 403,
+// without reading the body) → its concurrency cap → the body, read under
+// its own deadline (415, 413, 408) → a global slot (503). fn then does the
+// checks of §1. Every refusal here is counted as an issuance outcome.
+func (h *handler) guarded(withBody bool, fn func(http.ResponseWriter, *http.Request, *logLine, *call) *httpError) func(http.ResponseWriter, *http.Request, *logLine) {
+	return func(w http.ResponseWriter, r *http.Request, l *logLine) {
+		l.profile = "unknown"
+		if e := h.admitted(w, r, l, withBody, fn); e != nil {
+			l.outcome, l.cause = e.outcome, e.cause
+			l.status = e.write(w, l.reqID)
 		}
+		h.cfg.Metrics.ObserveIssuance(l.profile, l.outcome, time.Since(l.start))
 	}
-	l.identity = Identity(r.TLS)
-	if l.identity == "" {
-		fail(issuer.Errorf(issuer.KindUnauthenticated, "A verified client certificate with an identity is required"))
-		return
+}
+
+func (h *handler) admitted(w http.ResponseWriter, r *http.Request, l *logLine, withBody bool,
+	fn func(http.ResponseWriter, *http.Request, *logLine, *call) *httpError) *httpError {
+	id, e, reason := authenticate(r)
+	if e != nil {
+		h.cfg.Metrics.ObserveIdentityRejected(reason)
+		return e
 	}
+	l.identity = id.String()
+	c := &call{meta: issuer.Meta{RequestID: l.reqID, Identity: id}}
+	if err := h.cfg.Issuer.Admit(r.Context(), c.meta); err != nil {
+		h.cfg.Metrics.ObserveIdentityRejected(RejectNotAllowed)
+		w.Header().Set("Connection", "close") // its unread body is not worth a connection
+		return fromIssuer(err)
+	}
+	release, ok := h.cfg.Admission.acquireIdentity(l.identity)
+	if !ok {
+		e := newError(http.StatusTooManyRequests, "RateLimitExceeded", issuer.OutcomeRateLimited,
+			"Too many requests of this identity are in progress; retry shortly")
+		e.retryAfter = time.Second
+		return e
+	}
+	defer release()
+	if withBody {
+		body, e := h.readBody(w, r)
+		if e != nil {
+			return e
+		}
+		c.body = body
+	}
+	releaseSlot, ok := h.cfg.Admission.acquireSlot()
+	if !ok {
+		e := newError(http.StatusServiceUnavailable, "ServiceUnavailable", issuer.OutcomeUnavailable,
+			"Too many requests in progress; retry shortly")
+		e.retryAfter = time.Second
+		return e
+	}
+	defer releaseSlot()
+	return fn(w, r, l, c)
+}
+
+// readBody reads a JSON body within the size limit and the body-read
+// deadline, so that a client dribbling its body cannot hold a slot.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *httpError) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		fail(issuer.Errorf(issuer.KindUnsupportedMedia, "Content-Type must be application/json"))
-		return
+		return nil, newError(http.StatusUnsupportedMediaType, "UnsupportedMediaType", issuer.OutcomeInvalid,
+			"Content-Type must be application/json")
 	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(h.cfg.BodyReadTimeout)) // unsupported only by test recorders
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			fail(issuer.Errorf(issuer.KindTooLarge, "Request body is larger than %d bytes", h.cfg.MaxBodyBytes))
-		} else {
-			fail(issuer.Errorf(issuer.KindMalformed, "Request body could not be read"))
-		}
-		return
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return body, nil
+	case errors.As(err, &tooBig):
+		return nil, newError(http.StatusRequestEntityTooLarge, "PayloadTooLarge", issuer.OutcomeInvalid,
+			fmt.Sprintf("Request body is larger than %d bytes", h.cfg.MaxBodyBytes))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		w.Header().Set("Connection", "close")
+		return nil, newError(http.StatusRequestTimeout, "RequestTimeout", issuer.OutcomeInvalid,
+			fmt.Sprintf("Request body was not received within %s", h.cfg.BodyReadTimeout))
+	default:
+		return nil, malformed("Request body could not be read")
 	}
-	req, err := decodeRequest(body, h.cfg.Now())
-	if err != nil {
-		fail(issuer.AsError(err))
-		return
+}
+
+// issue serves POST issue-certificate; the checks after admission follow
+// DESIGN.md §1: body/schema → (issuer) profile → authorization → rate
+// limit → policy and CA checks → issue.
+func (h *handler) issue(w http.ResponseWriter, r *http.Request, l *logLine, c *call) *httpError {
+	req, e := decodeIssueRequest(c.body, h.cfg.Now())
+	if e != nil {
+		return e
 	}
 	l.profile = h.cfg.Issuer.ProfileName(req.ProfileID)
-	res, err := h.cfg.Issuer.Issue(r.Context(), issuer.Meta{RequestID: l.reqID, Identity: l.identity}, req)
+	res, err := h.cfg.Issuer.Issue(r.Context(), c.meta, req)
 	if err != nil {
-		fail(issuer.AsError(err))
-		return
+		return fromIssuer(err)
 	}
-	l.outcome, l.serial, l.status = issuer.OutcomeIssued, res.SerialNumber, http.StatusOK
+	l.outcome, l.serial = issuer.OutcomeIssued, res.SerialNumber
 	writeJSON(w, http.StatusOK, issueResponse{
 		Certificate:          res.Certificate,
 		IssuingCACertificate: res.IssuingCACertificate,
@@ -216,5 +261,6 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request, l *logLine) {
 		SerialNumber:         res.SerialNumber,
 		CertificateID:        res.CertificateID,
 	})
-	h.cfg.Metrics.ObserveIssuance(l.profile, l.outcome, time.Since(start))
+	l.status = http.StatusOK
+	return nil
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -8,11 +9,16 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,13 +26,30 @@ import (
 	"github.com/pkid/pkid/policy"
 )
 
-// stubIssuer records the request it was given and answers as told.
+// stubIssuer records the request it was given and answers as told; it
+// admits every identity but those in denied.
 type stubIssuer struct {
-	got *issuer.Request
-	err error
+	mu     sync.Mutex
+	got    *issuer.IssueRequest
+	err    error
+	denied map[string]bool
+	admits int
 }
 
-func (s *stubIssuer) Issue(_ context.Context, _ issuer.Meta, req issuer.Request) (*issuer.Result, error) {
+func (s *stubIssuer) Admit(_ context.Context, m issuer.Meta) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.admits++
+	if s.denied[m.Identity.String()] {
+		return &issuer.Error{Kind: issuer.KindForbidden, Message: "You are not allowed to use any certificate profile",
+			Details: map[string]string{"identity": m.Identity.String()}}
+	}
+	return nil
+}
+
+func (s *stubIssuer) Issue(_ context.Context, _ issuer.Meta, req issuer.IssueRequest) (*issuer.Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.got = &req
 	if s.err != nil {
 		return nil, s.err
@@ -37,12 +60,21 @@ func (s *stubIssuer) Issue(_ context.Context, _ issuer.Meta, req issuer.Request)
 
 func (s *stubIssuer) ProfileName(string) string { return "web-server" }
 
+func (s *stubIssuer) issued() *issuer.IssueRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.got
+}
+
 var now = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 
-func tlsState(identity string) *tls.ConnectionState {
-	u, _ := url.Parse(identity)
-	cert := &x509.Certificate{URIs: []*url.URL{u}}
+func certState(cert *x509.Certificate) *tls.ConnectionState {
 	return &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}, VerifiedChains: [][]*x509.Certificate{{cert}}}
+}
+
+func tlsState(uri string) *tls.ConnectionState {
+	u, _ := url.Parse(uri)
+	return certState(&x509.Certificate{URIs: []*url.URL{u}})
 }
 
 type reply struct {
@@ -52,7 +84,7 @@ type reply struct {
 	raw    string
 }
 
-func do(t *testing.T, s *stubIssuer, method, contentType, body string, authenticated bool) reply {
+func do(t *testing.T, s Issuer, method, contentType, body string, authenticated bool) reply {
 	t.Helper()
 	h := NewHandler(Config{Issuer: s, Now: func() time.Time { return now }})
 	r := httptest.NewRequest(method, IssuePath, strings.NewReader(body))
@@ -82,14 +114,19 @@ func TestDecodeValidRequest(t *testing.T) {
 	if rep.status != 200 {
 		t.Fatalf("status %d: %s", rep.status, rep.raw)
 	}
-	want := issuer.Request{
-		ProfileID: "b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e", CommonName: "*.example.internal", TTL: 30 * 24 * time.Hour,
-		KeyUsages: []string{"digital_signature"}, ExtKeyUsages: []string{"server_auth"},
-		AltNames:           []policy.SAN{{Type: "dns_name", Value: "*.example.internal"}, {Type: "ip_address", Value: "10.0.0.1"}},
-		SignatureAlgorithm: "ECDSA-SHA256", KeyAlgorithm: "EC_prime256v1", RemoveRootsFromChain: true,
+	got := s.issued()
+	if got.ProfileID != "b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e" || got.CommonName.String() != "*.example.internal" ||
+		got.TTL != 30*24*time.Hour || !reflect.DeepEqual(got.KeyUsages, []string{"digital_signature"}) ||
+		!reflect.DeepEqual(got.ExtKeyUsages, []string{"server_auth"}) || got.SignatureAlgorithm != "ECDSA-SHA256" ||
+		got.KeyAlgorithm != "EC_prime256v1" || !got.RemoveRootsFromChain {
+		t.Errorf("decoded %+v", got)
 	}
-	if !reflect.DeepEqual(*s.got, want) {
-		t.Errorf("decoded\n %+v\nwant\n %+v", *s.got, want)
+	var sans []string
+	for _, a := range got.AltNames {
+		sans = append(sans, a.Type()+"="+a.Value())
+	}
+	if want := []string{"dns_name=*.example.internal", "ip_address=10.0.0.1"}; !reflect.DeepEqual(sans, want) {
+		t.Errorf("altNames %q, want %q", sans, want)
 	}
 	// Keys in the contract's order.
 	order := []string{"certificate", "issuingCaCertificate", "certificateChain", "privateKey", "serialNumber", "certificateId"}
@@ -170,7 +207,7 @@ func TestValidationIssues(t *testing.T) {
 			if got := issuePaths(rep); !reflect.DeepEqual(got, c.want) {
 				t.Errorf("issues\n got  %q\n want %q", got, c.want)
 			}
-			if s.got != nil {
+			if s.issued() != nil {
 				t.Error("an invalid request reached the issuer")
 			}
 		})
@@ -184,8 +221,8 @@ func TestWindowWithinTTLIsAccepted(t *testing.T) {
 	if rep := do(t, s, http.MethodPost, "application/json", body, true); rep.status != 200 {
 		t.Fatalf("status %d: %s", rep.status, rep.raw)
 	}
-	if s.got.NotBefore == nil || s.got.NotAfter.Sub(*s.got.NotBefore) != 2*time.Hour {
-		t.Errorf("window not decoded: %+v", s.got)
+	if got := s.issued(); got.NotBefore == nil || got.NotAfter.Sub(*got.NotBefore) != 2*time.Hour {
+		t.Errorf("window not decoded: %+v", got)
 	}
 }
 
@@ -257,7 +294,7 @@ func TestEdgeStatuses(t *testing.T) {
 			t.Errorf("%s: %d %s", c.name, rep.status, rep.raw)
 		}
 	}
-	if s.got != nil {
+	if s.issued() != nil {
 		t.Error("a refused request reached the issuer")
 	}
 	h := NewHandler(Config{Issuer: s})
@@ -268,26 +305,74 @@ func TestEdgeStatuses(t *testing.T) {
 	}
 }
 
-func TestIdentity(t *testing.T) {
-	u, _ := url.Parse("spiffe://td/a")
+// The typed identity of a client certificate (DESIGN.md §2), and the 401s.
+func TestAuthenticate(t *testing.T) {
+	u1, _ := url.Parse("spiffe://td/a")
+	u2, _ := url.Parse("spiffe://td/b")
 	cases := []struct {
-		name string
-		cert *x509.Certificate
-		want string
+		name   string
+		state  *tls.ConnectionState
+		want   string
+		status int
 	}{
-		{"uri first", &x509.Certificate{URIs: []*url.URL{u}, DNSNames: []string{"a.internal"}}, "spiffe://td/a"},
-		{"then dns", &x509.Certificate{DNSNames: []string{"a.internal", "b.internal"}}, "a.internal"},
-		{"then cn", &x509.Certificate{Subject: pkix.Name{CommonName: "svc"}}, "svc"},
-		{"nothing", &x509.Certificate{}, ""},
+		{"one URI SAN", certState(&x509.Certificate{URIs: []*url.URL{u1}, DNSNames: []string{"a.internal"}}), "uri:spiffe://td/a", 200},
+		{"two URI SANs are ambiguous", certState(&x509.Certificate{URIs: []*url.URL{u1, u2}}), "", 401},
+		{"then the first DNS SAN", certState(&x509.Certificate{DNSNames: []string{"A.internal", "b.internal"}}), "dns:a.internal", 200},
+		{"then the CN", certState(&x509.Certificate{Subject: pkix.Name{CommonName: "svc"}}), "cn:svc", 200},
+		{"a CN that spells a URI stays a CN", certState(&x509.Certificate{Subject: pkix.Name{CommonName: "spiffe://td/a"}}), "cn:spiffe://td/a", 200},
+		{"nothing", certState(&x509.Certificate{}), "", 401},
+		{"not verified", &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{URIs: []*url.URL{u1}}}}, "", 401},
+		{"no certificate", nil, "", 401},
 	}
 	for _, c := range cases {
-		cs := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{c.cert}, VerifiedChains: [][]*x509.Certificate{{c.cert}}}
-		if got := Identity(cs); got != c.want {
-			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, IssuePath, nil)
+			r.TLS = c.state
+			id, e, _ := authenticate(r)
+			if c.status == 401 {
+				if e == nil || e.status != 401 {
+					t.Fatalf("authenticate = %v, %v; want 401", id, e)
+				}
+				return
+			}
+			if e != nil || id.String() != c.want {
+				t.Errorf("authenticate = %q, %v; want %q", id.String(), e, c.want)
+			}
+		})
+	}
+}
+
+// countingBody records whether the handler read the request body.
+type countingBody struct {
+	io.Reader
+	read atomic.Bool
+}
+
+func (b *countingBody) Read(p []byte) (int, error) { b.read.Store(true); return b.Reader.Read(p) }
+
+// An identity allowed on no profile gets 403 before its body is read —
+// even when the body is malformed or names an unknown profile (DESIGN.md §1
+// order of checks, §8 admission).
+func TestAdmissionBeforeBody(t *testing.T) {
+	s := &stubIssuer{denied: map[string]bool{"uri:spiffe://example.internal/intruder": true}}
+	h := NewHandler(Config{Issuer: s})
+	for name, body := range map[string]string{"malformed": "{bad", "unknown profile": strings.Replace(validBody, "B59E644E", "00000000", 1)} {
+		b := &countingBody{Reader: strings.NewReader(body)}
+		r := httptest.NewRequest(http.MethodPost, IssuePath, b)
+		r.Header.Set("Content-Type", "application/json")
+		r.TLS = tlsState("spiffe://example.internal/intruder")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 403 || !strings.Contains(w.Body.String(), `"error":"PermissionDenied"`) ||
+			!strings.Contains(w.Body.String(), "uri:spiffe://example.internal/intruder") {
+			t.Errorf("%s: %d %s", name, w.Code, w.Body.String())
+		}
+		if b.read.Load() {
+			t.Errorf("%s: the body of an identity allowed nowhere was read", name)
 		}
 	}
-	if Identity(&tls.ConnectionState{PeerCertificates: []*x509.Certificate{{}}}) != "" {
-		t.Error("an unverified certificate must give no identity")
+	if s.issued() != nil {
+		t.Error("a refused identity reached the issuer")
 	}
 }
 
@@ -296,16 +381,20 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"altNames":[{"type":"uri","value":"x:"}]}`))
 	f.Add([]byte(`[[[[{}]]]]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := decodeRequest(body, now)
-		if err == nil {
+		req, e := decodeIssueRequest(body, now)
+		if e == nil {
 			if req.ProfileID == "" || req.TTL <= 0 || req.KeyAlgorithm == "" || req.SignatureAlgorithm == "" {
 				t.Fatalf("accepted an incomplete request: %+v", req)
 			}
+			for _, s := range req.AltNames {
+				if again, err := policy.ParseSAN(s.Type(), s.Value()); err != nil || again.Value() != s.Value() {
+					t.Fatalf("accepted SAN %s %q is not canonical (%v)", s.Type(), s.Value(), err)
+				}
+			}
 			return
 		}
-		var e *issuer.Error
-		if !errors.As(err, &e) || (e.Kind != issuer.KindMalformed && e.Kind != issuer.KindValidation) {
-			t.Fatalf("decode error of the wrong kind: %#v", err)
+		if e.status != 400 && e.status != 422 {
+			t.Fatalf("decode error with status %d: %#v", e.status, e)
 		}
 	})
 }
@@ -316,38 +405,87 @@ type blockingIssuer struct {
 	release chan struct{}
 }
 
-func (b *blockingIssuer) Issue(ctx context.Context, m issuer.Meta, req issuer.Request) (*issuer.Result, error) {
+func (b *blockingIssuer) Issue(ctx context.Context, m issuer.Meta, req issuer.IssueRequest) (*issuer.Result, error) {
 	b.entered <- struct{}{}
 	<-b.release
 	return b.stubIssuer.Issue(ctx, m, req)
 }
 
-// Past MaxConcurrent requests in flight, a request is shed at once with 503
-// and Retry-After instead of queueing.
-func TestConcurrencyLimitSheds(t *testing.T) {
+func serve(h http.Handler, identity string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodPost, IssuePath, strings.NewReader(validBody))
+	r.Header.Set("Content-Type", "application/json")
+	r.TLS = tlsState(identity)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// Past the global slots a request is shed at once with 503 and
+// Retry-After; past its identity's cap, with 429; other identities are
+// still served. The slots outlive the handler (a reload builds a new one).
+func TestConcurrencyLimits(t *testing.T) {
+	const alice, bob, carol = "spiffe://example.internal/alice", "spiffe://example.internal/bob", "spiffe://example.internal/carol"
 	b := &blockingIssuer{entered: make(chan struct{}), release: make(chan struct{})}
-	h := NewHandler(Config{Issuer: b, MaxConcurrent: 1})
-	req := func() *httptest.ResponseRecorder {
-		r := httptest.NewRequest(http.MethodPost, IssuePath, strings.NewReader(validBody))
-		r.Header.Set("Content-Type", "application/json")
-		r.TLS = tlsState("spiffe://example.internal/demo-client")
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w
-	}
+	adm := NewAdmission(2, 1)
+	h := NewHandler(Config{Issuer: b, Admission: adm})
 	first := make(chan *httptest.ResponseRecorder)
-	go func() { first <- req() }()
+	go func() { first <- serve(h, alice) }()
 	<-b.entered
-	w := req()
-	if w.Code != 503 || w.Header().Get("Retry-After") != "1" || !strings.Contains(w.Body.String(), `"error":"ServiceUnavailable"`) {
-		t.Errorf("second request: %d %q %s", w.Code, w.Header().Get("Retry-After"), w.Body.String())
+	if w := serve(h, alice); w.Code != 429 || w.Header().Get("Retry-After") != "1" {
+		t.Errorf("alice's second request: %d %q %s", w.Code, w.Header().Get("Retry-After"), w.Body.String())
+	}
+	second := make(chan *httptest.ResponseRecorder)
+	reloaded := NewHandler(Config{Issuer: b, Admission: adm}) // as after SIGHUP
+	go func() { second <- serve(reloaded, bob) }()
+	<-b.entered
+	if w := serve(reloaded, carol); w.Code != 503 || w.Header().Get("Retry-After") != "1" || !strings.Contains(w.Body.String(), `"error":"ServiceUnavailable"`) {
+		t.Errorf("carol past the global slots: %d %q %s", w.Code, w.Header().Get("Retry-After"), w.Body.String())
 	}
 	close(b.release)
-	if w := <-first; w.Code != 200 {
-		t.Errorf("first request: %d", w.Code)
+	for _, c := range []chan *httptest.ResponseRecorder{first, second} {
+		if w := <-c; w.Code != 200 {
+			t.Errorf("a held request: %d", w.Code)
+		}
 	}
 	go func() { <-b.entered }()
-	if w := req(); w.Code != 200 {
+	if w := serve(h, alice); w.Code != 200 {
 		t.Errorf("after the first finished: %d", w.Code)
+	}
+}
+
+// A client that dribbles its body is cut off at the body-read deadline
+// with 408 and its slot is freed.
+func TestBodyReadDeadline(t *testing.T) {
+	s := &stubIssuer{}
+	h := NewHandler(Config{Issuer: s, BodyReadTimeout: 200 * time.Millisecond, Admission: NewAdmission(1, 1)})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.TLS = tlsState("spiffe://example.internal/slow")
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"profileId\":", IssuePath)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), `"error":"RequestTimeout"`) {
+		t.Errorf("slow body: %d %s", resp.StatusCode, body)
+	}
+	// The slot and the identity's allowance are free again.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+IssuePath, strings.NewReader(validBody))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("after the slow client: %d", resp.StatusCode)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"regexp"
 	"time"
@@ -34,42 +35,48 @@ var (
 	commonNamePattern = regexp.MustCompile(`^[A-Za-z0-9 *@\-.\\]+$`)
 )
 
-// decodeRequest turns a body into an issuer.Request or an *issuer.Error:
-// KindMalformed (400) when it is not JSON at all, KindValidation (422)
+// decodeIssueRequest turns a body into an issuer.IssueRequest whose names
+// are canonical values, or an error: 400 when it is not JSON at all, 422
 // with every schema issue at once otherwise. now is used only to check a
 // notAfter against ttl when notBefore is absent.
-func decodeRequest(body []byte, now time.Time) (issuer.Request, error) {
+func decodeIssueRequest(body []byte, now time.Time) (issuer.IssueRequest, *httpError) {
+	v, keyOrder, e := parseObject(body)
+	if e != nil {
+		return issuer.IssueRequest{}, e
+	}
+	req := v.issueRequest(now)
+	v.unrecognized(nil, keyOrder, schemaFields)
+	if len(v.issues) > 0 {
+		return issuer.IssueRequest{}, validation(v.issues)
+	}
+	return req, nil
+}
+
+// parseObject checks that body is one JSON object (UTF-8, no duplicate
+// keys, bounded depth) and returns a validator over it with its top-level
+// keys in document order.
+func parseObject(body []byte) (*validator, []string, *httpError) {
 	if len(bytes.TrimSpace(body)) == 0 {
-		return issuer.Request{}, issuer.Errorf(issuer.KindMalformed, "Body cannot be empty when content-type is set to 'application/json'")
+		return nil, nil, malformed("Body cannot be empty when content-type is set to 'application/json'")
 	}
 	if !utf8.Valid(body) {
-		return issuer.Request{}, issuer.Errorf(issuer.KindMalformed, "Body is not valid UTF-8")
+		return nil, nil, malformed("Body is not valid UTF-8")
 	}
-	keyOrder, err := checkStructure(body)
-	if err != nil {
-		return issuer.Request{}, err
+	keyOrder, e := checkStructure(body)
+	if e != nil {
+		return nil, nil, e
 	}
 	var doc any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&doc); err != nil {
-		return issuer.Request{}, issuer.Errorf(issuer.KindMalformed, "Body is not valid JSON")
+		return nil, nil, malformed("Body is not valid JSON")
 	}
 	obj, ok := doc.(map[string]any)
 	if !ok {
-		return issuer.Request{}, validation([]issuer.Issue{typeIssue(nil, "object", doc, true)})
+		return nil, nil, validation([]issue{typeIssue(nil, "object", doc, true)})
 	}
-	v := &validator{obj: obj}
-	req := v.request(now)
-	v.unrecognized(nil, keyOrder, schemaFields)
-	if len(v.issues) > 0 {
-		return issuer.Request{}, validation(v.issues)
-	}
-	return req, nil
-}
-
-func validation(issues []issuer.Issue) *issuer.Error {
-	return &issuer.Error{Kind: issuer.KindValidation, Message: "Validation failed", Issues: issues}
+	return &validator{obj: obj}, keyOrder, nil
 }
 
 // jsonFrame is one open object or array while walking tokens.
@@ -83,8 +90,8 @@ type jsonFrame struct {
 // trailing data, duplicate keys at any level (a classic smuggling vector:
 // parsers disagree on which one wins) and nesting deeper than maxDepth. It
 // returns the top-level keys in document order.
-func checkStructure(body []byte) ([]string, error) {
-	malformed := func(format string, a ...any) error { return issuer.Errorf(issuer.KindMalformed, format, a...) }
+func checkStructure(body []byte) ([]string, *httpError) {
+	malformed := func(format string, a ...any) *httpError { return malformed(fmt.Sprintf(format, a...)) }
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var stack []*jsonFrame

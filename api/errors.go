@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/pkid/pkid/issuer"
 )
@@ -17,47 +18,88 @@ type errorBody struct {
 	Details    any    `json:"details,omitempty"`
 }
 
-// statusOf is the one map from error kind to HTTP status and error name.
-func statusOf(k issuer.Kind) (int, string) {
-	switch k {
-	case issuer.KindMalformed, issuer.KindPolicy, issuer.KindBadRequest:
-		return http.StatusBadRequest, "BadRequest"
-	case issuer.KindUnauthenticated:
-		return http.StatusUnauthorized, "UnauthorizedError"
-	case issuer.KindForbidden:
-		return http.StatusForbidden, "PermissionDenied"
-	case issuer.KindNotFound:
-		return http.StatusNotFound, "NotFound"
-	case issuer.KindTooLarge:
-		return http.StatusRequestEntityTooLarge, "PayloadTooLarge"
-	case issuer.KindUnsupportedMedia:
-		return http.StatusUnsupportedMediaType, "UnsupportedMediaType"
-	case issuer.KindValidation:
-		return http.StatusUnprocessableEntity, "ValidationFailure"
-	case issuer.KindRateLimited:
-		return http.StatusTooManyRequests, "RateLimitExceeded"
-	case issuer.KindUnavailable:
-		return http.StatusServiceUnavailable, "ServiceUnavailable"
-	}
-	return http.StatusInternalServerError, "InternalServerError"
+// issue is one schema violation, in zod's vocabulary (DESIGN.md §1: 422).
+type issue struct {
+	Code       string   `json:"code"`
+	Message    string   `json:"message"`
+	Path       []any    `json:"path"`
+	Expected   string   `json:"expected,omitempty"`
+	Received   string   `json:"received,omitempty"`
+	Validation string   `json:"validation,omitempty"`
+	Options    []string `json:"options,omitempty"`
+	Keys       []string `json:"keys,omitempty"`
+	Minimum    *int     `json:"minimum,omitempty"`
+	Maximum    *int     `json:"maximum,omitempty"`
+	Type       string   `json:"type,omitempty"`
+	Inclusive  *bool    `json:"inclusive,omitempty"`
+	Exact      *bool    `json:"exact,omitempty"`
 }
 
-// writeError sends e as the envelope. Internal errors say only "Something
-// went wrong"; their cause is for the log line, never the client.
-func writeError(w http.ResponseWriter, reqID string, e *issuer.Error) int {
-	status, name := statusOf(e.Kind)
-	body := errorBody{ReqID: reqID, StatusCode: status, Message: e.Message, Error: name, Details: e.Details}
-	switch {
-	case e.Kind == issuer.KindValidation:
-		body.Message = e.Issues
-	case status == http.StatusInternalServerError:
-		body.Message, body.Details = "Something went wrong", nil
+// httpError is a refusal ready to send: status, Infisical's error name, a
+// message safe for the client, and what the log line and metrics need.
+type httpError struct {
+	status     int
+	name       string
+	message    any // string, or []issue for 422
+	details    any
+	retryAfter time.Duration
+	outcome    string
+	cause      error // for the log line only
+}
+
+func newError(status int, name, outcome, msg string) *httpError {
+	return &httpError{status: status, name: name, message: msg, outcome: outcome}
+}
+
+func malformed(msg string) *httpError {
+	return newError(http.StatusBadRequest, "BadRequest", issuer.OutcomeInvalid, msg)
+}
+
+func validation(issues []issue) *httpError {
+	return &httpError{status: http.StatusUnprocessableEntity, name: "ValidationFailure", message: issues, outcome: issuer.OutcomeInvalid}
+}
+
+func unauthenticated(msg string) *httpError {
+	return newError(http.StatusUnauthorized, "UnauthorizedError", issuer.OutcomeUnauthorized, msg)
+}
+
+func internalError(cause error) *httpError {
+	e := newError(http.StatusInternalServerError, "InternalServerError", issuer.OutcomeError, "Something went wrong")
+	e.cause = cause
+	return e
+}
+
+// fromIssuer is the one map from the core's error kinds to HTTP. Internal
+// errors say only "Something went wrong"; their cause goes to the log line.
+func fromIssuer(err error) *httpError {
+	e := issuer.AsError(err)
+	var h *httpError
+	switch e.Kind {
+	case issuer.KindPolicy, issuer.KindBadRequest:
+		h = newError(http.StatusBadRequest, "BadRequest", e.Kind.Outcome(), e.Message)
+	case issuer.KindForbidden:
+		h = newError(http.StatusForbidden, "PermissionDenied", e.Kind.Outcome(), e.Message)
+	case issuer.KindNotFound:
+		h = newError(http.StatusNotFound, "NotFound", e.Kind.Outcome(), e.Message)
+	case issuer.KindRateLimited:
+		h = newError(http.StatusTooManyRequests, "RateLimitExceeded", e.Kind.Outcome(), e.Message)
+	case issuer.KindUnavailable:
+		h = newError(http.StatusServiceUnavailable, "ServiceUnavailable", e.Kind.Outcome(), e.Message)
+	default:
+		return internalError(err)
 	}
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+999_999_999)/1_000_000_000), 10))
+	h.details, h.retryAfter, h.cause = e.Details, e.RetryAfter, e.Cause
+	return h
+}
+
+// write sends e as the envelope and returns its status.
+func (e *httpError) write(w http.ResponseWriter, reqID string) int {
+	body := errorBody{ReqID: reqID, StatusCode: e.status, Message: e.message, Error: e.name, Details: e.details}
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((e.retryAfter+time.Second-1)/time.Second), 10))
 	}
-	writeJSON(w, status, body)
-	return status
+	writeJSON(w, e.status, body)
+	return e.status
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

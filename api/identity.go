@@ -2,24 +2,36 @@ package api
 
 import (
 	"crypto/rand"
-	"crypto/tls"
+	"errors"
+	"net/http"
+
+	"github.com/pkid/pkid/policy"
 )
 
-// Identity is the client's identity from its verified certificate: the
-// first URI SAN (e.g. a SPIFFE ID), else the first DNS SAN, else the
-// subject common name (DESIGN.md §2). "" means no usable identity.
-func Identity(cs *tls.ConnectionState) string {
+// Reasons a client identity is refused, as metrics label them.
+const (
+	RejectNoCredential = "no_certificate"
+	RejectAmbiguous    = "ambiguous"
+	RejectUnusable     = "unusable"
+	RejectNotAllowed   = "not_allowed"
+)
+
+// authenticate returns the request's typed identity from its verified
+// client certificate (DESIGN.md §2): uri: for exactly one URI SAN, else
+// dns:, else cn:. More than one URI SAN is ambiguous and refused.
+func authenticate(r *http.Request) (policy.Identity, *httpError, string) {
+	cs := r.TLS
 	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
-		return ""
+		return policy.Identity{}, unauthenticated("A verified client certificate is required"), RejectNoCredential
 	}
-	leaf := cs.PeerCertificates[0]
+	id, err := policy.IdentityFromCertificate(cs.PeerCertificates[0])
 	switch {
-	case len(leaf.URIs) > 0:
-		return leaf.URIs[0].String()
-	case len(leaf.DNSNames) > 0:
-		return leaf.DNSNames[0]
+	case errors.Is(err, policy.ErrAmbiguousIdentity):
+		return policy.Identity{}, unauthenticated("The client certificate's identity is ambiguous: it has more than one URI SAN"), RejectAmbiguous
+	case err != nil:
+		return policy.Identity{}, unauthenticated("The client certificate carries no usable identity"), RejectUnusable
 	}
-	return leaf.Subject.CommonName
+	return id, nil, ""
 }
 
 const idAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -28,9 +40,7 @@ const idAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 // request ids look.
 func newRequestID() string {
 	b := make([]byte, 14)
-	if _, err := rand.Read(b); err != nil {
-		panic("crypto/rand failed: " + err.Error()) // never returns an error on Linux
-	}
+	rand.Read(b) // never fails (crypto/rand, Go 1.24+)
 	for k := range b {
 		b[k] = idAlphabet[int(b[k])%len(idAlphabet)]
 	}

@@ -14,10 +14,10 @@ import (
 // validator collects zod-style issues while reading fields of obj.
 type validator struct {
 	obj    map[string]any
-	issues []issuer.Issue
+	issues []issue
 }
 
-func (v *validator) add(is issuer.Issue) { v.issues = append(v.issues, is) }
+func (v *validator) add(is issue) { v.issues = append(v.issues, is) }
 
 func ptr[T any](x T) *T { return &x }
 
@@ -40,46 +40,46 @@ func zodType(x any) string {
 	return "unknown"
 }
 
-func typeIssue(path []any, expected string, got any, present bool) issuer.Issue {
+func typeIssue(path []any, expected string, got any, present bool) issue {
 	if path == nil {
 		path = []any{}
 	}
 	if !present {
-		return issuer.Issue{Code: "invalid_type", Expected: expected, Received: "undefined", Path: path, Message: "Required"}
+		return issue{Code: "invalid_type", Expected: expected, Received: "undefined", Path: path, Message: "Required"}
 	}
 	recv := zodType(got)
-	return issuer.Issue{Code: "invalid_type", Expected: expected, Received: recv, Path: path,
+	return issue{Code: "invalid_type", Expected: expected, Received: recv, Path: path,
 		Message: fmt.Sprintf("Expected %s, received %s", expected, recv)}
 }
 
-func tooSmall(path []any, min int, message string) issuer.Issue {
+func tooSmall(path []any, min int, message string) issue {
 	if message == "" {
 		message = fmt.Sprintf("String must contain at least %d character(s)", min)
 	}
-	return issuer.Issue{Code: "too_small", Minimum: ptr(min), Type: "string", Inclusive: ptr(true), Exact: ptr(false), Path: path, Message: message}
+	return issue{Code: "too_small", Minimum: ptr(min), Type: "string", Inclusive: ptr(true), Exact: ptr(false), Path: path, Message: message}
 }
 
-func tooBig(path []any, max int, typ string) issuer.Issue {
+func tooBig(path []any, max int, typ string) issue {
 	msg := fmt.Sprintf("String must contain at most %d character(s)", max)
 	if typ == "array" {
 		msg = fmt.Sprintf("Array must contain at most %d element(s)", max)
 	}
-	return issuer.Issue{Code: "too_big", Maximum: ptr(max), Type: typ, Inclusive: ptr(true), Exact: ptr(false), Path: path, Message: msg}
+	return issue{Code: "too_big", Maximum: ptr(max), Type: typ, Inclusive: ptr(true), Exact: ptr(false), Path: path, Message: msg}
 }
 
-func custom(path []any, message string) issuer.Issue {
+func custom(path []any, message string) issue {
 	if path == nil {
 		path = []any{}
 	}
-	return issuer.Issue{Code: "custom", Message: message, Path: path}
+	return issue{Code: "custom", Message: message, Path: path}
 }
 
-func enumIssue(path []any, options []string, got string) issuer.Issue {
+func enumIssue(path []any, options []string, got string) issue {
 	quoted := make([]string, len(options))
 	for k, o := range options {
 		quoted[k] = "'" + o + "'"
 	}
-	return issuer.Issue{Code: "invalid_enum_value", Options: options, Received: truncate(got, 100), Path: path,
+	return issue{Code: "invalid_enum_value", Options: options, Received: truncate(got, 100), Path: path,
 		Message: fmt.Sprintf("Invalid enum value. Expected %s, received '%s'", strings.Join(quoted, " | "), truncate(got, 100))}
 }
 
@@ -129,7 +129,7 @@ func (v *validator) enumArray(key string, options []string) []string {
 		path := []any{key, k}
 		s, ok := item.(string)
 		if !ok {
-			v.add(issuer.Issue{Code: "invalid_type", Expected: "string", Received: zodType(item), Path: path,
+			v.add(issue{Code: "invalid_type", Expected: "string", Received: zodType(item), Path: path,
 				Message: fmt.Sprintf("Expected string, received %s", zodType(item))})
 			continue
 		}
@@ -151,7 +151,7 @@ func (v *validator) timestamp(key string) (*time.Time, bool) {
 	}
 	t, err := time.Parse(time.RFC3339, strings.TrimSpace(s))
 	if err != nil {
-		v.add(issuer.Issue{Code: "invalid_string", Validation: "datetime", Path: []any{key},
+		v.add(issue{Code: "invalid_string", Validation: "datetime", Path: []any{key},
 			Message: "Invalid datetime: an RFC 3339 timestamp such as 2026-01-02T15:04:05Z is required"})
 		return nil, false
 	}
@@ -171,18 +171,18 @@ func (v *validator) unrecognized(path []any, keys []string, known []string) {
 	if path == nil {
 		path = []any{}
 	}
-	v.add(issuer.Issue{Code: "unrecognized_keys", Keys: extra, Path: path,
+	v.add(issue{Code: "unrecognized_keys", Keys: extra, Path: path,
 		Message: "Unrecognized key(s) in object: '" + strings.Join(extra, "', '") + "'"})
 }
 
-// request reads every field in schema order, then the cross-field rules.
-func (v *validator) request(now time.Time) issuer.Request {
-	var req issuer.Request
+// issueRequest reads every field in schema order, then the cross-field rules.
+func (v *validator) issueRequest(now time.Time) issuer.IssueRequest {
+	var req issuer.IssueRequest
 	if id, ok := v.str(v.obj, []any{"profileId"}, "profileId", true); ok {
 		if uuidPattern.MatchString(id) {
 			req.ProfileID = strings.ToLower(id)
 		} else {
-			v.add(issuer.Issue{Code: "invalid_string", Validation: "uuid", Message: "Invalid uuid", Path: []any{"profileId"}})
+			v.add(issue{Code: "invalid_string", Validation: "uuid", Message: "Invalid uuid", Path: []any{"profileId"}})
 		}
 	}
 	if cn, ok := v.str(v.obj, []any{"commonName"}, "commonName", false); ok {
@@ -230,7 +230,9 @@ func (v *validator) request(now time.Time) issuer.Request {
 	return req
 }
 
-func (v *validator) commonName(cn string) string {
+// commonName checks the schema's rules for the CN (each with zod's code)
+// and returns its canonical value.
+func (v *validator) commonName(cn string) policy.CommonName {
 	path := []any{"commonName"}
 	switch {
 	case len(cn) < 1:
@@ -238,14 +240,17 @@ func (v *validator) commonName(cn string) string {
 	case len(cn) > maxCommonName:
 		v.add(tooBig(path, maxCommonName, "string"))
 	case !commonNamePattern.MatchString(cn):
-		v.add(issuer.Issue{Code: "invalid_string", Validation: "regex", Path: path,
+		v.add(issue{Code: "invalid_string", Validation: "regex", Path: path,
 			Message: "Invalid pattern: only alphanumeric characters, spaces, *, ., @, -, and \\ are allowed."})
-	case strings.Contains(strings.TrimPrefix(cn, "*."), "*"):
-		v.add(custom(path, "A wildcard is only allowed as a leading '*.' label"))
 	default:
-		return cn
+		c, err := policy.ParseCommonName(cn)
+		if err != nil {
+			v.add(custom(path, err.Error()))
+			break
+		}
+		return c
 	}
-	return ""
+	return policy.CommonName{}
 }
 
 func (v *validator) altNames() []policy.SAN {
@@ -270,7 +275,6 @@ func (v *validator) altNames() []policy.SAN {
 			v.add(typeIssue(path, "object", item, true))
 			continue
 		}
-		before := len(v.issues)
 		typ, typOK := v.enum(obj, []any{"altNames", k, "type"}, "type", policy.SANTypeNames, true)
 		valuePath := []any{"altNames", k, "value"}
 		value, valOK := v.str(obj, valuePath, "value", true)
@@ -281,9 +285,14 @@ func (v *validator) altNames() []policy.SAN {
 			case len(value) > maxAltNameValue:
 				v.add(tooBig(valuePath, maxAltNameValue, "string"))
 			case typOK:
-				if err := policy.ValidateSANValue(typ, value); err != nil {
+				// Parsed once into its canonical value: the policy, the
+				// certificate and the record all see this one.
+				san, err := policy.ParseSAN(typ, value)
+				if err != nil {
 					v.add(custom(valuePath, err.Error()))
+					break
 				}
+				out = append(out, san)
 			}
 		}
 		keys := make([]string, 0, len(obj))
@@ -292,9 +301,6 @@ func (v *validator) altNames() []policy.SAN {
 		}
 		sort.Strings(keys)
 		v.unrecognized(path, keys, []string{"type", "value"})
-		if len(v.issues) == before {
-			out = append(out, policy.SAN{Type: typ, Value: value})
-		}
 	}
 	return out
 }
