@@ -32,8 +32,8 @@ test: deps build lint fuzz
 # Every fuzz target briefly (make test) or for longer: make fuzz FUZZTIME=10m.
 # Seed corpora live in <package>/testdata/fuzz and are replayed by plain go test.
 FUZZTIME ?= 3s
-FUZZ_TARGETS := policy:FuzzParseDuration policy:FuzzMatchAgreesWithRegexp policy:FuzzValidateSANValue \
-	api:FuzzDecodeRequest daemon:FuzzParseConfig
+FUZZ_TARGETS := policy:FuzzParseDuration policy:FuzzMatchAgreesWithRegexp policy:FuzzParseSAN policy:FuzzSANPattern \
+	policy:FuzzParseCommonName issuer:FuzzCanonicalValueRoundTrip csr:FuzzParse api:FuzzDecodeRequest daemon:FuzzParseConfig
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
 	  echo "fuzz $$fn ($(FUZZTIME))"; \
@@ -46,7 +46,7 @@ soak: deps build
 
 # Throughput benchmark against the real daemon; writes BENCHMARKS.md.
 bench: deps build
-	$(GO) run ./cmd/pkid-bench -bin $(BIN) -out BENCHMARKS.md $(BENCH_FLAGS)
+	$(GO) run ./tools/pkid-bench -bin $(BIN) -out BENCHMARKS.md $(BENCH_FLAGS)
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

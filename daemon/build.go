@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -22,8 +23,8 @@ import (
 	"github.com/pkid/pkid/issuer"
 	"github.com/pkid/pkid/linter"
 	"github.com/pkid/pkid/metrics"
-	"github.com/pkid/pkid/policy"
 	"github.com/pkid/pkid/store"
+	"github.com/pkid/pkid/store/sqlite"
 )
 
 // expiryWarning is how close to expiry a CA certificate draws a warning.
@@ -31,15 +32,25 @@ const expiryWarning = 30 * 24 * time.Hour
 
 // resources live as long as the process: a reload cannot change them.
 type resources struct {
-	token *hsm.Token
-	store *store.DB
+	token     *hsm.Token
+	store     store.Store
+	service   *issuer.Service
+	limiter   *issuer.RateLimiter
+	admission *api.Admission
+	auditKey  crypto.PublicKey
 }
+
+// storeCloseTimeout bounds how long closing waits for the store's writer:
+// a hung disk must not keep a stopping daemon alive.
+const storeCloseTimeout = 10 * time.Second
 
 // Close releases the store (committing what was submitted) and then the token.
 func (r *resources) Close() error {
 	var errs []error
 	if r.store != nil {
-		errs = append(errs, r.store.Close())
+		ctx, cancel := context.WithTimeout(context.Background(), storeCloseTimeout)
+		errs = append(errs, r.store.Close(ctx))
+		cancel()
 	}
 	if r.token != nil {
 		errs = append(errs, r.token.Close())
@@ -47,39 +58,79 @@ func (r *resources) Close() error {
 	return errors.Join(errs...)
 }
 
-// openResources opens the token and the database named by cfg.
-func openResources(ctx context.Context, cfg *ConfigFile, m *metrics.Metrics, log *slog.Logger) (*resources, error) {
-	for k, v := range cfg.HSM.Environment {
+// openToken sets the module's environment, reads the PIN and opens the token.
+func openToken(h HSMConfig, poolWait time.Duration, log *slog.Logger) (*hsm.Token, error) {
+	for k, v := range h.Environment {
 		if err := os.Setenv(k, v); err != nil {
 			return nil, fmt.Errorf("hsm.environment.%s: %w", k, err)
 		}
 	}
-	pin, err := cfg.ReadPIN()
+	pin, err := h.ReadPIN()
 	if err != nil {
 		return nil, fmt.Errorf("hsm: %w", err)
 	}
-	wait := 5 * time.Second
-	if cfg.HSM.PoolWaitTimeout != "" {
-		wait, _ = policy.ParseDuration(cfg.HSM.PoolWaitTimeout) // validated by LoadConfig
+	return hsm.Open(hsm.Config{Module: h.Module, TokenLabel: h.TokenLabel, PIN: pin,
+		MaxSessions: h.MaxSessions, PoolWaitTimeout: poolWait, Logger: log})
+}
+
+// openStore opens the configured database.
+func openStore(ctx context.Context, cfg *Config, onCommit func(time.Duration, int)) (store.Store, error) {
+	db, err := sqlite.Open(ctx, cfg.database, sqlite.Options{OnCommit: onCommit, BusyTimeout: cfg.limits.databaseBusyTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
 	}
+	return db, nil
+}
+
+// openResources opens the token and the database named by cfg, checks the
+// audit key's custody, and builds the state that outlives reloads.
+func openResources(ctx context.Context, cfg *Config, m *metrics.Metrics, log *slog.Logger) (*resources, error) {
 	r := &resources{}
-	r.token, err = hsm.Open(hsm.Config{Module: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PIN: pin,
-		MaxSessions: cfg.HSM.MaxSessions, PoolWaitTimeout: wait, Logger: log})
+	var err error
+	if r.token, err = openToken(cfg.hsm, cfg.poolWait, log); err != nil {
+		return nil, err
+	}
+	if r.store, err = openStore(ctx, cfg, m.ObserveCommit); err != nil {
+		r.Close()
+		return nil, err
+	}
+	if r.auditKey, err = readPublicKey(cfg.audit.PublicKey); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("audit.publicKey: %w", err)
+	}
+	signer, err := r.token.CheckCustody(cfg.audit.KeyLabel, r.auditKey)
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("audit key: %w", err)
+	}
+	r.service, err = issuer.NewService(issuer.ServiceConfig{Store: r.store, Observer: m,
+		AuditKey: sessionCounter{Signer: signer, ca: "audit", m: m}})
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	r.limiter = issuer.NewRateLimiter(0, nil)
+	r.admission = api.NewAdmission(cfg.limits.maxConcurrent, cfg.limits.maxPerIdentity)
+	return r, nil
+}
+
+// readPublicKey reads a PEM "PUBLIC KEY" (SubjectPublicKeyInfo) file.
+func readPublicKey(path string) (crypto.PublicKey, error) {
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	r.store, err = store.Open(ctx, cfg.Database, store.Options{OnCommit: m.ObserveCommit, BusyTimeout: cfg.limits().databaseBusyTimeout})
-	if err != nil {
-		r.Close()
-		return nil, fmt.Errorf("database: %w", err)
+	block, _ := pem.Decode(raw)
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return nil, fmt.Errorf("%s holds no PEM PUBLIC KEY block", path)
 	}
-	return r, nil
+	return x509.ParsePKIXPublicKey(block.Bytes)
 }
 
 // generation is everything built from one version of the config; a
 // reload builds a new one and swaps it in whole.
 type generation struct {
-	cfg        *ConfigFile
+	cfg        *Config
 	cas        []*issuer.CA
 	issuer     *issuer.Issuer
 	tls        *tls.Config
@@ -92,21 +143,23 @@ type generation struct {
 // buildGeneration checks everything DESIGN.md §4 requires before serving —
 // every CA certificate chains to its parent, every CA key is in the token
 // with the required attributes and matches its certificate, every profile
-// can issue a certificate that passes lint — and reports all problems at once.
-func buildGeneration(ctx context.Context, cfg *ConfigFile, res *resources, m *metrics.Metrics, log *slog.Logger) (*generation, error) {
-	g := &generation{cfg: cfg}
+// can issue a certificate that passes lint, the client CA bundle does not
+// trust pkid's own issuing CAs — and reports all problems at once.
+func buildGeneration(ctx context.Context, cfg *Config, res *resources, m *metrics.Metrics, log *slog.Logger) (*generation, error) {
+	g := &generation{cfg: cfg, warnings: append([]string(nil), cfg.warnings...)}
 	var problems []string
 	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 	fail := func() (*generation, error) {
-		return nil, &ConfigError{Path: "(checked against token and files)", Problems: problems}
+		return nil, &ConfigError{Path: cfg.path + " (checked against the token and files)", Problems: problems}
 	}
 
+	var clientCAs []*x509.Certificate
 	var err error
-	if g.tls, g.tlsExpiry, err = serverTLS(cfg.TLS); err != nil {
+	if g.tls, g.tlsExpiry, clientCAs, err = serverTLS(cfg.tls); err != nil {
 		add("tls: %v", err)
 	}
 	certs := map[string]*x509.Certificate{}
-	for _, ca := range cfg.CAs {
+	for _, ca := range cfg.cas {
 		cert, err := readCACertificate(ca.Certificate)
 		if err != nil {
 			add("CA %s: %v", ca.Name, err)
@@ -117,24 +170,25 @@ func buildGeneration(ctx context.Context, cfg *ConfigFile, res *resources, m *me
 	if len(problems) > 0 {
 		return fail()
 	}
-	cas := map[string]*issuer.CA{}
-	for _, cc := range cfg.CAs {
-		ca, err := buildCA(res.token, cc, cfg.CAs, certs)
+	for _, cc := range cfg.cas {
+		ca, err := buildCA(res.token, cc, cfg.cas, certs, m)
 		if err != nil {
 			add("CA %s: %v", cc.Name, err)
 			continue
 		}
-		if ca.Signer != nil {
-			ca.Signer = sessionCounter{Signer: ca.Signer, ca: ca.Name, m: m}
-			if g.probeLabel == "" {
-				g.probeLabel = cc.KeyLabel
+		if ca.CanSign() && g.probeLabel == "" {
+			g.probeLabel = cc.KeyLabel
+		}
+		if left := time.Until(ca.Certificate().NotAfter); left < expiryWarning {
+			g.warnings = append(g.warnings, fmt.Sprintf("CA %s: certificate expires %s (in %s)",
+				ca.Name(), ca.Certificate().NotAfter.UTC().Format(time.RFC3339), left.Round(time.Hour)))
+		}
+		if ca.CanSign() && !cfg.tls.AllowIssuedClientCertificates {
+			if c := trustedIssuingCA(clientCAs, ca); c != nil {
+				add("tls.clientCAs: the bundle trusts %q, which is (or is an ancestor of) pkid's issuing CA %s, so every certificate pkid issues would be a client identity; use a separate mTLS CA, or set tls.allowIssuedClientCertificates: true if that is meant",
+					c.Subject.CommonName, ca.Name())
 			}
 		}
-		if left := time.Until(ca.Certificate.NotAfter); left < expiryWarning {
-			g.warnings = append(g.warnings, fmt.Sprintf("CA %s: certificate expires %s (in %s)",
-				ca.Name, ca.Certificate.NotAfter.UTC().Format(time.RFC3339), left.Round(time.Hour)))
-		}
-		cas[cc.Name] = ca
 		g.cas = append(g.cas, ca)
 	}
 	if len(problems) > 0 {
@@ -142,22 +196,22 @@ func buildGeneration(ctx context.Context, cfg *ConfigFile, res *resources, m *me
 	}
 
 	extra := map[string][]string{}
-	var profiles []*issuer.Profile
-	for _, pf := range cfg.Profiles {
-		extra[pf.Name] = pf.LintExclusions
-		profiles = append(profiles, buildProfile(pf, cas[pf.CA]))
+	for _, p := range cfg.profiles {
+		extra[p.Name()] = p.LintExclusions()
 	}
 	lint, err := linter.New(extra)
 	if err != nil {
 		add("%v", err)
 		return fail()
 	}
-	g.issuer, err = issuer.New(issuer.Config{Profiles: profiles, Store: res.store, Linter: lint, Observer: m})
+	g.issuer, err = issuer.New(issuer.Config{Profiles: cfg.profiles, CAs: g.cas, Service: res.service, Linter: lint, Limiter: res.limiter})
 	if err != nil {
-		add("%v", err)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			add("%s", line)
+		}
 		return fail()
 	}
-	for _, p := range profiles {
+	for _, p := range g.issuer.Profiles() {
 		if err := g.issuer.CheckProfile(ctx, p); err != nil {
 			add("%v", err)
 		}
@@ -166,18 +220,34 @@ func buildGeneration(ctx context.Context, cfg *ConfigFile, res *resources, m *me
 		return fail()
 	}
 	for _, w := range g.warnings {
-		log.Warn("certificate expires soon", "warning", w)
+		log.Warn("configuration warning", "warning", w)
 	}
-	lim := cfg.limits()
-	g.handler = api.NewHandler(api.Config{Issuer: g.issuer, Logger: log, Metrics: m,
-		MaxBodyBytes: lim.maxBodyBytes, MaxConcurrent: lim.maxConcurrent})
+	g.handler = api.NewHandler(api.Config{Issuer: g.issuer, Admission: res.admission, Logger: log, Metrics: m,
+		MaxBodyBytes: cfg.limits.maxBodyBytes, BodyReadTimeout: cfg.limits.bodyReadTimeout})
 	return g, nil
 }
 
+// trustedIssuingCA returns the bundle certificate that makes ca's leaves
+// client identities: ca itself, one of its parents, or a CA below it.
+func trustedIssuingCA(bundle []*x509.Certificate, ca *issuer.CA) *x509.Certificate {
+	lineage := ca.Lineage()
+	for _, b := range bundle {
+		for _, c := range lineage {
+			if bytes.Equal(b.Raw, c.Raw) || (bytes.Equal(b.RawSubject, c.RawSubject) && bytes.Equal(b.SubjectKeyId, c.SubjectKeyId)) {
+				return b
+			}
+		}
+		if b.CheckSignatureFrom(ca.Certificate()) == nil {
+			return b
+		}
+	}
+	return nil
+}
+
 func (g *generation) profileNames() []string {
-	names := make([]string, len(g.cfg.Profiles))
-	for k, p := range g.cfg.Profiles {
-		names[k] = p.Name
+	names := make([]string, 0, len(g.cfg.profiles))
+	for _, p := range g.cfg.profiles {
+		names = append(names, p.Name())
 	}
 	return names
 }
@@ -185,7 +255,7 @@ func (g *generation) profileNames() []string {
 func (g *generation) caNames() []string {
 	names := make([]string, len(g.cas))
 	for k, ca := range g.cas {
-		names[k] = ca.Name
+		names[k] = ca.Name()
 	}
 	return names
 }
@@ -195,7 +265,7 @@ func (g *generation) caNames() []string {
 func (g *generation) publishExpiries(m *metrics.Metrics) {
 	m.ResetNotAfter()
 	for _, ca := range g.cas {
-		m.SetNotAfter(ca.Name, ca.Certificate.NotAfter)
+		m.SetNotAfter(ca.Name(), ca.Certificate().NotAfter)
 	}
 	m.SetNotAfter("tls-server", g.tlsExpiry)
 }
@@ -234,44 +304,38 @@ func readCACertificate(path string) (*x509.Certificate, error) {
 	return cert, nil
 }
 
-// buildCA loads one CA: its chain up to the root (each link verified) and,
-// when it has a key label, its signer after the custody check.
-func buildCA(tok *hsm.Token, cc CAConfig, all []CAConfig, certs map[string]*x509.Certificate) (*issuer.CA, error) {
+// buildCA loads one CA: its chain up to the root and, when it has a key
+// label, its signer after the custody check.
+func buildCA(tok *hsm.Token, cc CAConfig, all []CAConfig, certs map[string]*x509.Certificate, m *metrics.Metrics) (*issuer.CA, error) {
 	byName := map[string]CAConfig{}
 	for _, a := range all {
 		byName[a.Name] = a
 	}
-	cert := certs[cc.Name]
-	ca := &issuer.CA{Name: cc.Name, Certificate: cert, CRLURLs: cc.CRLURLs,
-		IssuingCertificateURL: cc.IssuingCertificateURLs, OCSPURLs: cc.OCSPURLs}
-	child := cert
+	p := issuer.CAParams{Name: cc.Name, Certificate: certs[cc.Name], CRLURLs: cc.CRLURLs,
+		IssuingCertificateURLs: cc.IssuingCertificateURLs, OCSPURLs: cc.OCSPURLs}
+	// Each link first, named as configured: a chain that does not link is
+	// the problem to report, whatever the key in the token says.
+	child := p.Certificate
 	for at := cc; at.Parent != ""; at = byName[at.Parent] {
 		parent := certs[at.Parent]
 		if err := child.CheckSignatureFrom(parent); err != nil {
 			return nil, fmt.Errorf("certificate %q is not signed by parent %s: %w", child.Subject.CommonName, at.Parent, err)
 		}
-		ca.Parents = append(ca.Parents, parent)
+		p.Parents = append(p.Parents, parent)
 		child = parent
 	}
-	if !bytes.Equal(child.RawIssuer, child.RawSubject) || child.CheckSignatureFrom(child) != nil {
-		return nil, fmt.Errorf("the chain ends at %q, which is not a self-signed root; configure its parent", child.Subject.CommonName)
-	}
 	for _, s := range cc.PolicyOIDs {
-		oid, err := parseOID(s)
+		oid, _ := parseOID(s) // validated by NewConfig
+		p.PolicyOIDs = append(p.PolicyOIDs, oid)
+	}
+	if cc.KeyLabel != "" {
+		signer, err := tok.CheckCustody(cc.KeyLabel, p.Certificate.PublicKey)
 		if err != nil {
-			return nil, fmt.Errorf("policyOIDs: %w", err)
+			return nil, err
 		}
-		ca.PolicyOIDs = append(ca.PolicyOIDs, oid)
+		p.Signer = sessionCounter{Signer: signer, ca: cc.Name, m: m}
 	}
-	if cc.KeyLabel == "" {
-		return ca, nil
-	}
-	signer, err := tok.CheckCustody(cc.KeyLabel, cert)
-	if err != nil {
-		return nil, err
-	}
-	ca.Signer = signer
-	return ca, nil
+	return issuer.NewCA(p)
 }
 
 func parseOID(s string) (x509.OID, error) {
@@ -290,39 +354,41 @@ func parseOID(s string) (x509.OID, error) {
 	return oid, nil
 }
 
-func buildProfile(pf ProfileFile, ca *issuer.CA) *issuer.Profile {
-	pol, _ := policy.New(pf.Policy) // validated by LoadConfig
-	var backdate time.Duration
-	if pf.Backdate != "" {
-		backdate, _ = policy.ParseDuration(pf.Backdate)
-	}
-	return &issuer.Profile{
-		ID: strings.ToLower(pf.ID), Name: pf.Name, CA: ca, Policy: pol,
-		DefaultKeyUsages: pf.Defaults.KeyUsages, DefaultExtKeyUsages: pf.Defaults.ExtendedKeyUsages,
-		AllowedIdentities: pf.AllowedIdentities, Backdate: backdate,
-		RateLimit:      issuer.RateLimit{PerMinute: pf.RateLimit.PerMinute, Burst: pf.RateLimit.Burst},
-		LintExclusions: pf.LintExclusions,
-	}
-}
-
 // serverTLS is TLS 1.2+ with AEAD suites only. A client certificate is
 // verified when presented (a bad one fails the handshake); a missing one is
 // answered by the API with a 401 envelope, which a handshake failure could
-// not carry. It also returns the server certificate's expiry.
-func serverTLS(t TLSConfig) (*tls.Config, time.Time, error) {
+// not carry. It also returns the server certificate's expiry and the
+// client CA bundle.
+func serverTLS(t TLSConfig) (*tls.Config, time.Time, []*x509.Certificate, error) {
 	pair, err := tls.LoadX509KeyPair(t.Certificate, t.Key)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("server certificate: %w", err)
+		return nil, time.Time{}, nil, fmt.Errorf("server certificate: %w", err)
 	}
 	var pool *x509.CertPool
+	var bundle []*x509.Certificate
 	if t.ClientCAs != "" {
 		caPEM, err := os.ReadFile(t.ClientCAs)
 		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("client CA bundle: %w", err)
+			return nil, time.Time{}, nil, fmt.Errorf("client CA bundle: %w", err)
 		}
 		pool = x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(caPEM) {
-			return nil, time.Time{}, fmt.Errorf("client CA bundle %s holds no certificate", t.ClientCAs)
+		for rest := caPEM; ; {
+			var block *pem.Block
+			if block, rest = pem.Decode(rest); block == nil {
+				break
+			}
+			if block.Type != "CERTIFICATE" {
+				continue
+			}
+			c, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return nil, time.Time{}, nil, fmt.Errorf("client CA bundle %s: %w", t.ClientCAs, err)
+			}
+			pool.AddCert(c)
+			bundle = append(bundle, c)
+		}
+		if len(bundle) == 0 {
+			return nil, time.Time{}, nil, fmt.Errorf("client CA bundle %s holds no certificate", t.ClientCAs)
 		}
 	}
 	cfg := &tls.Config{
@@ -340,5 +406,5 @@ func serverTLS(t TLSConfig) (*tls.Config, time.Time, error) {
 	if pool == nil {
 		cfg.ClientAuth = tls.NoClientCert
 	}
-	return cfg, pair.Leaf.NotAfter, nil
+	return cfg, pair.Leaf.NotAfter, bundle, nil
 }

@@ -7,13 +7,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/pkid/pkid/issuer"
 	"github.com/pkid/pkid/policy"
 )
 
@@ -23,73 +22,48 @@ const (
 	DefaultMetricsListen = "127.0.0.1:9464"
 	DefaultPINEnv        = "PKID_HSM_PIN"
 	CredentialPINName    = "hsm-pin" // file name under $CREDENTIALS_DIRECTORY
-	maxBackdate          = 10 * time.Minute
 )
 
-// ConfigFile is the config file as decoded, before validation.
+// ConfigFile is the config file as decoded, before validation. NewConfig
+// turns it into a Config.
 type ConfigFile struct {
-	Listen        string        `yaml:"listen"`
-	MetricsListen string        `yaml:"metricsListen"`
-	MetricsTLS    *TLSConfig    `yaml:"metricsTLS"`   // optional: TLS (mTLS with clientCAs) for scrapers
-	MetricsPprof  bool          `yaml:"metricsPprof"` // serve /debug/pprof/profile on the metrics listener (off by default)
-	TLS           TLSConfig     `yaml:"tls"`
-	Database      string        `yaml:"database"`
-	HSM           HSMConfig     `yaml:"hsm"`
-	CAs           []CAConfig    `yaml:"cas"`
-	Profiles      []ProfileFile `yaml:"profiles"`
-	Limits        LimitsConfig  `yaml:"limits"`
+	Listen        string                 `yaml:"listen"`
+	MetricsListen string                 `yaml:"metricsListen"`
+	MetricsTLS    *TLSConfig             `yaml:"metricsTLS"`   // optional: TLS (mTLS with clientCAs) for scrapers
+	MetricsPprof  bool                   `yaml:"metricsPprof"` // serve /debug/pprof/profile on the metrics listener (off by default)
+	TLS           TLSConfig              `yaml:"tls"`
+	Database      string                 `yaml:"database"`
+	HSM           HSMConfig              `yaml:"hsm"`
+	Audit         AuditConfig            `yaml:"audit"`
+	CAs           []CAConfig             `yaml:"cas"`
+	Profiles      []issuer.ProfileConfig `yaml:"profiles"`
+	Limits        LimitsConfig           `yaml:"limits"`
 }
 
 // LimitsConfig bounds what one client can make the API listener hold.
 // Durations use the ms grammar; zero values take the defaults.
 type LimitsConfig struct {
-	MaxBodyBytes          int64  `yaml:"maxBodyBytes"`          // default 65536
-	MaxHeaderBytes        int    `yaml:"maxHeaderBytes"`        // default 16384
-	ReadHeaderTimeout     string `yaml:"readHeaderTimeout"`     // default 10s
-	ReadTimeout           string `yaml:"readTimeout"`           // default 30s
-	WriteTimeout          string `yaml:"writeTimeout"`          // default 2m
-	IdleTimeout           string `yaml:"idleTimeout"`           // default 2m
-	MaxConcurrentRequests int    `yaml:"maxConcurrentRequests"` // default 256
-	DatabaseBusyTimeout   string `yaml:"databaseBusyTimeout"`   // default 5s: how long a write waits for a lock held elsewhere
+	MaxBodyBytes             int64  `yaml:"maxBodyBytes"`             // default 65536
+	MaxHeaderBytes           int    `yaml:"maxHeaderBytes"`           // default 16384
+	ReadHeaderTimeout        string `yaml:"readHeaderTimeout"`        // default 10s
+	ReadTimeout              string `yaml:"readTimeout"`              // default 30s
+	WriteTimeout             string `yaml:"writeTimeout"`             // default 2m
+	IdleTimeout              string `yaml:"idleTimeout"`              // default 2m
+	BodyReadTimeout          string `yaml:"bodyReadTimeout"`          // default 10s: the whole body must arrive within it
+	MaxConcurrentRequests    int    `yaml:"maxConcurrentRequests"`    // default 256
+	MaxConcurrentPerIdentity int    `yaml:"maxConcurrentPerIdentity"` // default 32
+	DatabaseBusyTimeout      string `yaml:"databaseBusyTimeout"`      // default 5s: how long a write waits for a lock held elsewhere
 }
 
-// limits is LimitsConfig with defaults applied.
-type limits struct {
-	maxBodyBytes                                              int64
-	maxHeaderBytes, maxConcurrent                             int
-	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
-	databaseBusyTimeout                                       time.Duration
-}
-
-func (c *ConfigFile) limits() limits {
-	l := c.Limits
-	d := func(s string, def time.Duration) time.Duration {
-		if v, err := policy.ParseDuration(s); err == nil {
-			return v
-		}
-		return def
-	}
-	out := limits{maxBodyBytes: l.MaxBodyBytes, maxHeaderBytes: l.MaxHeaderBytes, maxConcurrent: l.MaxConcurrentRequests,
-		readHeaderTimeout: d(l.ReadHeaderTimeout, 10*time.Second), readTimeout: d(l.ReadTimeout, 30*time.Second),
-		writeTimeout: d(l.WriteTimeout, 2*time.Minute), idleTimeout: d(l.IdleTimeout, 2*time.Minute),
-		databaseBusyTimeout: d(l.DatabaseBusyTimeout, 5*time.Second)}
-	if out.maxBodyBytes == 0 {
-		out.maxBodyBytes = 64 << 10
-	}
-	if out.maxHeaderBytes == 0 {
-		out.maxHeaderBytes = 16 << 10
-	}
-	if out.maxConcurrent == 0 {
-		out.maxConcurrent = 256
-	}
-	return out
-}
-
-// TLSConfig names the API listener's TLS material.
+// TLSConfig names a listener's TLS material.
 type TLSConfig struct {
 	Certificate string `yaml:"certificate"`
 	Key         string `yaml:"key"`
 	ClientCAs   string `yaml:"clientCAs"`
+	// AllowIssuedClientCertificates lets the client CA bundle contain (or
+	// be an ancestor of) one of pkid's own issuing CAs, which makes every
+	// certificate pkid issues a client identity. Off unless meant.
+	AllowIssuedClientCertificates bool `yaml:"allowIssuedClientCertificates"`
 }
 
 // HSMConfig selects the PKCS#11 token. The PIN is never here: it comes
@@ -105,6 +79,14 @@ type HSMConfig struct {
 	Environment     map[string]string `yaml:"environment"` // e.g. SOFTHSM2_CONF
 }
 
+// AuditConfig names the audit key that signs checkpoints of the audit
+// chain (DESIGN.md §6): its label in the token and its public key, which
+// `pkid audit verify` checks signatures with.
+type AuditConfig struct {
+	KeyLabel  string `yaml:"keyLabel"`
+	PublicKey string `yaml:"publicKey"`
+}
+
 // CAConfig is one CA: its certificate, its key in the token (absent for a
 // chain-only CA such as an offline root) and its parent.
 type CAConfig struct {
@@ -118,29 +100,32 @@ type CAConfig struct {
 	PolicyOIDs             []string `yaml:"policyOIDs"`
 }
 
-// ProfileFile is one profile as written in the config file.
-type ProfileFile struct {
-	ID                string          `yaml:"id"`
-	Name              string          `yaml:"name"`
-	CA                string          `yaml:"ca"`
-	Backdate          string          `yaml:"backdate"`
-	Defaults          ProfileDefaults `yaml:"defaults"`
-	Policy            policy.Rules    `yaml:"policy"`
-	AllowedIdentities []string        `yaml:"allowedIdentities"`
-	RateLimit         RateLimitFile   `yaml:"rateLimit"`
-	LintExclusions    []string        `yaml:"lintExclusions"`
+// limits is LimitsConfig with defaults applied.
+type limits struct {
+	maxBodyBytes                                              int64
+	maxHeaderBytes, maxConcurrent, maxPerIdentity             int
+	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
+	bodyReadTimeout, databaseBusyTimeout                      time.Duration
 }
 
-// ProfileDefaults apply when a request leaves usages out.
-type ProfileDefaults struct {
-	KeyUsages         []string `yaml:"keyUsages"`
-	ExtendedKeyUsages []string `yaml:"extendedKeyUsages"`
-}
-
-// RateLimitFile is a per-identity token bucket.
-type RateLimitFile struct {
-	PerMinute int `yaml:"perMinute"`
-	Burst     int `yaml:"burst"`
+// Config is a validated configuration: every path resolved, every default
+// applied, every profile built. Only NewConfig makes one.
+type Config struct {
+	path          string
+	listen        string
+	metricsListen string
+	metricsTLS    *TLSConfig
+	metricsPprof  bool
+	tls           TLSConfig
+	database      string
+	hsm           HSMConfig
+	poolWait      time.Duration
+	audit         AuditConfig
+	cas           []CAConfig
+	profiles      []*issuer.Profile
+	profileFiles  []issuer.ProfileConfig
+	limits        limits
+	warnings      []string
 }
 
 // ConfigError lists every problem found in a config file.
@@ -153,13 +138,10 @@ func (e *ConfigError) Error() string {
 	return fmt.Sprintf("config %s: %d problem(s):\n  - %s", e.Path, len(e.Problems), strings.Join(e.Problems, "\n  - "))
 }
 
-var profileNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-
-// LoadConfig reads and strictly decodes path (unknown fields are errors),
-// resolves relative paths against the file's directory, fills defaults and
-// checks everything that needs no token or database. All problems are
-// reported at once as a *ConfigError.
-func LoadConfig(path string) (*ConfigFile, error) {
+// LoadConfig reads and strictly decodes path (unknown fields are errors)
+// and validates it with NewConfig. All problems are reported at once as a
+// *ConfigError.
+func LoadConfig(path string) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
@@ -168,29 +150,30 @@ func LoadConfig(path string) (*ConfigFile, error) {
 }
 
 // parseConfig decodes and checks raw as the config file at path.
-func parseConfig(raw []byte, path string) (*ConfigFile, error) {
+func parseConfig(raw []byte, path string) (*Config, error) {
 	var problems []string
 	if pinInConfig(raw) {
 		problems = append(problems, "hsm.pin: the PIN must never be in the config file; use hsm.pinFile, hsm.pinEnv or the systemd credential "+CredentialPINName)
 	}
-	var cfg ConfigFile
+	var f ConfigFile
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
+	if err := dec.Decode(&f); err != nil {
 		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			problems = append(problems, te.Errors...)
-		} else {
+		if !errors.As(err, &te) {
 			return nil, &ConfigError{Path: path, Problems: append(problems, err.Error())}
 		}
+		problems = append(problems, te.Errors...)
 	}
-	cfg.resolvePaths(filepath.Dir(path))
-	cfg.fillDefaults()
-	problems = append(problems, cfg.validate()...)
+	cfg, err := NewConfig(&f, path)
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		problems = append(problems, ce.Problems...)
+	}
 	if len(problems) > 0 {
 		return nil, &ConfigError{Path: path, Problems: problems}
 	}
-	return &cfg, nil
+	return cfg, nil
 }
 
 // pinInConfig reports whether the hsm section carries a "pin" key.
@@ -205,103 +188,96 @@ func pinInConfig(raw []byte) bool {
 	return ok
 }
 
-func (c *ConfigFile) resolvePaths(dir string) {
-	abs := func(p *string) {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(dir, *p)
+// NewConfig validates f, read from the file at path (relative paths are
+// relative to its directory), and returns the Config or a *ConfigError
+// naming every problem. It checks everything that needs no token and no
+// database.
+func NewConfig(f *ConfigFile, path string) (*Config, error) {
+	var p []string
+	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
+	dir := filepath.Dir(path)
+	abs := func(s string) string {
+		if s != "" && !filepath.IsAbs(s) {
+			return filepath.Join(dir, s)
+		}
+		return s
+	}
+	c := &Config{path: path, listen: f.Listen, metricsListen: f.MetricsListen, metricsPprof: f.MetricsPprof,
+		tls: f.TLS, database: abs(f.Database), hsm: f.HSM, audit: f.Audit, profileFiles: f.Profiles}
+	if c.listen == "" {
+		c.listen = DefaultListen
+	}
+	if c.metricsListen == "" {
+		c.metricsListen = DefaultMetricsListen
+	}
+	c.tls.Certificate, c.tls.Key, c.tls.ClientCAs = abs(f.TLS.Certificate), abs(f.TLS.Key), abs(f.TLS.ClientCAs)
+	if f.MetricsTLS != nil {
+		m := *f.MetricsTLS
+		m.Certificate, m.Key, m.ClientCAs = abs(m.Certificate), abs(m.Key), abs(m.ClientCAs)
+		c.metricsTLS = &m
+		if m.Certificate == "" || m.Key == "" {
+			add("metricsTLS: certificate and key are required when metricsTLS is set")
 		}
 	}
-	abs(&c.TLS.Certificate)
-	abs(&c.TLS.Key)
-	abs(&c.TLS.ClientCAs)
-	if c.MetricsTLS != nil {
-		abs(&c.MetricsTLS.Certificate)
-		abs(&c.MetricsTLS.Key)
-		abs(&c.MetricsTLS.ClientCAs)
-	}
-	abs(&c.Database)
-	abs(&c.HSM.PINFile)
-	for k := range c.CAs {
-		abs(&c.CAs[k].Certificate)
+	c.hsm.PINFile = abs(f.HSM.PINFile)
+	if c.hsm.PINEnv == "" {
+		c.hsm.PINEnv = DefaultPINEnv
 	}
 	// Module configuration files named in the environment (SOFTHSM2_CONF
 	// and the like: variables ending in _CONF) are paths too.
-	for k, v := range c.HSM.Environment {
-		if strings.HasSuffix(k, "_CONF") && v != "" && !filepath.IsAbs(v) {
-			c.HSM.Environment[k] = filepath.Join(dir, v)
+	c.hsm.Environment = map[string]string{}
+	for k, v := range f.HSM.Environment {
+		if strings.HasSuffix(k, "_CONF") {
+			v = abs(v)
 		}
+		c.hsm.Environment[k] = v
 	}
-}
+	c.audit.PublicKey = abs(f.Audit.PublicKey)
 
-func (c *ConfigFile) fillDefaults() {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
-	if c.MetricsListen == "" {
-		c.MetricsListen = DefaultMetricsListen
-	}
-	if c.HSM.PINEnv == "" {
-		c.HSM.PINEnv = DefaultPINEnv
-	}
-}
-
-func (c *ConfigFile) validate() []string {
-	var p []string
-	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
-	for name, addr := range map[string]string{"listen": c.Listen, "metricsListen": c.MetricsListen} {
+	for name, addr := range map[string]string{"listen": c.listen, "metricsListen": c.metricsListen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			add("%s: %q is not host:port", name, addr)
 		}
 	}
-	for name, v := range map[string]string{"tls.certificate": c.TLS.Certificate, "tls.key": c.TLS.Key,
-		"tls.clientCAs": c.TLS.ClientCAs, "database": c.Database, "hsm.module": c.HSM.Module, "hsm.tokenLabel": c.HSM.TokenLabel} {
+	if c.listen == c.metricsListen {
+		add("listen and metricsListen are both %s", c.listen)
+	}
+	for name, v := range map[string]string{"tls.certificate": c.tls.Certificate, "tls.key": c.tls.Key,
+		"tls.clientCAs": c.tls.ClientCAs, "database": c.database, "hsm.module": c.hsm.Module, "hsm.tokenLabel": c.hsm.TokenLabel,
+		"audit.keyLabel": c.audit.KeyLabel, "audit.publicKey": c.audit.PublicKey} {
 		if v == "" {
 			add("%s: required", name)
 		}
 	}
-	if c.MetricsTLS != nil && (c.MetricsTLS.Certificate == "" || c.MetricsTLS.Key == "") {
-		add("metricsTLS: certificate and key are required when metricsTLS is set")
+	c.limits = newLimits(f.Limits, add)
+	if c.hsm.MaxSessions < 0 || c.hsm.MaxSessions == 1 {
+		add("hsm.maxSessions: %d; use 0 for the default or at least 2", c.hsm.MaxSessions)
 	}
-	if c.Listen == c.MetricsListen {
-		add("listen and metricsListen are both %s", c.Listen)
-	}
-	for name, v := range map[string]string{"limits.readHeaderTimeout": c.Limits.ReadHeaderTimeout, "limits.readTimeout": c.Limits.ReadTimeout,
-		"limits.writeTimeout": c.Limits.WriteTimeout, "limits.idleTimeout": c.Limits.IdleTimeout,
-		"limits.databaseBusyTimeout": c.Limits.DatabaseBusyTimeout} {
-		if v != "" {
-			if _, err := policy.ParseDuration(v); err != nil {
-				add("%s: %v", name, err)
-			}
-		}
-	}
-	if c.Limits.MaxBodyBytes < 0 || c.Limits.MaxHeaderBytes < 0 || c.Limits.MaxConcurrentRequests < 0 {
-		add("limits: sizes and counts must not be negative")
-	}
-	if c.HSM.MaxSessions < 0 || c.HSM.MaxSessions == 1 {
-		add("hsm.maxSessions: %d; use 0 for the default or at least 2", c.HSM.MaxSessions)
-	}
-	if c.HSM.PoolWaitTimeout != "" {
-		if _, err := policy.ParseDuration(c.HSM.PoolWaitTimeout); err != nil {
-			add("hsm.poolWaitTimeout: %v", err)
-		}
-	}
+	c.poolWait = duration("hsm.poolWaitTimeout", f.HSM.PoolWaitTimeout, 5*time.Second, add)
 
+	c.cas = make([]CAConfig, len(f.CAs))
 	cas := map[string]*CAConfig{}
-	for k := range c.CAs {
-		ca := &c.CAs[k]
+	for k, ca := range f.CAs {
+		ca.Certificate = abs(ca.Certificate)
+		c.cas[k] = ca
 		switch {
 		case ca.Name == "":
 			add("cas[%d].name: required", k)
 		case cas[ca.Name] != nil:
 			add("cas[%d].name: %q is used twice", k, ca.Name)
 		default:
-			cas[ca.Name] = ca
+			cas[ca.Name] = &c.cas[k]
 		}
 		if ca.Certificate == "" {
 			add("cas[%d].certificate: required", k)
 		}
+		for _, s := range ca.PolicyOIDs {
+			if _, err := parseOID(s); err != nil {
+				add("cas[%d].policyOIDs: %v", k, err)
+			}
+		}
 	}
-	for k, ca := range c.CAs {
+	for k, ca := range c.cas {
 		if ca.Parent != "" && cas[ca.Parent] == nil {
 			add("cas[%d].parent: no CA named %q", k, ca.Parent)
 		}
@@ -315,88 +291,113 @@ func (c *ConfigFile) validate() []string {
 		}
 	}
 
-	ids, names := map[string]bool{}, map[string]bool{}
-	for k, pf := range c.Profiles {
+	for k, pf := range f.Profiles {
 		where := fmt.Sprintf("profiles[%d]", k)
 		if pf.Name != "" {
 			where = fmt.Sprintf("profiles[%d] (%s)", k, pf.Name)
 		}
-		if _, err := uuid.Parse(pf.ID); err != nil || len(pf.ID) != 36 {
-			add("%s.id: %q is not a UUID", where, pf.ID)
-		} else if ids[strings.ToLower(pf.ID)] {
-			add("%s.id: %s is used twice", where, pf.ID)
+		prof, err := issuer.NewProfile(pf)
+		if err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				add("%s.%s", where, line)
+			}
+		} else {
+			c.profiles = append(c.profiles, prof)
+			for _, w := range prof.Warnings() {
+				c.warnings = append(c.warnings, where+".policy."+w)
+			}
 		}
-		ids[strings.ToLower(pf.ID)] = true
-		if !profileNamePattern.MatchString(pf.Name) {
-			add("%s.name: %q must be 1-63 of a-z, 0-9, '-', '_' (it is a metric label)", where, pf.Name)
-		} else if names[pf.Name] {
-			add("%s.name: %q is used twice", where, pf.Name)
-		}
-		names[pf.Name] = true
-		if ca := cas[pf.CA]; ca == nil {
+		if ca := cas[pf.CA]; pf.CA != "" && ca == nil {
 			add("%s.ca: no CA named %q", where, pf.CA)
-		} else if ca.KeyLabel == "" {
+		} else if ca != nil && ca.KeyLabel == "" {
 			add("%s.ca: CA %q has no keyLabel, so it cannot sign", where, pf.CA)
 		}
-		if pf.Backdate != "" {
-			if d, err := policy.ParseDuration(pf.Backdate); err != nil {
-				add("%s.backdate: %v", where, err)
-			} else if d > maxBackdate {
-				add("%s.backdate: %s is more than %s", where, pf.Backdate, maxBackdate)
-			}
-		}
-		for _, u := range pf.Defaults.KeyUsages {
-			if !policy.IsOneOf(policy.KeyUsageNames, u) {
-				add("%s.defaults.keyUsages: unknown key usage %q", where, u)
-			}
-		}
-		for _, u := range pf.Defaults.ExtendedKeyUsages {
-			if !policy.IsOneOf(policy.ExtKeyUsageNames, u) {
-				add("%s.defaults.extendedKeyUsages: unknown extended key usage %q", where, u)
-			}
-		}
-		if _, err := policy.New(pf.Policy); err != nil {
-			for _, line := range strings.Split(err.Error(), "\n") {
-				add("%s.policy.%s", where, line)
-			}
-		}
-		if len(pf.AllowedIdentities) == 0 {
-			add("%s.allowedIdentities: empty, so no client could ever use the profile", where)
-		}
-		if pf.RateLimit.PerMinute < 0 || pf.RateLimit.Burst < 0 {
-			add("%s.rateLimit: must not be negative", where)
-		}
 	}
-	if len(c.Profiles) == 0 {
+	if len(f.Profiles) == 0 {
 		add("profiles: none configured")
 	}
-	return p
+	if len(p) > 0 {
+		return nil, &ConfigError{Path: path, Problems: p}
+	}
+	return c, nil
 }
+
+// duration parses an optional duration setting in the ms grammar.
+func duration(name, s string, def time.Duration, add func(string, ...any)) time.Duration {
+	if s == "" {
+		return def
+	}
+	d, err := policy.ParseDuration(s)
+	if err != nil {
+		add("%s: %v", name, err)
+		return def
+	}
+	return d
+}
+
+func newLimits(l LimitsConfig, add func(string, ...any)) limits {
+	out := limits{maxBodyBytes: l.MaxBodyBytes, maxHeaderBytes: l.MaxHeaderBytes,
+		maxConcurrent: l.MaxConcurrentRequests, maxPerIdentity: l.MaxConcurrentPerIdentity,
+		readHeaderTimeout:   duration("limits.readHeaderTimeout", l.ReadHeaderTimeout, 10*time.Second, add),
+		readTimeout:         duration("limits.readTimeout", l.ReadTimeout, 30*time.Second, add),
+		writeTimeout:        duration("limits.writeTimeout", l.WriteTimeout, 2*time.Minute, add),
+		idleTimeout:         duration("limits.idleTimeout", l.IdleTimeout, 2*time.Minute, add),
+		bodyReadTimeout:     duration("limits.bodyReadTimeout", l.BodyReadTimeout, 10*time.Second, add),
+		databaseBusyTimeout: duration("limits.databaseBusyTimeout", l.DatabaseBusyTimeout, 5*time.Second, add)}
+	if l.MaxBodyBytes < 0 || l.MaxHeaderBytes < 0 || l.MaxConcurrentRequests < 0 || l.MaxConcurrentPerIdentity < 0 {
+		add("limits: sizes and counts must not be negative")
+	}
+	if out.maxBodyBytes == 0 {
+		out.maxBodyBytes = 64 << 10
+	}
+	if out.maxHeaderBytes == 0 {
+		out.maxHeaderBytes = 16 << 10
+	}
+	if out.maxConcurrent == 0 {
+		out.maxConcurrent = 256
+	}
+	if out.maxPerIdentity == 0 {
+		out.maxPerIdentity = 32
+	}
+	return out
+}
+
+// Path is the file the config was read from.
+func (c *Config) Path() string { return c.path }
+
+// Warnings are what the operator should know but that does not stop pkid
+// (patterns that were canonicalized).
+func (c *Config) Warnings() []string { return c.warnings }
 
 // ReadPIN returns the token PIN from, in order: hsm.pinFile, the
 // environment variable hsm.pinEnv, or $CREDENTIALS_DIRECTORY/hsm-pin
 // (systemd LoadCredential). Surrounding whitespace is trimmed.
-func (c *ConfigFile) ReadPIN() (string, error) {
-	if c.HSM.PINFile != "" {
-		return readPINFile(c.HSM.PINFile)
+func (h HSMConfig) ReadPIN() (string, error) {
+	if h.PINFile != "" {
+		return readSecretFile(h.PINFile)
 	}
-	if v := os.Getenv(c.HSM.PINEnv); v != "" {
+	env := h.PINEnv
+	if env == "" {
+		env = DefaultPINEnv
+	}
+	if v := os.Getenv(env); v != "" {
 		return strings.TrimSpace(v), nil
 	}
 	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
-		return readPINFile(filepath.Join(dir, CredentialPINName))
+		return readSecretFile(filepath.Join(dir, CredentialPINName))
 	}
-	return "", fmt.Errorf("no token PIN: set hsm.pinFile, the environment variable %s, or the systemd credential %s", c.HSM.PINEnv, CredentialPINName)
+	return "", fmt.Errorf("no token PIN: set hsm.pinFile, the environment variable %s, or the systemd credential %s", env, CredentialPINName)
 }
 
-func readPINFile(path string) (string, error) {
+// readSecretFile reads a PIN or key file; its content is never logged.
+func readSecretFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("reading PIN file: %w", err)
+		return "", fmt.Errorf("reading secret file: %w", err)
 	}
-	pin := strings.TrimSpace(string(b))
-	if pin == "" {
-		return "", fmt.Errorf("PIN file %s is empty", path)
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("secret file %s is empty", path)
 	}
-	return pin, nil
+	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Every config file the project ships decodes strictly and validates.
@@ -67,7 +68,8 @@ profiles:
 		`cas[1].name: "root" is used twice`, `cas[0].parent: no CA named "nowhere"`,
 		`"not-a-uuid" is not a UUID`, `"Web Server" must be`, `no CA named "missing"`, "backdate: 1h is more than",
 		`unknown key usage "flying"`, `"RSA_1024" matches none`, "signatureAlgorithms: none allowed", "maxValidity",
-		"allowedIdentities: empty", `CA "root" has no keyLabel`,
+		"allowedIdentities: empty", `CA "root" has no keyLabel`, "audit.keyLabel: required",
+		`allowedIdentities[0]: "*" has no identity type`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing problem %q in:\n%v", want, err)
@@ -80,23 +82,26 @@ func TestLoadConfigResolvesRelativePaths(t *testing.T) {
 tls: {certificate: tls/s.pem, key: /abs/k.pem, clientCAs: tls/ca.pem}
 database: pkid.db
 hsm: {module: /m.so, tokenLabel: t, pinFile: pin, environment: {SOFTHSM2_CONF: softhsm2.conf}}
+audit: {keyLabel: a, publicKey: audit/key.pem}
 cas: [{name: root, certificate: ca/root.pem, keyLabel: k}]
 profiles:
-  - {id: b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e, name: web, ca: root, allowedIdentities: ["*"],
-     policy: {signatureAlgorithms: ["*"], keyAlgorithms: ["*"], maxValidity: 1d}}
+  - {id: b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e, name: web, ca: root, allowedIdentities: ["cn:*"],
+     defaults: {extendedKeyUsages: [client_auth]}, policy: {signatureAlgorithms: ["*"], keyAlgorithms: ["*"], maxValidity: 1d}}
 `)
 	cfg, err := LoadConfig(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Dir(p)
-	if cfg.TLS.Certificate != filepath.Join(dir, "tls/s.pem") || cfg.TLS.Key != "/abs/k.pem" ||
-		cfg.Database != filepath.Join(dir, "pkid.db") || cfg.HSM.PINFile != filepath.Join(dir, "pin") ||
-		cfg.CAs[0].Certificate != filepath.Join(dir, "ca/root.pem") || cfg.HSM.Environment["SOFTHSM2_CONF"] != filepath.Join(dir, "softhsm2.conf") {
+	if cfg.tls.Certificate != filepath.Join(dir, "tls/s.pem") || cfg.tls.Key != "/abs/k.pem" ||
+		cfg.database != filepath.Join(dir, "pkid.db") || cfg.hsm.PINFile != filepath.Join(dir, "pin") ||
+		cfg.cas[0].Certificate != filepath.Join(dir, "ca/root.pem") || cfg.hsm.Environment["SOFTHSM2_CONF"] != filepath.Join(dir, "softhsm2.conf") ||
+		cfg.audit.PublicKey != filepath.Join(dir, "audit/key.pem") {
 		t.Errorf("paths not resolved: %+v", cfg)
 	}
-	if cfg.Listen != DefaultListen || cfg.MetricsListen != DefaultMetricsListen {
-		t.Errorf("defaults not filled: %q %q", cfg.Listen, cfg.MetricsListen)
+	if cfg.listen != DefaultListen || cfg.metricsListen != DefaultMetricsListen || cfg.limits.maxPerIdentity != 32 ||
+		cfg.limits.bodyReadTimeout != 10*time.Second {
+		t.Errorf("defaults not filled: %q %q %+v", cfg.listen, cfg.metricsListen, cfg.limits)
 	}
 }
 
@@ -110,26 +115,26 @@ func TestReadPINSources(t *testing.T) {
 	empty := filepath.Join(dir, "empty")
 	os.WriteFile(empty, nil, 0o600)
 
-	cfg := &ConfigFile{HSM: HSMConfig{PINEnv: "PKID_TEST_PIN"}}
+	cfg := &Config{hsm: HSMConfig{PINEnv: "PKID_TEST_PIN"}}
 	t.Setenv("PKID_TEST_PIN", "")
 	t.Setenv("CREDENTIALS_DIRECTORY", "")
-	if _, err := cfg.ReadPIN(); err == nil {
+	if _, err := cfg.hsm.ReadPIN(); err == nil {
 		t.Error("no source configured, but a PIN was read")
 	}
 	t.Setenv("CREDENTIALS_DIRECTORY", credDir)
-	if pin, _ := cfg.ReadPIN(); pin != "cred-pin" {
+	if pin, _ := cfg.hsm.ReadPIN(); pin != "cred-pin" {
 		t.Errorf("credential: %q", pin)
 	}
 	t.Setenv("PKID_TEST_PIN", "env-pin")
-	if pin, _ := cfg.ReadPIN(); pin != "env-pin" {
+	if pin, _ := cfg.hsm.ReadPIN(); pin != "env-pin" {
 		t.Errorf("env beats credential: %q", pin)
 	}
-	cfg.HSM.PINFile = pinFile
-	if pin, _ := cfg.ReadPIN(); pin != "file-pin" {
+	cfg.hsm.PINFile = pinFile
+	if pin, _ := cfg.hsm.ReadPIN(); pin != "file-pin" {
 		t.Errorf("file beats env: %q", pin)
 	}
-	cfg.HSM.PINFile = empty
-	if _, err := cfg.ReadPIN(); err == nil {
+	cfg.hsm.PINFile = empty
+	if _, err := cfg.hsm.ReadPIN(); err == nil {
 		t.Error("an empty PIN file was accepted")
 	}
 }
@@ -152,7 +157,7 @@ func FuzzParseConfig(f *testing.F) {
 			}
 			return
 		}
-		if len(cfg.Profiles) == 0 || cfg.HSM.Module == "" || cfg.Database == "" {
+		if len(cfg.profiles) == 0 || cfg.hsm.Module == "" || cfg.database == "" || cfg.audit.KeyLabel == "" {
 			t.Fatalf("an incomplete config was accepted: %+v", cfg)
 		}
 	})

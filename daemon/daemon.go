@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,13 +26,17 @@ import (
 
 	"github.com/pkid/pkid/api"
 	"github.com/pkid/pkid/metrics"
+	"github.com/pkid/pkid/record"
 )
 
 // Timings of the lifecycle.
 const (
-	shutdownGrace = 30 * time.Second // in-flight requests get this long to finish
-	probeInterval = 5 * time.Second  // token and database health probes
-	probeTimeout  = 3 * time.Second
+	shutdownGrace   = 30 * time.Second // in-flight requests get this long to finish
+	probeInterval   = 5 * time.Second  // token and database health probes
+	probeTimeout    = 3 * time.Second  // each check of a probe has its own deadline
+	housekeeping    = 5 * time.Second  // how often the audit head and refusal summaries are looked at
+	checkpointEvery = 1000             // entries: a checkpoint at least this often ...
+	checkpointAfter = time.Minute      // ... or this long after the last one, when there are new entries
 )
 
 // Info describes the build.
@@ -44,35 +49,41 @@ type tokenProber interface {
 	Probe(label string) error
 }
 
-// storeChecker is what readiness needs from the store.
-type storeChecker interface {
+// storeProber is what readiness needs from the store.
+type storeProber interface {
 	Check(ctx context.Context) error
 	CountPending(ctx context.Context) (int, error)
 }
 
 // Daemon is a running pkid.
 type Daemon struct {
-	log        *slog.Logger
-	configPath string
-	res        *resources
-	metrics    *metrics.Metrics
-	gen        atomic.Pointer[generation]
-	token      tokenProber
-	store      storeChecker
+	log          *slog.Logger
+	configPath   string
+	res          *resources
+	metrics      *metrics.Metrics
+	gen          atomic.Pointer[generation]
+	token        tokenProber
+	store        storeProber
+	probeTimeout time.Duration
 
-	stopping atomic.Bool
-	mu       sync.Mutex
-	problems []string // from the last probe; empty means ready
-	probed   bool
+	stopping     atomic.Bool
+	reloading    atomic.Bool
+	tokenProbing atomic.Bool
+
+	mu            sync.Mutex
+	problems      []string  // from the last probe; empty means ready
+	probed        bool      // a probe has completed
+	storeAnswered time.Time // the last time the store's writer answered a probe
 }
 
-func newMetrics(info Info, cfg *ConfigFile) *metrics.Metrics {
-	sessions := cfg.HSM.MaxSessions
+func newMetrics(info Info, cfg *Config) *metrics.Metrics {
+	sessions := cfg.hsm.MaxSessions
 	if sessions == 0 {
 		sessions = 8 // hsm's default
 	}
 	return metrics.New(metrics.Options{Version: info.Version, Commit: info.Commit, GoVersion: runtime.Version(),
-		Routes: []string{api.IssuePath, "/metrics", "/healthz", "/readyz"}, SessionLimit: sessions})
+		Routes: []string{api.IssuePath, "/metrics", "/healthz", "/readyz"}, SessionLimit: sessions,
+		RejectReasons: []string{api.RejectNoCredential, api.RejectAmbiguous, api.RejectUnusable, api.RejectNotAllowed}})
 }
 
 // Serve runs pkid until ctx ends: it builds and checks everything, listens,
@@ -85,7 +96,7 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 		return err
 	}
 	tuneGC()
-	d := &Daemon{log: log, configPath: configPath, metrics: newMetrics(info, cfg)}
+	d := &Daemon{log: log, configPath: configPath, metrics: newMetrics(info, cfg), probeTimeout: probeTimeout}
 	if d.res, err = openResources(ctx, cfg, d.metrics, log); err != nil {
 		return err
 	}
@@ -105,7 +116,7 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 	}
 	d.probe(ctx)
 
-	apiSrv, apiDone, err := d.listenAPI(cfg.Listen, cfg.limits())
+	apiSrv, apiDone, err := d.listenAPI(cfg.listen, cfg.limits)
 	if err != nil {
 		return err
 	}
@@ -114,15 +125,21 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 		apiSrv.Close()
 		return err
 	}
-	log.Info("serving", "listen", cfg.Listen, "metricsListen", cfg.MetricsListen,
-		"profiles", len(cfg.Profiles), "cas", len(gen.cas), "version", info.Version)
+	// Background work never runs on the main loop, so a hung token or
+	// store cannot delay SIGTERM or SIGHUP handling.
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var background sync.WaitGroup
+	for _, loop := range []func(context.Context){d.probeLoop, d.housekeepingLoop} {
+		background.Add(1)
+		go func() { defer background.Done(); loop(bg) }()
+	}
+	log.Info("serving", "listen", cfg.listen, "metricsListen", cfg.metricsListen,
+		"profiles", len(cfg.profiles), "cas", len(gen.cas), "version", info.Version)
 	notify(log, sdnotify.SdNotifyReady)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	probes := time.NewTicker(probeInterval)
-	defer probes.Stop()
 	var watchdog <-chan time.Time
 	if interval, err := sdnotify.SdWatchdogEnabled(false); err == nil && interval > 0 {
 		t := time.NewTicker(interval / 2)
@@ -137,11 +154,16 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
-			notify(log, sdnotify.SdNotifyReloading)
-			d.reload(ctx)
-			notify(log, sdnotify.SdNotifyReady)
-		case <-probes.C:
-			d.probe(ctx)
+			if !d.reloading.CompareAndSwap(false, true) {
+				log.Warn("reload requested while one is running; ignored")
+				continue
+			}
+			go func() {
+				defer d.reloading.Store(false)
+				notify(log, sdnotify.SdNotifyReloading)
+				d.reload(bg)
+				notify(log, sdnotify.SdNotifyReady)
+			}()
 		case <-watchdog:
 			go d.watchdogTick() // never on the main loop's time
 		case err := <-apiDone:
@@ -164,6 +186,11 @@ loop:
 	if err := metSrv.Shutdown(sctx); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("stopping metrics listener: %w", err))
 	}
+	stopBackground()
+	background.Wait()
+	cctx, ccancel := context.WithTimeout(context.Background(), probeTimeout)
+	d.checkpoint(cctx) // the last entries of this run are anchored too
+	ccancel()
 	log.Info("stopped")
 	return runErr
 }
@@ -206,9 +233,9 @@ func notify(log *slog.Logger, state string) {
 }
 
 // recoverPending reports and resolves the records an earlier run left
-// pending (it stopped between reserving a serial and finalizing the
-// record). No client received those certificates: the response is written
-// only after finalization, and the leaf keys died with that run.
+// pending (it stopped between reserving a serial or CRL number and
+// finalizing it). No client received those certificates: the response is
+// written only after finalization, and the leaf keys died with that run.
 func (d *Daemon) recoverPending(ctx context.Context) error {
 	n, err := d.res.store.CountPending(ctx)
 	if err != nil {
@@ -228,6 +255,7 @@ func (d *Daemon) recoverPending(ctx context.Context) error {
 		d.log.Warn("resolved pending record", "certificateId", r.ID, "serial", r.Serial, "profile", r.Profile)
 	}
 	d.metrics.ObserveRecovered(len(recovered))
+	d.metrics.SetPending(0)
 	return nil
 }
 
@@ -262,88 +290,188 @@ func (d *Daemon) reload(ctx context.Context) {
 		d.log.Error("reload refused; the running configuration stays in force", "error", err)
 		return
 	}
-	d.log.Info("reloaded configuration", "profiles", len(d.gen.Load().cfg.Profiles))
+	d.log.Info("reloaded configuration", "profiles", len(d.gen.Load().cfg.profiles))
 }
 
 // restartOnly names a setting that differs between a and b but that only a
 // restart can apply, or "".
-func restartOnly(a, b *ConfigFile) string {
+func restartOnly(a, b *Config) string {
 	switch {
-	case a.Listen != b.Listen:
+	case a.listen != b.listen:
 		return "listen"
-	case a.MetricsListen != b.MetricsListen:
+	case a.metricsListen != b.metricsListen:
 		return "metricsListen"
-	case a.Database != b.Database:
+	case a.database != b.database:
 		return "database"
-	case !reflect.DeepEqual(a.HSM, b.HSM):
+	case !reflect.DeepEqual(a.hsm, b.hsm) || a.poolWait != b.poolWait:
 		return "hsm"
-	case !reflect.DeepEqual(a.MetricsTLS, b.MetricsTLS):
+	case a.audit != b.audit:
+		return "audit"
+	case !reflect.DeepEqual(a.metricsTLS, b.metricsTLS):
 		return "metricsTLS"
 	case listenerLimits(a) != listenerLimits(b):
-		return "limits (timeouts and header size)"
+		return "limits (timeouts, header size and concurrency)"
 	}
 	return ""
 }
 
-// listenerLimits are the limits baked into the API listener at start.
-func listenerLimits(c *ConfigFile) [5]int64 {
-	l := c.limits()
-	return [5]int64{int64(l.readHeaderTimeout), int64(l.readTimeout), int64(l.writeTimeout),
-		int64(l.idleTimeout), int64(l.maxHeaderBytes)}
+// listenerLimits are the limits baked into the API listener and the
+// admission state at start.
+func listenerLimits(c *Config) [7]int64 {
+	l := c.limits
+	return [7]int64{int64(l.readHeaderTimeout), int64(l.readTimeout), int64(l.writeTimeout),
+		int64(l.idleTimeout), int64(l.maxHeaderBytes), int64(l.maxConcurrent), int64(l.maxPerIdentity)}
 }
 
-// probe checks the token and the database and records the result for
-// /readyz, pkid_hsm_up and the watchdog.
-func (d *Daemon) probe(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	var problems []string
-	g := d.gen.Load()
-	tokenErr := make(chan error, 1)
-	go func() { tokenErr <- d.token.Probe(g.probeLabel) }() // PKCS#11 calls take no context
-	select {
-	case err := <-tokenErr:
-		if err != nil {
-			problems = append(problems, "token: "+err.Error())
+// probeLoop probes the token and the database until ctx ends.
+func (d *Daemon) probeLoop(ctx context.Context) {
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.probe(ctx)
 		}
-	case <-ctx.Done():
-		problems = append(problems, "token: no answer within "+probeTimeout.String())
+	}
+}
+
+// probe checks the token and the database, each under its own deadline,
+// and records the result for /readyz, pkid_hsm_up and the watchdog.
+func (d *Daemon) probe(ctx context.Context) {
+	var problems []string
+	if err := d.probeToken(ctx); err != nil {
+		problems = append(problems, "token: "+err.Error())
 	}
 	d.metrics.SetHSMUp(len(problems) == 0)
-	if err := d.store.Check(ctx); err != nil {
+
+	sctx, cancel := context.WithTimeout(ctx, d.probeTimeout)
+	err := d.store.Check(sctx)
+	answered := !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	if n, err := d.store.CountPending(ctx); err == nil {
+	if n, err := d.store.CountPending(sctx); err == nil {
 		d.metrics.SetPending(n)
 	}
+	cancel()
+
 	d.mu.Lock()
+	defer d.mu.Unlock()
+	if answered {
+		d.storeAnswered = time.Now()
+	}
 	if len(problems) > 0 && (len(d.problems) == 0 || !d.probed) {
 		d.log.Error("not ready", "problems", problems)
 	} else if len(problems) == 0 && len(d.problems) > 0 {
 		d.log.Info("ready again")
 	}
 	d.problems, d.probed = problems, true
-	d.mu.Unlock()
 }
 
-// watchdogTick tells systemd the daemon is alive, but only while the last
-// probe found the token and the database usable: a daemon that cannot sign
-// should be restarted, not kept.
+// probeToken asks the token to answer within probeTimeout. PKCS#11 calls
+// take no context, so the call runs aside; while one is still unanswered
+// no second one is started.
+func (d *Daemon) probeToken(ctx context.Context) error {
+	if !d.tokenProbing.CompareAndSwap(false, true) {
+		return errors.New("the previous probe has still no answer")
+	}
+	label := d.gen.Load().probeLabel
+	done := make(chan error, 1)
+	go func() {
+		defer d.tokenProbing.Store(false)
+		done <- d.token.Probe(label)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d.probeTimeout):
+		return fmt.Errorf("no answer within %s", d.probeTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// watchdogTick tells systemd the daemon is alive. It runs when the main
+// loop ticks, and pings only if the store's writer answered lately: a
+// daemon whose writer is wedged should be restarted. A token that is down
+// does not stop the pings — pkid heals the token itself and answers 503
+// meanwhile; a restart would only turn 503s into refused connections.
 func (d *Daemon) watchdogTick() {
-	if d.ready() {
+	d.mu.Lock()
+	alive := time.Since(d.storeAnswered) < 3*probeInterval
+	d.mu.Unlock()
+	if alive && !d.stopping.Load() {
 		notify(d.log, sdnotify.SdNotifyWatchdog)
 	}
 }
 
-func (d *Daemon) ready() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.probed && len(d.problems) == 0 && !d.stopping.Load()
+// housekeepingLoop anchors the audit chain with signed checkpoints and
+// writes the refusal summaries owed, until ctx ends.
+func (d *Daemon) housekeepingLoop(ctx context.Context) {
+	t := time.NewTicker(housekeeping)
+	defer t.Stop()
+	var lastSeq int64
+	var lastAt time.Time
+	if cp, err := d.res.store.LatestCheckpoint(ctx); err == nil {
+		lastSeq, lastAt = cp.Seq, cp.Time
+		d.metrics.SetAuditCheckpoint(cp.Time)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		hctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		if err := d.res.service.FlushRefusals(hctx); err != nil {
+			d.log.Warn("writing refusal summaries", "error", err)
+		}
+		seq, _, err := d.res.store.AuditHead(hctx)
+		if err == nil && (seq-lastSeq >= checkpointEvery || (seq > lastSeq && time.Since(lastAt) >= checkpointAfter)) {
+			if cp := d.checkpoint(hctx); cp != nil {
+				lastSeq, lastAt = cp.Seq, cp.Time
+			}
+		}
+		cancel()
+	}
 }
 
-// listenAPI serves the issuance API with the current generation's handler
-// and TLS material, so a reload takes effect for new requests and new
-// connections while in-flight ones finish on the generation they started.
+// checkpoint signs and stores a checkpoint of the audit chain and logs it,
+// so that a copy lives outside the database (journald).
+func (d *Daemon) checkpoint(ctx context.Context) *record.Checkpoint {
+	cp, err := d.res.service.Checkpoint(ctx)
+	if err != nil {
+		d.log.Error("audit checkpoint failed", "error", err)
+		return nil
+	}
+	if cp == nil {
+		return nil
+	}
+	d.metrics.SetAuditCheckpoint(cp.Time)
+	d.log.Info("audit checkpoint", "seq", cp.Seq, "hash", cp.Hash, "time", cp.Time.Format(time.RFC3339Nano),
+		"keyId", cp.KeyID, "signature", base64.StdEncoding.EncodeToString(cp.Signature),
+		"verify", fmt.Sprintf("pkid audit verify --checkpoint %d:%s", cp.Seq, cp.Hash))
+	return cp
+}
+
+func (d *Daemon) ready() ([]string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	problems := append([]string(nil), d.problems...)
+	if !d.probed {
+		problems = append(problems, "starting")
+	}
+	if d.stopping.Load() {
+		problems = append(problems, "shutting down")
+	}
+	return problems, len(problems) == 0
+}
+
+// listenAPI serves the API with the current generation's handler and TLS
+// material, so a reload takes effect for new requests and new connections
+// while in-flight ones finish on the generation they started.
 func (d *Daemon) listenAPI(addr string, lim limits) (*http.Server, <-chan error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -378,7 +506,7 @@ func (d *Daemon) listenAPI(addr string, lim limits) (*http.Server, <-chan error,
 
 // listenMetrics serves /metrics, /healthz and /readyz, over TLS (and mTLS
 // when a client CA bundle is given) if metricsTLS is configured.
-func (d *Daemon) listenMetrics(cfg *ConfigFile) (*http.Server, <-chan error, error) {
+func (d *Daemon) listenMetrics(cfg *Config) (*http.Server, <-chan error, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", d.metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -386,17 +514,17 @@ func (d *Daemon) listenMetrics(cfg *ConfigFile) (*http.Server, <-chan error, err
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", d.serveReadyz)
-	if cfg.MetricsPprof {
+	if cfg.metricsPprof {
 		mux.HandleFunc("GET /debug/pprof/profile", serveCPUProfile)
 	}
-	ln, err := net.Listen("tcp", cfg.MetricsListen)
+	ln, err := net.Listen("tcp", cfg.metricsListen)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listening on %s: %w", cfg.MetricsListen, err)
+		return nil, nil, fmt.Errorf("listening on %s: %w", cfg.metricsListen, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
-	if cfg.MetricsTLS != nil {
-		if srv.TLSConfig, _, err = serverTLS(*cfg.MetricsTLS); err != nil {
+	if cfg.metricsTLS != nil {
+		if srv.TLSConfig, _, _, err = serverTLS(*cfg.metricsTLS); err != nil {
 			ln.Close()
 			return nil, nil, fmt.Errorf("metricsTLS: %w", err)
 		}
@@ -419,41 +547,17 @@ func (d *Daemon) listenMetrics(cfg *ConfigFile) (*http.Server, <-chan error, err
 	return srv, done, nil
 }
 
+// serveReadyz answers from the last probe's result; it never probes itself.
 func (d *Daemon) serveReadyz(w http.ResponseWriter, _ *http.Request) {
-	d.mu.Lock()
-	problems := append([]string(nil), d.problems...)
-	d.mu.Unlock()
-	if d.stopping.Load() {
-		problems = append(problems, "shutting down")
-	}
+	problems, ok := d.ready()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	if len(problems) > 0 {
+	if !ok {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		json.NewEncoder(w).Encode(map[string]any{"status": "not ready", "problems": problems})
 		return
 	}
 	json.NewEncoder(w).Encode(map[string]any{"status": "ready"})
-}
-
-// CheckConfig loads and checks everything Serve would, without listening.
-// It returns warnings (certificates close to expiry) for the operator.
-func CheckConfig(ctx context.Context, configPath string, log *slog.Logger) (*ConfigFile, []string, error) {
-	cfg, err := LoadConfig(configPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	m := newMetrics(Info{}, cfg)
-	res, err := openResources(ctx, cfg, m, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer res.Close()
-	g, err := buildGeneration(ctx, cfg, res, m, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	return cfg, g.warnings, nil
 }
 
 // serveCPUProfile writes a CPU profile of ?seconds=N (default 10, at most

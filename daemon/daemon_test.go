@@ -35,10 +35,31 @@ func (f *fakeToken) set(err error) {
 	f.mu.Unlock()
 }
 
-type fakeStore struct{ err error }
+// fakeStore answers Check with err, or, while stuck, not before ctx ends.
+type fakeStore struct {
+	mu    sync.Mutex
+	err   error
+	stuck bool
+}
 
-func (f *fakeStore) Check(context.Context) error               { return f.err }
+func (f *fakeStore) Check(ctx context.Context) error {
+	f.mu.Lock()
+	err, stuck := f.err, f.stuck
+	f.mu.Unlock()
+	if stuck {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return err
+}
+
 func (f *fakeStore) CountPending(context.Context) (int, error) { return 2, nil }
+
+func (f *fakeStore) setStuck(stuck bool) {
+	f.mu.Lock()
+	f.stuck = stuck
+	f.mu.Unlock()
+}
 
 // notifySocket listens where sd_notify will write and returns the messages.
 func notifySocket(t *testing.T) <-chan string {
@@ -87,17 +108,20 @@ func expectSilence(t *testing.T, ch <-chan string) {
 }
 
 func testDaemon(tok *fakeToken, st *fakeStore) *Daemon {
-	d := &Daemon{log: slog.New(slog.NewTextHandler(io.Discard, nil)), metrics: metrics.New(metrics.Options{}), token: tok, store: st}
+	d := &Daemon{log: slog.New(slog.NewTextHandler(io.Discard, nil)), metrics: metrics.New(metrics.Options{}),
+		token: tok, store: st, probeTimeout: 100 * time.Millisecond}
 	d.gen.Store(&generation{probeLabel: "ca"})
 	return d
 }
 
-// Watchdog pings go out only while the token answers, stop when it fails,
-// and resume when it recovers; /readyz says why it is not ready.
-func TestWatchdogFollowsTheToken(t *testing.T) {
+// The watchdog means "alive, and the store's writer answers" (DESIGN.md
+// §8): pings keep flowing while the token is down — pkid heals it and
+// answers 503 — and stop while the store is stuck; /readyz says why it is
+// not ready.
+func TestWatchdogFollowsTheStoreNotTheToken(t *testing.T) {
 	msgs := notifySocket(t)
-	tok := &fakeToken{}
-	d := testDaemon(tok, &fakeStore{})
+	tok, st := &fakeToken{}, &fakeStore{}
+	d := testDaemon(tok, st)
 	ctx := context.Background()
 
 	d.probe(ctx)
@@ -110,12 +134,32 @@ func TestWatchdogFollowsTheToken(t *testing.T) {
 	tok.set(errors.New("CKR_DEVICE_REMOVED"))
 	d.probe(ctx)
 	d.watchdogTick()
-	expectSilence(t, msgs)
+	expectMessage(t, msgs, "WATCHDOG=1")
 	code, body := readyz(d)
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "CKR_DEVICE_REMOVED") {
 		t.Fatalf("/readyz = %d %s while the token fails", code, body)
 	}
 
+	// A stuck store: the probe still returns (by its own deadline), and the
+	// watchdog stops once the writer has not answered for three probes.
+	st.setStuck(true)
+	d.mu.Lock()
+	d.storeAnswered = time.Now().Add(-3 * probeInterval)
+	d.mu.Unlock()
+	done := make(chan struct{})
+	go func() { d.probe(ctx); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a probe blocked on a stuck store")
+	}
+	d.watchdogTick()
+	expectSilence(t, msgs)
+	if code, body := readyz(d); code != http.StatusServiceUnavailable || !strings.Contains(body, "deadline") {
+		t.Fatalf("/readyz = %d %s while the store is stuck", code, body)
+	}
+
+	st.setStuck(false)
 	tok.set(nil)
 	d.probe(ctx)
 	d.watchdogTick()
@@ -150,17 +194,17 @@ func readyz(d *Daemon) (int, string) {
 }
 
 func TestRestartOnlySettings(t *testing.T) {
-	a := &ConfigFile{Listen: "127.0.0.1:1", MetricsListen: "127.0.0.1:2", Database: "x.db", HSM: HSMConfig{Module: "m"}}
+	a := &Config{listen: "127.0.0.1:1", metricsListen: "127.0.0.1:2", database: "x.db", hsm: HSMConfig{Module: "m"}}
 	b := *a
 	if got := restartOnly(a, &b); got != "" {
 		t.Errorf("identical configs: %q", got)
 	}
-	b.HSM.TokenLabel = "other"
+	b.hsm.TokenLabel = "other"
 	if got := restartOnly(a, &b); got != "hsm" {
 		t.Errorf("changed token: %q", got)
 	}
 	b = *a
-	b.Database = "y.db"
+	b.database = "y.db"
 	if got := restartOnly(a, &b); got != "database" {
 		t.Errorf("changed database: %q", got)
 	}

@@ -47,7 +47,7 @@ func TestMetricsListenerMutualTLS(t *testing.T) {
 		defer l.Close()
 		return l.Addr().String()
 	}()
-	cfg := &ConfigFile{MetricsListen: addr, MetricsTLS: &TLSConfig{
+	cfg := &Config{metricsListen: addr, metricsTLS: &TLSConfig{
 		Certificate: write("s.pem", srvCert), Key: write("s-key.pem", srvKey), ClientCAs: caFile}}
 	d := testDaemon(&fakeToken{}, &fakeStore{})
 	srv, _, err := d.listenMetrics(cfg)

@@ -32,6 +32,7 @@ type Options struct {
 	CAs                        []string
 	Routes                     []string
 	SessionLimit               int
+	RejectReasons              []string // why a client identity is refused (the API's vocabulary)
 }
 
 // Metrics holds every collector of pkid.
@@ -55,15 +56,13 @@ type Metrics struct {
 	identityRejected *prometheus.CounterVec
 	reloads          *prometheus.CounterVec
 	recovered        prometheus.Counter
+	checkpoint       prometheus.Gauge
 
 	mu       sync.RWMutex
 	profiles map[string]bool
 	cas      map[string]bool
 	routes   map[string]bool
 }
-
-// Reasons a client identity is rejected.
-var rejectReasons = []string{"no_certificate", "not_allowed"}
 
 func name(sub, n string) string { return prometheus.BuildFQName(namespace, sub, n) }
 
@@ -99,21 +98,23 @@ func New(o Options) *Metrics {
 		commitGroupSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: name("db", "commit_group_size"),
 			Help: "Writes that shared one database commit.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}}),
 		identityRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("", "client_identities_rejected_total"),
-			Help: "Requests refused for the client identity: no usable certificate (401) or not allowed on the profile (403)."}, []string{"reason"}),
+			Help: "Requests refused for the client identity: no usable credential or an ambiguous one (401), or allowed on no profile (403)."}, []string{"reason"}),
 		recovered: prometheus.NewCounter(prometheus.CounterOpts{Name: name("", "recovered_records_total"),
 			Help: "Pending records left by an earlier run and resolved as aborted at start-up."}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("config", "reloads_total"),
 			Help: "Configuration reloads (SIGHUP) by result."}, []string{"result"}),
+		checkpoint: prometheus.NewGauge(prometheus.GaugeOpts{Name: name("audit", "checkpoint_timestamp_seconds"),
+			Help: "Time of the newest signed checkpoint of the audit chain (0: none yet)."}),
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: name("", "build_info"), Help: "Build information; always 1.",
 		ConstLabels: prometheus.Labels{"version": o.Version, "commit": o.Commit, "goversion": o.GoVersion}})
 	build.Set(1)
 	m.registry.MustRegister(m.issuance, m.issuanceDuration, m.signDuration, m.hsmErrors, m.hsmUp, m.sessionsInUse,
 		m.sessionsLimit, m.notAfter, m.pending, m.httpRequests, m.httpDuration, m.lintFailures, m.commitDuration,
-		m.commitGroupSize, m.identityRejected, m.reloads, m.recovered, build,
+		m.commitGroupSize, m.identityRejected, m.reloads, m.recovered, m.checkpoint, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: namespace}))
 	m.sessionsLimit.Set(float64(o.SessionLimit))
-	for _, r := range rejectReasons {
+	for _, r := range o.RejectReasons {
 		m.identityRejected.WithLabelValues(r)
 	}
 	for _, r := range []string{"success", "failure"} {
@@ -239,3 +240,6 @@ func (m *Metrics) SigningDone()    { m.sessionsInUse.Dec() }
 
 // ObserveRecovered counts pending records resolved at start-up.
 func (m *Metrics) ObserveRecovered(n int) { m.recovered.Add(float64(n)) }
+
+// SetAuditCheckpoint records the time of the newest audit checkpoint.
+func (m *Metrics) SetAuditCheckpoint(t time.Time) { m.checkpoint.Set(float64(t.Unix())) }

@@ -9,6 +9,7 @@
 #   DIR/tls/server.pem, server-key.pem        for 127.0.0.1, ::1 and localhost
 #   DIR/tls/client.pem, client-key.pem        identity allowed on every demo profile
 #   DIR/tls/intruder.pem, intruder-key.pem    valid, allowed on no profile
+#   DIR/audit/audit-key.pem          public half of the audit key (its private half is in the token)
 #   DIR/pkid.yaml                    three profiles: web-server, internal-services, prod-clients
 # No CA private key ever exists outside the token. Idempotent: a complete
 # DIR is kept (pkid.yaml is rewritten for PKID_API_ADDR / PKID_METRICS_ADDR);
@@ -23,6 +24,8 @@ PKID=${PKID_BIN:-$here/../bin/pkid}
 TOKEN=pkid-demo
 CLIENT_ID=spiffe://example.internal/demo-client
 INTRUDER_ID=spiffe://example.internal/intruder
+# Profiles match typed identities (DESIGN.md §2): uri:, dns:, cn:, machine:.
+CLIENT_IDENTITY="uri:$CLIENT_ID"
 
 [ -x "$PKID" ] || { echo "setup-demo: $PKID not built (run make build)" >&2; exit 1; }
 command -v softhsm2-util >/dev/null || { echo "setup-demo: softhsm2-util missing (apt-get install softhsm2)" >&2; exit 1; }
@@ -47,6 +50,9 @@ tls:
   key: tls/server-key.pem
   clientCAs: tls/ca.pem
 database: pkid.db
+audit:
+  keyLabel: pkid-audit
+  publicKey: audit/audit-key.pem
 hsm:
   module: $MODULE
   tokenLabel: $TOKEN
@@ -70,7 +76,8 @@ profiles:
   - id: b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e
     name: web-server
     ca: ec-issuing
-    allowedIdentities: ["$CLIENT_ID"]
+    allowedIdentities: ["$CLIENT_IDENTITY"]
+    managers: ["$CLIENT_IDENTITY"]
     defaults:
       keyUsages: [digital_signature]
       extendedKeyUsages: [server_auth]
@@ -92,7 +99,8 @@ profiles:
   - id: a1e5a186-5d12-4ffb-81c5-2e93d83a049f
     name: internal-services
     ca: rsa-issuing
-    allowedIdentities: ["$CLIENT_ID"]
+    allowedIdentities: ["$CLIENT_IDENTITY"]
+    managers: ["$CLIENT_IDENTITY"]
     defaults:
       keyUsages: [digital_signature, key_encipherment]  # key_encipherment is dropped for EC leaf keys
       extendedKeyUsages: [server_auth, client_auth]
@@ -123,14 +131,15 @@ profiles:
         allowed: ["*"]
         denied: [key_cert_sign, crl_sign]
       extendedKeyUsages:
-        allowed: ["*"]
+        allowed: ["*"]  # never code_signing, time_stamping or ocsp_signing: those must be named (DESIGN.md §3)
       signatureAlgorithms: ["RSA-*"]
       keyAlgorithms: [RSA_2048, RSA_3072, RSA_4096, EC_prime256v1, EC_secp384r1, EC_secp521r1]
       maxValidity: 365d
   - id: 13646ca2-2a8e-4d37-aa4e-641fc7771122
     name: prod-clients
     ca: ec-issuing
-    allowedIdentities: ["$CLIENT_ID"]
+    allowedIdentities: ["$CLIENT_IDENTITY"]
+    managers: ["$CLIENT_IDENTITY"]
     defaults:
       keyUsages: [digital_signature]
       extendedKeyUsages: [client_auth]
@@ -157,8 +166,8 @@ fi
 
 # Start from nothing: an interrupted earlier run may have left a token
 # with keys whose certificates were never written.
-rm -rf "$DIR/tokens" "$DIR/ca" "$DIR/tls" "$DIR"/pkid.db* "$DIR/hsm-pin" "$DIR/hsm-so-pin"
-mkdir -p "$DIR/tokens" "$DIR/ca" "$DIR/tls"
+rm -rf "$DIR/tokens" "$DIR/ca" "$DIR/tls" "$DIR/audit" "$DIR"/pkid.db* "$DIR/hsm-pin" "$DIR/hsm-so-pin"
+mkdir -p "$DIR/tokens" "$DIR/ca" "$DIR/tls" "$DIR/audit"
 chmod 700 "$DIR/tokens"
 cat >"$DIR/softhsm2.conf" <<CONF
 directories.tokendir = $DIR/tokens
@@ -183,6 +192,9 @@ tok=(--module "$MODULE" --token-label "$TOKEN" --pin-file "$DIR/hsm-pin")
 "$PKID" ca create-intermediate "${tok[@]}" --label pkid-rsa-issuing --key-type rsa-3072 \
   --cn "pkid Demo RSA Issuing CA" --org "pkid demo" --parent-label pkid-root --parent-cert "$DIR/ca/root.pem" \
   --validity 5y --max-path-len 0 --out "$DIR/ca/rsa-issuing.pem"
+
+# The audit key signs checkpoints of the audit chain (DESIGN.md §6).
+"$PKID" ca create-audit-key "${tok[@]}" --label pkid-audit --key-type ec-p256 --out "$DIR/audit/audit-key.pem"
 
 # The mTLS CA also keeps its key in the token.
 "$PKID" ca create-root "${tok[@]}" --label pkid-tls-ca --key-type ec-p256 \

@@ -4,7 +4,8 @@
 //	pkid check-config --config F     check config, token, CAs and profiles; exit 1 on any problem
 //	pkid ca ...                      key ceremony: create CA keys in the token and their certificates
 //	pkid records list --config F     print certificate records as JSON lines
-//	pkid audit verify --config F     verify the audit hash chain
+//	pkid records show --config F S   print one record with its PEM
+//	pkid audit verify --config F     verify the audit log (chain, checkpoints, records)
 //	pkid version
 package main
 
@@ -20,6 +21,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/pkid/pkid/daemon"
 )
 
 func main() {
@@ -35,12 +38,13 @@ commands:
   ca create-intermediate ...    create an intermediate CA key, signed by its parent in the token
   ca issue-tls ...              issue a TLS server or client certificate from a CA in the token
   records list --config F       print certificate records as JSON lines
-  audit verify --config F       verify the audit log's hash chain
+  records show --config F S|ID  print one record with its PEM
+  audit verify --config F       verify the audit log: its hash chain, signed checkpoints and records
   version                       print version information
 `
 
 // errUsage makes run exit with status 2.
-var errUsage = errors.New("usage")
+var errUsage = daemon.ErrUsage
 
 func run(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -73,7 +77,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, flag.ErrHelp):
+		return 2
+	case errors.Is(err, errUsage):
+		if err != errUsage { // the flag package has already said what was wrong otherwise
+			fmt.Fprintf(stderr, "pkid %s: %v\n", args[0], err)
+		}
 		return 2
 	default:
 		fmt.Fprintf(stderr, "pkid %s: %v\n", args[0], err)

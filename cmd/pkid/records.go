@@ -3,60 +3,65 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/pkid/pkid/daemon"
-	"github.com/pkid/pkid/store"
 )
 
-// openStore parses --config (and whatever else fs defines) and opens the
-// configured database, which must already exist.
-func openStore(ctx context.Context, fs *flag.FlagSet, args []string) (*store.DB, error) {
-	config := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, errUsage
-	}
-	cfg, err := daemon.LoadConfig(*config)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := os.Stat(cfg.Database); err != nil {
-		return nil, fmt.Errorf("database: %w", err)
-	}
-	return store.Open(ctx, cfg.Database, store.Options{})
-}
-
 func cmdRecords(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "list" {
-		return fmt.Errorf("%w: pkid records list --config F [--status pending|issued|aborted]", errUsage)
+	const usage = "pkid records list --config F [--status pending|issued|aborted|revoked] | pkid records show --config F SERIAL|ID"
+	if len(args) == 0 {
+		return fmt.Errorf("%w: %s", errUsage, usage)
 	}
-	fs := newFlags("records list")
-	status := fs.String("status", "", "only records with this status")
-	db, err := openStore(ctx, fs, args[1:])
-	if err != nil {
-		return err
-	}
-	defer db.Close()
 	enc := json.NewEncoder(stdout)
-	return db.ListRecords(ctx, store.Filter{Status: *status}, func(s store.Summary) error { return enc.Encode(s) })
+	switch args[0] {
+	case "list":
+		fs := newFlags("records list")
+		config := configFlag(fs)
+		status := fs.String("status", "", "only records with this status")
+		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
+			return fmt.Errorf("%w: %s", errUsage, usage)
+		}
+		return daemon.ListRecords(ctx, *config, *status, func(v daemon.RecordView) error { return enc.Encode(v) })
+	case "show":
+		fs := newFlags("records show")
+		config := configFlag(fs)
+		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 1 {
+			return fmt.Errorf("%w: %s", errUsage, usage)
+		}
+		v, err := daemon.ShowRecord(ctx, *config, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	return fmt.Errorf("%w: %s", errUsage, usage)
 }
 
 func cmdAudit(ctx context.Context, args []string, stdout io.Writer) error {
+	const usage = "pkid audit verify --config F [--checkpoint SEQ:HASH]"
 	if len(args) == 0 || args[0] != "verify" {
-		return fmt.Errorf("%w: pkid audit verify --config F", errUsage)
+		return fmt.Errorf("%w: %s", errUsage, usage)
 	}
-	db, err := openStore(ctx, newFlags("audit verify"), args[1:])
+	fs := newFlags("audit verify")
+	config := configFlag(fs)
+	anchor := fs.String("checkpoint", "", "a checkpoint SEQ:HASH from the logs or an external copy that the chain must still contain")
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
+		return fmt.Errorf("%w: %s", errUsage, usage)
+	}
+	rep, err := daemon.VerifyAudit(ctx, *config, *anchor)
 	if err != nil {
-		return err
+		if rep != nil {
+			return fmt.Errorf("audit log fails verification after %d good entries: %w", rep.Entries, err)
+		}
+		return fmt.Errorf("audit log fails verification: %w", err)
 	}
-	defer db.Close()
-	n, err := db.VerifyAudit(ctx)
-	if err != nil {
-		return fmt.Errorf("audit chain broken after %d good entries: %w", n, err)
+	fmt.Fprintf(stdout, "audit chain intact: %d entries, %d signed checkpoints (newest covers entry %d), %d entries after it\n",
+		rep.Entries, rep.Checkpoints, rep.LastCheckpoint, rep.AfterLastCheckpoint)
+	if *anchor != "" {
+		fmt.Fprintf(stdout, "the chain contains checkpoint %s\n", *anchor)
 	}
-	fmt.Fprintf(stdout, "audit chain intact: %d entries\n", n)
 	return nil
 }

@@ -24,14 +24,14 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout io.Writer, log *s
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	cfg, warnings, err := daemon.CheckConfig(ctx, *config, log)
+	rep, err := daemon.CheckConfig(ctx, *config, log)
 	if err != nil {
 		return err
 	}
-	for _, w := range warnings {
+	for _, w := range rep.Warnings {
 		fmt.Fprintln(stdout, "warning:", w)
 	}
-	fmt.Fprintf(stdout, "config %s is valid: %d CAs, %d profiles; every CA key is in the token with the required attributes, every profile lints clean\n",
-		*config, len(cfg.CAs), len(cfg.Profiles))
+	fmt.Fprintf(stdout, "config %s is valid: %d CAs, %d profiles; every CA key and the audit key are in the token with the required attributes, every profile lints clean\n",
+		*config, rep.CAs, rep.Profiles)
 	return nil
 }

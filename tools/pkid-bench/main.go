@@ -210,7 +210,7 @@ func measureFloor(dir, label, certFile, keyAlg string, budget time.Duration) (ti
 	if err != nil {
 		return 0, 0, err
 	}
-	signer, err := tok.CheckCustody(label, ca)
+	signer, err := tok.CheckCustody(label, ca.PublicKey)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -454,7 +454,7 @@ func writeReport(path string, rs []result, floorEC time.Duration, floorECRate fl
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d)/float64(time.Millisecond)) }
 	fmt.Fprintf(&b, "# pkid benchmarks\n\n")
-	fmt.Fprintf(&b, "Produced by `make bench` (`go run ./cmd/pkid-bench -bin bin/pkid -out BENCHMARKS.md`) on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "Produced by `make bench` (`go run ./tools/pkid-bench -bin bin/pkid -out BENCHMARKS.md`) on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "Machine: %d cores (%s), %s, %s. The load generator runs on the same machine and shares its cores.\n\n", runtime.NumCPU(), model, runtime.GOOS+"/"+runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(&b, "Every safety step is on: the serial is reserved durably before signing, the exact TBS is linted with zlint (RFC 5280 + CA/B Forum BR lints for server certificates), the token (SoftHSM2) signs, the signature and TBS are verified, and the record and its audit entry are committed (WAL, synchronous=FULL, grouped) before the response.\n\n")
 	fmt.Fprintf(&b, "## Floor (in-process, one core: leaf key generation + signing a certificate with the same token key; RSA over %s)\n\n", rsaDuration)

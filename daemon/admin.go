@@ -1,0 +1,214 @@
+package daemon
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pkid/pkid/record"
+	"github.com/pkid/pkid/store"
+)
+
+// Operator commands (`pkid records`, `pkid audit`, `pkid check-config`)
+// work on the configured database and token without serving.
+
+// ErrUsage marks a command-line mistake (the command exits 2).
+var ErrUsage = errors.New("usage")
+
+// RecordStatuses are the statuses `pkid records list --status` accepts.
+var RecordStatuses = []string{record.StatusPending, record.StatusIssued, record.StatusAborted, record.StatusRevoked}
+
+// RecordView is a certificate record as the operator commands print it.
+type RecordView struct {
+	CertificateID        string           `json:"certificateId"`
+	SerialNumber         string           `json:"serialNumber"`
+	Status               string           `json:"status"`
+	Profile              string           `json:"profile"`
+	ProfileID            string           `json:"profileId"`
+	CA                   string           `json:"ca"`
+	Identity             string           `json:"identity"`
+	RequestID            string           `json:"reqId"`
+	CertificateRequestID string           `json:"certificateRequestId,omitempty"`
+	CommonName           string           `json:"commonName"`
+	AltNames             []record.AltName `json:"altNames"`
+	KeyUsages            []string         `json:"keyUsages"`
+	ExtKeyUsages         []string         `json:"extendedKeyUsages"`
+	SignatureAlgorithm   string           `json:"signatureAlgorithm"`
+	KeyAlgorithm         string           `json:"keyAlgorithm"`
+	NotBefore            time.Time        `json:"notBefore"`
+	NotAfter             time.Time        `json:"notAfter"`
+	TBSHash              string           `json:"tbsSha256,omitempty"`
+	CSRHash              string           `json:"csrSha256,omitempty"`
+	Renews               string           `json:"renews,omitempty"`
+	RevokedAt            *time.Time       `json:"revokedAt,omitempty"`
+	RevocationReason     string           `json:"revocationReason,omitempty"`
+	CreatedAt            time.Time        `json:"createdAt"`
+	Certificate          string           `json:"certificate,omitempty"` // PEM, in `records show`
+}
+
+func viewOf(c *record.Certificate, withPEM bool) RecordView {
+	v := RecordView{CertificateID: c.ID, SerialNumber: c.Serial, Status: c.Status, Profile: c.Profile, ProfileID: c.ProfileID,
+		CA: c.CA, Identity: c.Identity, RequestID: c.RequestID, CertificateRequestID: c.CertificateRequestID,
+		CommonName: c.CommonName, AltNames: c.AltNames, KeyUsages: c.KeyUsages, ExtKeyUsages: c.ExtKeyUsages,
+		SignatureAlgorithm: c.SignatureAlgorithm, KeyAlgorithm: c.KeyAlgorithm, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
+		TBSHash: c.TBSHash, CSRHash: c.CSRHash, Renews: c.Renews, RevocationReason: c.RevocationReason, CreatedAt: c.CreatedAt}
+	if !c.RevokedAt.IsZero() {
+		t := c.RevokedAt
+		v.RevokedAt = &t
+	}
+	if v.AltNames == nil {
+		v.AltNames = []record.AltName{}
+	}
+	if withPEM && len(c.DER) > 0 {
+		v.Certificate = strings.TrimSpace(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER})))
+	}
+	return v
+}
+
+// openExistingStore opens the database of the config at path, which must
+// already exist: an operator command never creates one.
+func openExistingStore(ctx context.Context, path string) (store.Store, *Config, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := os.Stat(cfg.database); err != nil {
+		return nil, nil, fmt.Errorf("database: %w", err)
+	}
+	st, err := openStore(ctx, cfg, nil)
+	return st, cfg, err
+}
+
+func closeStore(st store.Store) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeCloseTimeout)
+	defer cancel()
+	st.Close(ctx)
+}
+
+// ListRecords calls fn for every record (of status, if not "") in
+// creation order.
+func ListRecords(ctx context.Context, configPath, status string, fn func(RecordView) error) error {
+	if status != "" && !contains(RecordStatuses, status) {
+		return fmt.Errorf("%w: --status %q is not one of %s", ErrUsage, status, strings.Join(RecordStatuses, ", "))
+	}
+	st, _, err := openExistingStore(ctx, configPath)
+	if err != nil {
+		return err
+	}
+	defer closeStore(st)
+	return st.ListCertificates(ctx, store.Filter{Status: status}, func(c *record.Certificate) error { return fn(viewOf(c, false)) })
+}
+
+// ShowRecord returns the record named by a serial number (hex, any case,
+// colons allowed) or a certificate id, with its PEM.
+func ShowRecord(ctx context.Context, configPath, serialOrID string) (RecordView, error) {
+	st, _, err := openExistingStore(ctx, configPath)
+	if err != nil {
+		return RecordView{}, err
+	}
+	defer closeStore(st)
+	c, err := findRecord(ctx, st, serialOrID)
+	if err != nil {
+		return RecordView{}, err
+	}
+	return viewOf(c, true), nil
+}
+
+func findRecord(ctx context.Context, st store.Store, serialOrID string) (*record.Certificate, error) {
+	var c *record.Certificate
+	var err error
+	if serial, ok := NormalizeSerial(serialOrID); ok {
+		c, err = st.CertificateBySerial(ctx, serial)
+	} else {
+		c, err = st.Certificate(ctx, strings.ToLower(serialOrID))
+	}
+	if errors.Is(err, record.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no certificate with serial number or id %q", ErrUsage, serialOrID)
+	}
+	return c, err
+}
+
+// NormalizeSerial turns a serial number as people write it (hex, any case,
+// with or without colons) into the lowercase hex records keep.
+func NormalizeSerial(s string) (string, bool) {
+	s = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+	if s == "" || len(s) > 40 {
+		return "", false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return "", false
+		}
+	}
+	s = strings.TrimLeft(s, "0")
+	if s == "" {
+		s = "0"
+	}
+	return s, true
+}
+
+// VerifyAudit checks the audit chain of the configured database, its
+// checkpoints against the configured audit public key, and, with anchor
+// ("SEQ:HASH"), that the chain still holds that entry.
+func VerifyAudit(ctx context.Context, configPath, anchor string) (*store.AuditReport, error) {
+	opts := store.VerifyOptions{}
+	if anchor != "" {
+		seqText, hash, ok := strings.Cut(anchor, ":")
+		seq, err := strconv.ParseInt(seqText, 10, 64)
+		if !ok || err != nil || seq < 1 || len(hash) != 64 {
+			return nil, fmt.Errorf("%w: --checkpoint %q is not SEQ:HASH (a sequence number and a 64-digit hex hash)", ErrUsage, anchor)
+		}
+		opts.Anchor = &store.Anchor{Seq: seq, Hash: strings.ToLower(hash)}
+	}
+	st, cfg, err := openExistingStore(ctx, configPath)
+	if err != nil {
+		return nil, err
+	}
+	defer closeStore(st)
+	if opts.Key, err = readPublicKey(cfg.audit.PublicKey); err != nil {
+		return nil, fmt.Errorf("audit.publicKey: %w", err)
+	}
+	return st.VerifyAudit(ctx, opts)
+}
+
+// CheckReport is what `pkid check-config` found.
+type CheckReport struct {
+	CAs, Profiles int
+	Warnings      []string
+}
+
+// CheckConfig loads and checks everything Serve would, without listening:
+// the config, the token and every key's custody, the CA chains, a linted
+// sample certificate per profile, and the database.
+func CheckConfig(ctx context.Context, configPath string, log *slog.Logger) (*CheckReport, error) {
+	cfg, err := LoadConfig(configPath)
+	if err != nil {
+		return nil, err
+	}
+	m := newMetrics(Info{}, cfg)
+	res, err := openResources(ctx, cfg, m, log)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	g, err := buildGeneration(ctx, cfg, res, m, log)
+	if err != nil {
+		return nil, err
+	}
+	return &CheckReport{CAs: len(cfg.cas), Profiles: len(cfg.profiles), Warnings: g.warnings}, nil
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
