@@ -24,6 +24,7 @@ func TestCrashSafety(t *testing.T) {
 	d := newDaemon2(t, nil)
 	received := map[string]string{} // certificateId → serial
 	var mu sync.Mutex
+	progress := make(chan struct{}, 1)
 	pendingAtCrash := 0
 	for round := 1; round <= 3 && pendingAtCrash == 0; round++ {
 		if round > 1 {
@@ -55,11 +56,30 @@ func TestCrashSafety(t *testing.T) {
 						mu.Lock()
 						received[body["certificateId"].(string)] = body["serialNumber"].(string)
 						mu.Unlock()
+						select {
+						case progress <- struct{}{}:
+						default:
+						}
 					}
 				}
 			}(w)
 		}
-		time.Sleep(1500 * time.Millisecond)
+		// Kill once this round's load is well under way: 40 more
+		// certificates received, with 24 requests in flight.
+		goal := len(received) + 40
+		for {
+			mu.Lock()
+			n := len(received)
+			mu.Unlock()
+			if n >= goal {
+				break
+			}
+			select {
+			case <-progress:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("round %d: the load stalled at %d certificates", round, n)
+			}
+		}
 		d.cmd.Process.Signal(syscall.SIGKILL)
 		<-d.exited
 		close(stop)

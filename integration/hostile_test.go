@@ -211,11 +211,13 @@ func TestHostileInput(t *testing.T) {
 		if out, err := expired.CombinedOutput(); err != nil {
 			t.Fatalf("issue-tls: %v %s", err, out)
 		}
-		time.Sleep(1100 * time.Millisecond)
 		pair, err := tls.LoadX509KeyPair(filepath.Join(d.dir, "tls", "expired.pem"), filepath.Join(d.dir, "tls", "expired-key.pem"))
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A 1 ms validity ends within the second it was issued in (notAfter
+		// is truncated to the second): wait for that instant, not a guess.
+		time.Sleep(time.Until(pair.Leaf.NotAfter.Add(time.Second)))
 		ecfg := d.clients["none"].Transport.(*http.Transport).TLSClientConfig.Clone()
 		ecfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
 		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: ecfg}}

@@ -2,10 +2,12 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,8 +214,8 @@ func TestLifecycle(t *testing.T) {
 			t.Fatalf("issue-tls: %v\n%s", err, out)
 		}
 		d.editConfig(t, func(c string) string {
-			c = strings.Replace(c, `allowedIdentities: ["spiffe://example.internal/demo-client"]`,
-				`allowedIdentities: ["spiffe://example.internal/demo-client", "spiffe://example.internal/intruder"]`, 1)
+			c = strings.Replace(c, `allowedIdentities: ["uri:spiffe://example.internal/demo-client"]`,
+				`allowedIdentities: ["uri:spiffe://example.internal/demo-client", "uri:spiffe://example.internal/intruder"]`, 1)
 			return strings.Replace(strings.Replace(c, "tls/server.pem", "tls/server2.pem", 1), "tls/server-key.pem", "tls/server2-key.pem", 1)
 		})
 		d.cmd.Process.Signal(syscall.SIGHUP)
@@ -259,16 +261,33 @@ func TestLifecycle(t *testing.T) {
 			at   time.Time
 		}
 		results := make(chan result, n)
+		written := make(chan struct{}, n)
 		for k := 0; k < n; k++ {
 			go func() {
-				code, body := d.post(t, "client", map[string]any{"profileId": webServer, "commonName": "slow.example.internal", "ttl": "1h",
+				b, _ := json.Marshal(map[string]any{"profileId": webServer, "commonName": "slow.example.internal", "ttl": "1h",
 					"altNames":           []map[string]string{{"type": "dns_name", "value": "slow.example.internal"}},
 					"signatureAlgorithm": "ECDSA-SHA256", "keyAlgorithm": "RSA_4096"})
+				ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+					WroteRequest: func(httptrace.WroteRequestInfo) { written <- struct{}{} }})
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+d.addr+"/api/v3/pki/certificates/issue-certificate", bytes.NewReader(b))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := d.clients["client"].Do(req)
+				if err != nil {
+					results <- result{0, "", time.Now()}
+					return
+				}
+				var body map[string]any
+				json.NewDecoder(resp.Body).Decode(&body)
+				resp.Body.Close()
 				id, _ := body["certificateId"].(string)
-				results <- result{code, id, time.Now()}
+				results <- result{resp.StatusCode, id, time.Now()}
 			}()
 		}
-		time.Sleep(300 * time.Millisecond) // RSA-4096 key generation keeps them in flight
+		// Every request is on the wire before SIGTERM; RSA-4096 key
+		// generation keeps them in flight while the daemon drains.
+		for k := 0; k < n; k++ {
+			<-written
+		}
 		termAt := time.Now()
 		d.cmd.Process.Signal(syscall.SIGTERM)
 		d.expect(t, "STOPPING=1", 10*time.Second)

@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,14 +36,6 @@ type suite struct {
 	cmd     *exec.Cmd
 	root    *x509.Certificate
 	clients map[string]*http.Client // "client", "intruder", "none"
-
-	mu     sync.Mutex
-	issued map[string]issuedCert // by certificateId, every 200 the suite saw
-}
-
-type issuedCert struct {
-	serial string
-	der    []byte
 }
 
 var s *suite
@@ -74,7 +65,7 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	s = &suite{dir: filepath.Join(tmp, "demo"), issued: map[string]issuedCert{}, logPath: filepath.Join(tmp, "pkid.log")}
+	s = &suite{dir: filepath.Join(tmp, "demo"), logPath: filepath.Join(tmp, "pkid.log")}
 	s.bin = os.Getenv("PKID_BIN")
 	if s.bin == "" {
 		s.bin = filepath.Join(tmp, "pkid")
@@ -233,13 +224,9 @@ func (s *suite) post(t *testing.T, client, contentType string, body []byte) repl
 		t.Fatalf("status %d, body is not a JSON object: %q", resp.StatusCode, raw)
 	}
 	if r.status == http.StatusOK {
-		leaf, err := parseCert(r.str("certificate"))
-		if err != nil {
+		if _, err := parseCert(r.str("certificate")); err != nil {
 			t.Fatalf("200 without a parsable certificate: %v", err)
 		}
-		s.mu.Lock()
-		s.issued[r.str("certificateId")] = issuedCert{serial: r.str("serialNumber"), der: leaf.Raw}
-		s.mu.Unlock()
 	}
 	return r
 }
@@ -269,4 +256,19 @@ func (s *suite) pkid(t *testing.T, args ...string) (string, string, int) {
 		t.Fatalf("running pkid %v: %v", args, err)
 	}
 	return out.String(), errb.String(), code
+}
+
+func runScript(t *testing.T, script string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(script, args...)
+	cmd.Env = append(os.Environ(), "PKID_BIN="+s.bin, "PKID_API_ADDR="+s.addr, "PKID_METRICS_ADDR="+s.metrics)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return out.String(), errb.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), 0
 }
