@@ -48,6 +48,18 @@ func TestCheckConfigRefuses(t *testing.T) {
 		{"profile whose own defaults fail lint", func(c string) string {
 			return strings.Replace(c, "extendedKeyUsages: [client_auth]\n    policy:", "extendedKeyUsages: [client_auth, server_auth]\n    policy:", 1)
 		}, []string{"prod-clients"}},
+		{"client CA bundle that trusts pkid's own root", func(c string) string {
+			return strings.Replace(c, "clientCAs: tls/ca.pem", "clientCAs: ca/root.pem", 1)
+		}, []string{"tls.clientCAs", "pkid Demo Root CA", "every certificate pkid issues would be a client identity", "allowIssuedClientCertificates"}},
+		{"untyped identity", func(c string) string {
+			return strings.Replace(c, `allowedIdentities: ["uri:spiffe://example.internal/demo-client"]`, `allowedIdentities: ["spiffe://example.internal/demo-client"]`, 1)
+		}, []string{`write "uri:spiffe://example.internal/demo-client"`}},
+		{"a profile whose certificates could carry no EKU", func(c string) string {
+			return strings.Replace(c, "      extendedKeyUsages: [server_auth]\n", "      extendedKeyUsages: []\n", 1)
+		}, []string{"web-server", "could carry no EKU"}},
+		{"audit key that is not the configured public key", func(c string) string {
+			return strings.Replace(c, "keyLabel: pkid-audit", "keyLabel: pkid-ec-issuing", 1)
+		}, []string{"audit key", "does not match"}},
 		{"duplicate profile id", func(c string) string {
 			return strings.Replace(c, "13646ca2-2a8e-4d37-aa4e-641fc7771122", "b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e", 1)
 		}, []string{"is used twice"}},
@@ -72,6 +84,20 @@ func TestCheckConfigRefuses(t *testing.T) {
 				t.Error("the PIN appears in check-config's output")
 			}
 		})
+	}
+}
+
+// A client CA bundle that trusts pkid's own CAs is accepted when the
+// operator says so on purpose.
+func TestCheckConfigAllowsIssuedClientCertificatesOnPurpose(t *testing.T) {
+	c := strings.Replace(readFile(t, s.path("pkid.yaml")), "clientCAs: tls/ca.pem", "clientCAs: ca/root.pem\n  allowIssuedClientCertificates: true", 1)
+	variant := s.path("variant-allow-issued.yaml")
+	if err := os.WriteFile(variant, []byte(c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(variant)
+	if out, errOut, code := s.pkid(t, "check-config", "--config", variant); code != 0 {
+		t.Fatalf("check-config: %d %s %s", code, out, errOut)
 	}
 }
 
@@ -118,5 +144,21 @@ func TestCheckConfigWarnsAboutExpiringCA(t *testing.T) {
 	out, errOut, code := s.pkid(t, "check-config", "--config", variant)
 	if code != 0 || !strings.Contains(out, "warning: CA short-lived: certificate expires") {
 		t.Fatalf("check-config: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// Patterns are canonicalized when the config loads, and check-config says
+// which ones changed (DESIGN.md §3).
+func TestCheckConfigWarnsAboutCanonicalizedPatterns(t *testing.T) {
+	c := strings.Replace(readFile(t, s.path("pkid.yaml")), `allowed: [example.internal, "*.example.internal"]`,
+		`allowed: [EXAMPLE.internal, "*.example.internal"]`, 1)
+	variant := s.path("variant-upper.yaml")
+	if err := os.WriteFile(variant, []byte(c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(variant)
+	out, errOut, code := s.pkid(t, "check-config", "--config", variant)
+	if code != 0 || !strings.Contains(out, "warning:") || !strings.Contains(out, `"EXAMPLE.internal"`) || !strings.Contains(out, `"example.internal"`) {
+		t.Errorf("check-config: %d\n%s\n%s", code, out, errOut)
 	}
 }
