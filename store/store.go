@@ -44,6 +44,9 @@ type Store interface {
 	// Revoked calls fn for every revoked certificate of ca (expired ones
 	// too), by serial.
 	Revoked(ctx context.Context, ca string, fn func(record.RevokedEntry) error) error
+	// RevocationCount counts the revoked certificates of ca (so that a
+	// CRL maker sees revocations other processes made).
+	RevocationCount(ctx context.Context, ca string) (int64, error)
 	// CountPending counts pending certificates and CRLs.
 	CountPending(ctx context.Context) (int, error)
 	// AbortPending resolves every pending certificate (to aborted, with an

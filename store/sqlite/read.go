@@ -186,6 +186,18 @@ func (d *DB) Revoked(ctx context.Context, ca string, fn func(record.RevokedEntry
 	return nil
 }
 
+// RevocationCount counts the revoked certificates of ca.
+func (d *DB) RevocationCount(ctx context.Context, ca string) (int64, error) {
+	if err := d.closing(); err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := d.db.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE status = 'revoked' AND ca = ?`, ca).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting revocations of %s: %w", ca, err)
+	}
+	return n, nil
+}
+
 // CountPending returns how many certificates and CRLs are still pending.
 func (d *DB) CountPending(ctx context.Context) (int, error) {
 	if err := d.closing(); err != nil {

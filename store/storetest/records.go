@@ -419,6 +419,11 @@ func testRevokedListing(t *testing.T, f *fixture) {
 	if err := f.s().Revoked(f.ctx, "ec-issuing", func(record.RevokedEntry) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("Revoked with a failing callback = %v", err)
 	}
+	for ca, want := range map[string]int64{"ec-issuing": 3, "rsa-issuing": 1, "nobody": 0} {
+		if n, err := f.s().RevocationCount(f.ctx, ca); err != nil || n != want {
+			t.Errorf("RevocationCount(%s) = %d, %v; want %d", ca, n, err, want)
+		}
+	}
 }
 
 func testCRLNumbers(t *testing.T, f *fixture) {
