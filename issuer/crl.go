@@ -299,6 +299,7 @@ func (p *CRLPublisher) refreshDue(ctx context.Context, counter RevocationCounter
 	}
 	for _, ca := range due {
 		if _, err := p.Refresh(ctx, ca.name, counter); err != nil {
+			p.service.observer.ObserveCRLError(ca.name)
 			p.log.Error("making a CRL failed; the current one stays served", "ca", ca.name, "error", err)
 		}
 	}
@@ -349,6 +350,7 @@ func (p *CRLPublisher) Refresh(ctx context.Context, caName string, counter Revoc
 	p.mu.Lock()
 	p.current[caName], p.covered[caName], p.counted[caName] = pub, events, count
 	p.mu.Unlock()
+	p.service.observer.ObserveCRL(caName, rec.Number, rec.ThisUpdate, rec.NextUpdate)
 	p.log.Info("published CRL", "ca", caName, "number", rec.Number, "entries", len(entries),
 		"nextUpdate", rec.NextUpdate.Format(time.RFC3339))
 	return pub, nil

@@ -264,6 +264,16 @@ var revocationReasons = map[string]int{
 var RevocationReasons = []string{"UNSPECIFIED", "KEY_COMPROMISE", "CA_COMPROMISE", "AFFILIATION_CHANGED", "SUPERSEDED",
 	"CESSATION_OF_OPERATION", "CERTIFICATE_HOLD", "PRIVILEGE_WITHDRAWN", "A_A_COMPROMISE"}
 
+// ReasonName is the Infisical name of an RFC 5280 reason code.
+func ReasonName(code int) string {
+	for name, c := range revocationReasons {
+		if c == code {
+			return name
+		}
+	}
+	return fmt.Sprintf("reason %d", code)
+}
+
 // ReasonCode checks a revocation reason and returns its RFC 5280 code.
 func ReasonCode(reason string) (int, error) {
 	if reason == "CERTIFICATE_HOLD" {
@@ -307,6 +317,7 @@ func (s *Service) revoke(ctx context.Context, rec *record.Certificate, at time.T
 	case err != nil:
 		return nil, storeUnavailable(err)
 	}
+	s.observer.ObserveRevocation(rec.CA, reason)
 	if s.onRevoke != nil {
 		s.onRevoke(rec.CA)
 	}

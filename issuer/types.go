@@ -48,18 +48,24 @@ type Linter interface {
 	Lint(ctx context.Context, profile string, der []byte) (failed []string, err error)
 }
 
-// Observer is told about each signature and each lint failure. The
-// metrics package implements it; NopObserver is the default.
+// Observer is told about each signature, lint failure, revocation and
+// CRL. The metrics package implements it; NopObserver is the default.
 type Observer interface {
 	ObserveSign(ca string, d time.Duration, err error)
 	ObserveLintFailure(lint string)
+	ObserveRevocation(ca, reason string)
+	ObserveCRL(ca string, number int64, thisUpdate, nextUpdate time.Time)
+	ObserveCRLError(ca string)
 }
 
 // NopObserver observes nothing.
 type NopObserver struct{}
 
-func (NopObserver) ObserveSign(string, time.Duration, error) {}
-func (NopObserver) ObserveLintFailure(string)                {}
+func (NopObserver) ObserveSign(string, time.Duration, error)       {}
+func (NopObserver) ObserveLintFailure(string)                      {}
+func (NopObserver) ObserveRevocation(string, string)               {}
+func (NopObserver) ObserveCRL(string, int64, time.Time, time.Time) {}
+func (NopObserver) ObserveCRLError(string)                         {}
 
 // Clock tells the time; tests inject a fixed one.
 type Clock interface{ Now() time.Time }

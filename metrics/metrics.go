@@ -32,6 +32,7 @@ type Options struct {
 	CAs                        []string
 	Routes                     []string
 	SessionLimit               int
+	RevocationReasons          []string // the reasons a revocation may carry (the issuer's vocabulary)
 	RejectReasons              []string // why a client identity is refused (the API's vocabulary)
 }
 
@@ -49,6 +50,7 @@ type Metrics struct {
 	notAfter         *prometheus.GaugeVec
 	pending          prometheus.Gauge
 	httpRequests     *prometheus.CounterVec
+	httpInFlight     prometheus.Gauge
 	httpDuration     *prometheus.HistogramVec
 	lintFailures     *prometheus.CounterVec
 	commitDuration   prometheus.Histogram
@@ -57,6 +59,13 @@ type Metrics struct {
 	reloads          *prometheus.CounterVec
 	recovered        prometheus.Counter
 	checkpoint       prometheus.Gauge
+	revocations      *prometheus.CounterVec
+	crlNumber        *prometheus.GaugeVec
+	crlNextUpdate    *prometheus.GaugeVec
+	crlThisUpdate    *prometheus.GaugeVec
+	crlErrors        *prometheus.CounterVec
+
+	reasons []string
 
 	mu       sync.RWMutex
 	profiles map[string]bool
@@ -89,6 +98,8 @@ func New(o Options) *Metrics {
 			Help: "Records reserved but neither issued nor aborted."}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("http", "requests_total"),
 			Help: "HTTP requests by route template and status code."}, []string{"route", "code"}),
+		httpInFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: name("http", "requests_in_flight"),
+			Help: "API requests being served."}),
 		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name("http", "request_duration_seconds"),
 			Help: "HTTP request duration by route template.", Buckets: latency}, []string{"route"}),
 		lintFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("lint", "failures_total"),
@@ -105,13 +116,25 @@ func New(o Options) *Metrics {
 			Help: "Configuration reloads (SIGHUP) by result."}, []string{"result"}),
 		checkpoint: prometheus.NewGauge(prometheus.GaugeOpts{Name: name("audit", "checkpoint_timestamp_seconds"),
 			Help: "Time of the newest signed checkpoint of the audit chain (0: none yet)."}),
+		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("", "revocations_total"),
+			Help: "Certificates revoked, by issuing CA and reason."}, []string{"ca", "reason"}),
+		crlNumber: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name("crl", "number"),
+			Help: "CRL number of each CA's current CRL."}, []string{"ca"}),
+		crlNextUpdate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name("crl", "next_update_timestamp_seconds"),
+			Help: "nextUpdate of each CA's current CRL."}, []string{"ca"}),
+		crlThisUpdate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name("crl", "this_update_timestamp_seconds"),
+			Help: "thisUpdate of each CA's current CRL."}, []string{"ca"}),
+		crlErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("crl", "errors_total"),
+			Help: "CRLs that could not be made (the current one stays served), by CA."}, []string{"ca"}),
 	}
+	m.reasons = o.RevocationReasons
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: name("", "build_info"), Help: "Build information; always 1.",
 		ConstLabels: prometheus.Labels{"version": o.Version, "commit": o.Commit, "goversion": o.GoVersion}})
 	build.Set(1)
 	m.registry.MustRegister(m.issuance, m.issuanceDuration, m.signDuration, m.hsmErrors, m.hsmUp, m.sessionsInUse,
-		m.sessionsLimit, m.notAfter, m.pending, m.httpRequests, m.httpDuration, m.lintFailures, m.commitDuration,
-		m.commitGroupSize, m.identityRejected, m.reloads, m.recovered, m.checkpoint, build,
+		m.sessionsLimit, m.notAfter, m.pending, m.httpRequests, m.httpInFlight, m.httpDuration, m.lintFailures, m.commitDuration,
+		m.commitGroupSize, m.identityRejected, m.reloads, m.recovered, m.checkpoint, m.revocations, m.crlNumber,
+		m.crlNextUpdate, m.crlThisUpdate, m.crlErrors, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: namespace}))
 	m.sessionsLimit.Set(float64(o.SessionLimit))
 	for _, r := range o.RejectReasons {
@@ -141,6 +164,10 @@ func (m *Metrics) SetConfig(profiles, cas []string) {
 	for _, c := range cas {
 		cm[c] = true
 		m.hsmErrors.WithLabelValues(c)
+		m.crlErrors.WithLabelValues(c)
+		for _, r := range m.reasons {
+			m.revocations.WithLabelValues(c, r)
+		}
 	}
 	m.mu.Lock()
 	m.profiles, m.cas = pm, cm
@@ -184,6 +211,10 @@ func (m *Metrics) ObserveHSMError(ca string) {
 // ObserveLintFailure counts a certificate refused by a lint. Lint names
 // come from zlint's fixed registry, so the label set is bounded.
 func (m *Metrics) ObserveLintFailure(lint string) { m.lintFailures.WithLabelValues(lint).Inc() }
+
+// RequestStarted and RequestDone track API requests being served.
+func (m *Metrics) RequestStarted() { m.httpInFlight.Inc() }
+func (m *Metrics) RequestDone()    { m.httpInFlight.Dec() }
 
 // ObserveHTTP counts one HTTP request by route template and status code.
 func (m *Metrics) ObserveHTTP(route string, code int, d time.Duration) {
@@ -243,3 +274,19 @@ func (m *Metrics) ObserveRecovered(n int) { m.recovered.Add(float64(n)) }
 
 // SetAuditCheckpoint records the time of the newest audit checkpoint.
 func (m *Metrics) SetAuditCheckpoint(t time.Time) { m.checkpoint.Set(float64(t.Unix())) }
+
+// ObserveRevocation counts a revocation (the issuer's seam).
+func (m *Metrics) ObserveRevocation(ca, reason string) {
+	m.revocations.WithLabelValues(m.bound(m.cas, ca), reason).Inc()
+}
+
+// ObserveCRL records a CA's new current CRL.
+func (m *Metrics) ObserveCRL(ca string, number int64, thisUpdate, nextUpdate time.Time) {
+	ca = m.bound(m.cas, ca)
+	m.crlNumber.WithLabelValues(ca).Set(float64(number))
+	m.crlThisUpdate.WithLabelValues(ca).Set(float64(thisUpdate.Unix()))
+	m.crlNextUpdate.WithLabelValues(ca).Set(float64(nextUpdate.Unix()))
+}
+
+// ObserveCRLError counts a CRL that could not be made.
+func (m *Metrics) ObserveCRLError(ca string) { m.crlErrors.WithLabelValues(m.bound(m.cas, ca)).Inc() }

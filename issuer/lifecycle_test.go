@@ -1,0 +1,340 @@
+package issuer
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pkid/pkid/record"
+)
+
+// csrPEM makes a CSR for key with the given subject CN and SANs.
+func csrPEM(t *testing.T, key crypto.Signer, cn string, dns []string, ips []net.IP) string {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn},
+		DNSNames: dns, IPAddresses: ips}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
+func TestSignCSR(t *testing.T) {
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	for name, key := range map[string]crypto.Signer{"EC P-384": ecKey, "RSA 2048": rsaKey} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, false)
+			csr := csrPEM(t, key, "API.example.internal", []string{"API.example.internal"}, []net.IP{net.ParseIP("::ffff:10.0.0.9")})
+			res, err := h.iss.Sign(context.Background(), h.meta, SignRequest{ProfileID: profileID, CSR: csr, TTL: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.PrivateKey != "" {
+				t.Error("a CSR signature answered a private key")
+			}
+			leaf := parsePEM(t, res.Certificate)
+			if !leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(key.Public()) {
+				t.Error("the certificate does not carry the CSR's key")
+			}
+			if leaf.Subject.CommonName != "api.example.internal" || leaf.DNSNames[0] != "api.example.internal" || leaf.IPAddresses[0].String() != "10.0.0.9" {
+				t.Errorf("names %q %v %v, want the CSR's, canonical", leaf.Subject.CommonName, leaf.DNSNames, leaf.IPAddresses)
+			}
+			// Defaults apply when the CSR asks for no usages; no keyEncipherment for an EC key.
+			wantKU := x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+			if _, ec := key.(*ecdsa.PrivateKey); ec {
+				wantKU = x509.KeyUsageDigitalSignature
+			}
+			if leaf.KeyUsage != wantKU || leaf.SignatureAlgorithm != x509.ECDSAWithSHA256 {
+				t.Errorf("key usage %v, signed with %v", leaf.KeyUsage, leaf.SignatureAlgorithm)
+			}
+			rec := h.store.only(t)
+			block, _ := pem.Decode([]byte(csr))
+			if string(rec.CSR) != string(block.Bytes) || rec.CSRHash != sha256Hex(block.Bytes) || rec.KeyAlgorithm != KeyAlgorithmOf(key.Public()) {
+				t.Errorf("the record does not keep the CSR: hash %q, key %s", rec.CSRHash, rec.KeyAlgorithm)
+			}
+		})
+	}
+}
+
+func TestSignCSRRefusals(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
+	cases := []struct {
+		name, csr string
+		kind      Kind
+		msg       string
+	}{
+		{"not a CSR", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----", KindBadRequest, "Invalid CSR"},
+		{"weak key", csrPEM(t, weak, "a.example.internal", []string{"a.example.internal"}, nil), KindBadRequest, "1024 bits"},
+		{"a name the policy does not allow", csrPEM(t, key, "a.example.internal", []string{"evil.com"}, nil), KindPolicy, "'evil.com'"},
+		{"a denied name in another case", csrPEM(t, key, "", []string{"ADMIN.example.internal"}, nil), KindPolicy, "admin.example.internal"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, false)
+			_, err := h.iss.Sign(context.Background(), h.meta, SignRequest{ProfileID: profileID, CSR: c.csr, TTL: time.Hour})
+			if e := wantKind(t, err, c.kind); !strings.Contains(e.Message, c.msg) {
+				t.Errorf("message %q lacks %q", e.Message, c.msg)
+			}
+			if h.signer.calls != 0 || len(h.store.records) != 0 {
+				t.Error("a refused CSR reached the pipeline")
+			}
+		})
+	}
+}
+
+// Who may read, renew and revoke (DESIGN.md §12): the requester and the
+// profile's managers; nobody else.
+func TestLifecycleAuthorization(t *testing.T) {
+	for _, who := range []struct {
+		identity string
+		allowed  bool
+	}{
+		{"uri:spiffe://test/client", true},   // the requester
+		{"uri:spiffe://admins/ops", true},    // a manager
+		{"uri:spiffe://test/another", false}, // allowed on the profile, but not its requester
+	} {
+		t.Run(who.identity, func(t *testing.T) {
+			h := newHarness(t, false)
+			res, err := h.iss.Issue(context.Background(), h.meta, request(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := metaFor(t, who.identity)
+			_, lookupErr := h.iss.Lookup(context.Background(), m, res.SerialNumber, false)
+			_, renewErr := h.iss.Renew(context.Background(), m, res.CertificateID, false)
+			_, revokeErr := h.iss.Revoke(context.Background(), m, res.SerialNumber, false, "SUPERSEDED")
+			for op, err := range map[string]error{"look-up": lookupErr, "renewal": renewErr, "revocation": revokeErr} {
+				if who.allowed && err != nil {
+					t.Errorf("%s by %s: %v", op, who.identity, err)
+				}
+				if !who.allowed {
+					if e := wantKind(t, err, KindForbidden); !strings.Contains(e.Message, "not allowed") {
+						t.Errorf("%s: %q", op, e.Message)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestRevoke(t *testing.T) {
+	h := newHarness(t, false)
+	res, err := h.iss.Issue(context.Background(), h.meta, request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.iss.Revoke(context.Background(), h.meta, res.SerialNumber, false, "CERTIFICATE_HOLD"); err == nil ||
+		!strings.Contains(AsError(err).Message, "CERTIFICATE_HOLD is not supported") {
+		t.Errorf("certificateHold: %v", err)
+	}
+	wantKind(t, func() error {
+		_, err := h.iss.Revoke(context.Background(), h.meta, "4bad", false, "SUPERSEDED")
+		return err
+	}(), KindNotFound)
+	rec, err := h.iss.Revoke(context.Background(), h.meta, res.SerialNumber, false, "KEY_COMPROMISE")
+	if err != nil || rec.Status != record.StatusRevoked || !rec.RevokedAt.Equal(testNow) || rec.RevocationReason != "KEY_COMPROMISE" {
+		t.Fatalf("Revoke = %+v, %v", rec, err)
+	}
+	last := h.store.audit[len(h.store.audit)-1]
+	if last.Action != record.ActionRevoked || last.CertificateID != res.CertificateID || last.Reason != "KEY_COMPROMISE" {
+		t.Errorf("audit entry %+v", last)
+	}
+	_, err = h.iss.Revoke(context.Background(), h.meta, res.SerialNumber, false, "KEY_COMPROMISE")
+	if e := wantKind(t, err, KindBadRequest); e.Message != "Certificate already revoked" {
+		t.Errorf("second revocation: %q", e.Message)
+	}
+	view, err := h.iss.Lookup(context.Background(), h.meta, res.SerialNumber, false)
+	if err != nil || view.Status != StatusRevoked {
+		t.Errorf("look-up after revocation: %+v %v", view, err)
+	}
+}
+
+func TestRenew(t *testing.T) {
+	h := newHarness(t, false)
+	res, err := h.iss.Issue(context.Background(), h.meta, request(t, func(r *IssueRequest) {
+		r.AltNames = append(r.AltNames, san(t, "ip_address", "10.1.1.1"))
+		r.TTL = 5 * time.Hour
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Set(testNow.Add(time.Hour))
+	renewed, err := h.iss.Renew(context.Background(), h.meta, res.CertificateID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, leaf := parsePEM(t, res.Certificate), parsePEM(t, renewed.Certificate)
+	switch {
+	case renewed.SerialNumber == res.SerialNumber, renewed.PrivateKey == "" || renewed.PrivateKey == res.PrivateKey:
+		t.Error("a renewal must have a new serial and a new key")
+	case strings.Join(leaf.DNSNames, ",") != strings.Join(old.DNSNames, ",") || leaf.IPAddresses[0].String() != "10.1.1.1" ||
+		leaf.Subject.CommonName != old.Subject.CommonName:
+		t.Errorf("names changed: %v %v", leaf.DNSNames, leaf.IPAddresses)
+	case leaf.NotAfter.Sub(leaf.NotBefore) != 5*time.Hour || !leaf.NotBefore.Equal(testNow.Add(time.Hour)):
+		t.Errorf("lifetime %v from %v, want the original 5h from now", leaf.NotAfter.Sub(leaf.NotBefore), leaf.NotBefore)
+	case renewed.CertificateChain != renewed.IssuingCACertificate:
+		t.Error("removeRootsFromChain was not applied")
+	}
+	rec, err := h.store.Certificate(context.Background(), renewed.CertificateID)
+	if err != nil || rec.Renews != res.CertificateID {
+		t.Errorf("the renewal's record does not link to the original: %+v %v", rec, err)
+	}
+
+	// A certificate signed from a CSR cannot be renewed: pkid never held its key.
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	signed, err := h.iss.Sign(context.Background(), h.meta, SignRequest{ProfileID: profileID, TTL: time.Hour,
+		CSR: csrPEM(t, key, "c.example.internal", []string{"c.example.internal"}, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.iss.Renew(context.Background(), h.meta, signed.CertificateID, false)
+	if e := wantKind(t, err, KindBadRequest); !strings.Contains(e.Message, "CSR") {
+		t.Errorf("renewing a CSR certificate: %q", e.Message)
+	}
+}
+
+// crlLinter is a CRLLinter that fails the lints it is told to.
+type crlLinter struct{ failed []string }
+
+func (l *crlLinter) LintCRL(context.Context, []byte) ([]string, error) { return l.failed, nil }
+
+func revokedFixture(t *testing.T, h *harness, notAfter time.Time, reason string) *record.Certificate {
+	t.Helper()
+	id := "00000000-0000-4000-8000-" + strings.Repeat("0", 11) + string(rune('a'+len(h.store.records)))
+	serial := new(big.Int).Lsh(big.NewInt(int64(len(h.store.records)+1)), 100).Text(16)
+	c := &record.Certificate{ID: id, Serial: serial, CA: h.ca.Name(), Status: record.StatusRevoked, NotAfter: notAfter,
+		RevokedAt: testNow.Add(-time.Minute), RevocationReason: reason}
+	h.store.records[id] = c
+	return c
+}
+
+// CRL contents (DESIGN.md §13): numbers increase by one per CRL, a
+// reasonCode per entry but for unspecified, the CRL verifies with the CA,
+// and an expired certificate is carried by one CRL issued after it expired,
+// then dropped.
+func TestCRLContents(t *testing.T) {
+	h := newHarness(t, false)
+	pub := NewCRLPublisher(h.service, CRLConfig{Validity: 24 * time.Hour, MaxDelay: time.Second}, nil)
+	pub.SetCAs([]*CA{h.ca}, &crlLinter{})
+	compromised := revokedFixture(t, h, testNow.Add(time.Hour), "KEY_COMPROMISE")
+	unspecified := revokedFixture(t, h, testNow.Add(time.Hour), "UNSPECIFIED")
+	expiring := revokedFixture(t, h, testNow.Add(30*time.Minute), "SUPERSEDED")
+
+	parse := func(p *PublishedCRL) *x509.RevocationList {
+		t.Helper()
+		crl, err := x509.ParseRevocationList(p.DER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := crl.CheckSignatureFrom(h.ca.Certificate()); err != nil {
+			t.Fatalf("CRL %d does not verify with the CA: %v", p.Number, err)
+		}
+		return crl
+	}
+	entries := func(crl *x509.RevocationList) map[string]int {
+		out := map[string]int{}
+		for _, e := range crl.RevokedCertificateEntries {
+			out[e.SerialNumber.Text(16)] = e.ReasonCode
+		}
+		return out
+	}
+	first, err := pub.Refresh(context.Background(), h.ca.Name(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl := parse(first)
+	got := entries(crl)
+	if crl.Number.Int64() != 1 || len(got) != 3 || got[compromised.Serial] != 1 || got[unspecified.Serial] != 0 || got[expiring.Serial] != 4 ||
+		!crl.NextUpdate.Equal(crl.ThisUpdate.Add(24*time.Hour)) {
+		t.Fatalf("first CRL: number %v, entries %v, %v..%v", crl.Number, got, crl.ThisUpdate, crl.NextUpdate)
+	}
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Text(16) == unspecified.Serial && len(e.Extensions) != 0 {
+			t.Error("an unspecified revocation carries a reasonCode (RFC 5280 §5.3.1: omit it)")
+		}
+	}
+	// After the expiry: the next CRL still carries it (none issued after
+	// its notAfter has), the one after that drops it.
+	h.clock.Set(testNow.Add(time.Hour + 40*time.Minute))
+	second, _ := pub.Refresh(context.Background(), h.ca.Name(), nil)
+	h.clock.Set(testNow.Add(2 * time.Hour))
+	third, _ := pub.Refresh(context.Background(), h.ca.Name(), nil)
+	if n := parse(second).Number.Int64(); n != 2 || len(entries(parse(second))) != 3 {
+		t.Errorf("second CRL %d with %v, want number 2 still carrying the expired entries", n, entries(parse(second)))
+	}
+	if got := entries(parse(third)); parse(third).Number.Int64() != 3 || len(got) != 0 {
+		t.Errorf("third CRL %d with %v, want number 3 without the certificates that expired before the second", parse(third).Number, got)
+	}
+
+	// A CRL that fails its lint is never signed; its number stays used.
+	pub.SetCAs([]*CA{h.ca}, &crlLinter{failed: []string{"e_crl_something"}})
+	signatures := h.signer.calls
+	if _, err := pub.Refresh(context.Background(), h.ca.Name(), nil); err == nil || !strings.Contains(err.Error(), "e_crl_something") {
+		t.Fatalf("a CRL failing lint: %v", err)
+	}
+	if h.signer.calls != signatures {
+		t.Error("a CRL that failed its lint was signed")
+	}
+	pub.SetCAs([]*CA{h.ca}, &crlLinter{})
+	fifth, err := pub.Refresh(context.Background(), h.ca.Name(), nil)
+	if err != nil || fifth.Number != 5 {
+		t.Errorf("after an aborted CRL 4 the next is %v (%v), want 5", fifth, err)
+	}
+	if cur, _ := pub.Current(h.ca.Name()); cur != fifth {
+		t.Error("the current CRL is not the newest")
+	}
+}
+
+// A revocation makes a new CRL within MaxDelay; without one, a CRL is
+// remade once half its validity has passed.
+func TestCRLPublisherRefreshes(t *testing.T) {
+	h := newHarness(t, false)
+	pub := NewCRLPublisher(h.service, CRLConfig{Validity: 24 * time.Hour, MaxDelay: 40 * time.Millisecond}, nil)
+	pub.SetCAs([]*CA{h.ca}, &crlLinter{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { pub.Run(ctx, nil); close(done) }()
+	waitNumber := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if c, ok := pub.Current(h.ca.Name()); ok && c.Number >= want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no CRL %d", want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitNumber(1)
+	res, err := h.iss.Issue(context.Background(), h.meta, request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.iss.Revoke(context.Background(), h.meta, res.SerialNumber, false, "KEY_COMPROMISE"); err != nil {
+		t.Fatal(err)
+	}
+	waitNumber(2)
+	if c, _ := pub.Current(h.ca.Name()); c.Entries != 1 {
+		t.Errorf("the CRL after the revocation has %d entries", c.Entries)
+	}
+	h.clock.Set(testNow.Add(12 * time.Hour)) // half of the validity
+	waitNumber(3)
+	cancel()
+	<-done
+}
