@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/pkid/pkid/issuer"
+	"github.com/pkid/pkid/record"
 )
 
 // Routes of the API.
@@ -31,6 +32,10 @@ const (
 type Issuer interface {
 	Admit(ctx context.Context, meta issuer.Meta) error
 	Issue(ctx context.Context, meta issuer.Meta, req issuer.IssueRequest) (*issuer.Result, error)
+	Sign(ctx context.Context, meta issuer.Meta, req issuer.SignRequest) (*issuer.Result, error)
+	Lookup(ctx context.Context, meta issuer.Meta, key string, byID bool) (*issuer.Certificate, error)
+	Renew(ctx context.Context, meta issuer.Meta, certificateID string, removeRoots bool) (*issuer.Result, error)
+	Revoke(ctx context.Context, meta issuer.Meta, key string, byID bool, reason string) (*record.Certificate, error)
 	ProfileName(id string) string
 }
 
@@ -39,6 +44,8 @@ type Metrics interface {
 	ObserveIssuance(profile, outcome string, d time.Duration)
 	ObserveHTTP(route string, code int, d time.Duration)
 	ObserveIdentityRejected(reason string)
+	RequestStarted()
+	RequestDone()
 }
 
 type nopMetrics struct{}
@@ -46,6 +53,8 @@ type nopMetrics struct{}
 func (nopMetrics) ObserveIssuance(string, string, time.Duration) {}
 func (nopMetrics) ObserveHTTP(string, int, time.Duration)        {}
 func (nopMetrics) ObserveIdentityRejected(string)                {}
+func (nopMetrics) RequestStarted()                               {}
+func (nopMetrics) RequestDone()                                  {}
 
 // Route labels for metrics: the route template, or "unknown".
 const routeUnknown = "unknown"
@@ -97,7 +106,20 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	h := &handler{cfg: cfg}
 	r := mux.NewRouter()
-	r.Handle(IssuePath, h.wrap(IssuePath, h.guarded(true, h.issue))).Methods(http.MethodPost)
+	for _, rt := range []struct {
+		path, method string
+		kind         routeKind
+		fn           func(http.ResponseWriter, *http.Request, *logLine, *call) *httpError
+	}{
+		{IssuePath, http.MethodPost, issuing, h.issue},
+		{SignPath, http.MethodPost, issuing, h.sign},
+		{RenewPath, http.MethodPost, issuing | optionalBody, h.renew},
+		{CertificatePath, http.MethodGet, noBody, h.lookup},
+		{BodyPath, http.MethodGet, noBody, h.body},
+		{RevokePath, http.MethodPost, 0, h.revoke},
+	} {
+		r.Handle(rt.path, h.wrap(rt.path, h.guarded(rt.kind, rt.fn))).Methods(rt.method)
+	}
 	r.MethodNotAllowedHandler = h.wrap(routeUnknown, func(w http.ResponseWriter, r *http.Request, l *logLine) {
 		l.status = newError(http.StatusMethodNotAllowed, "MethodNotAllowed", issuer.OutcomeInvalid,
 			fmt.Sprintf("Method %s is not allowed on this route", r.Method)).write(w, l.reqID)
@@ -126,6 +148,8 @@ func (h *handler) wrap(route string, fn func(http.ResponseWriter, *http.Request,
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l := &logLine{reqID: newRequestID(), start: time.Now()}
 		w.Header().Set("X-Request-Id", l.reqID)
+		h.cfg.Metrics.RequestStarted()
+		defer h.cfg.Metrics.RequestDone()
 		defer func() {
 			if p := recover(); p != nil {
 				e := internalError(fmt.Errorf("panic: %v", p))
@@ -157,23 +181,34 @@ type call struct {
 	body []byte
 }
 
+// routeKind says what guarded does around a route.
+type routeKind int
+
+const (
+	issuing      routeKind = 1 << iota // counted in pkid_issuance_requests_total
+	noBody                             // a GET: no body is read
+	optionalBody                       // an empty body needs no Content-Type
+)
+
 // guarded runs the admission of DESIGN.md §8 before fn, in this order:
 // the TLS identity (401) → may it use or manage any profile (else 403,
 // without reading the body) → its concurrency cap → the body, read under
 // its own deadline (415, 413, 408) → a global slot (503). fn then does the
-// checks of §1. Every refusal here is counted as an issuance outcome.
-func (h *handler) guarded(withBody bool, fn func(http.ResponseWriter, *http.Request, *logLine, *call) *httpError) func(http.ResponseWriter, *http.Request, *logLine) {
+// checks of §1. Every outcome of an issuing route is counted.
+func (h *handler) guarded(kind routeKind, fn func(http.ResponseWriter, *http.Request, *logLine, *call) *httpError) func(http.ResponseWriter, *http.Request, *logLine) {
 	return func(w http.ResponseWriter, r *http.Request, l *logLine) {
 		l.profile = "unknown"
-		if e := h.admitted(w, r, l, withBody, fn); e != nil {
+		if e := h.admitted(w, r, l, kind, fn); e != nil {
 			l.outcome, l.cause = e.outcome, e.cause
 			l.status = e.write(w, l.reqID)
 		}
-		h.cfg.Metrics.ObserveIssuance(l.profile, l.outcome, time.Since(l.start))
+		if kind&issuing != 0 {
+			h.cfg.Metrics.ObserveIssuance(l.profile, l.outcome, time.Since(l.start))
+		}
 	}
 }
 
-func (h *handler) admitted(w http.ResponseWriter, r *http.Request, l *logLine, withBody bool,
+func (h *handler) admitted(w http.ResponseWriter, r *http.Request, l *logLine, kind routeKind,
 	fn func(http.ResponseWriter, *http.Request, *logLine, *call) *httpError) *httpError {
 	id, e, reason := authenticate(r)
 	if e != nil {
@@ -195,8 +230,8 @@ func (h *handler) admitted(w http.ResponseWriter, r *http.Request, l *logLine, w
 		return e
 	}
 	defer release()
-	if withBody {
-		body, e := h.readBody(w, r)
+	if kind&noBody == 0 {
+		body, e := h.readBody(w, r, kind&optionalBody != 0)
 		if e != nil {
 			return e
 		}
@@ -214,8 +249,12 @@ func (h *handler) admitted(w http.ResponseWriter, r *http.Request, l *logLine, w
 }
 
 // readBody reads a JSON body within the size limit and the body-read
-// deadline, so that a client dribbling its body cannot hold a slot.
-func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *httpError) {
+// deadline, so that a client dribbling its body cannot hold a slot. An
+// optional body may be absent without a Content-Type.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request, optional bool) ([]byte, *httpError) {
+	if optional && r.ContentLength == 0 {
+		return nil, nil
+	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return nil, newError(http.StatusUnsupportedMediaType, "UnsupportedMediaType", issuer.OutcomeInvalid,
 			"Content-Type must be application/json")

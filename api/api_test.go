@@ -24,6 +24,7 @@ import (
 
 	"github.com/pkid/pkid/issuer"
 	"github.com/pkid/pkid/policy"
+	"github.com/pkid/pkid/record"
 )
 
 // stubIssuer records the request it was given and answers as told; it
@@ -31,6 +32,8 @@ import (
 type stubIssuer struct {
 	mu     sync.Mutex
 	got    *issuer.IssueRequest
+	signed *issuer.SignRequest
+	keys   []string
 	err    error
 	denied map[string]bool
 	admits int
@@ -59,6 +62,51 @@ func (s *stubIssuer) Issue(_ context.Context, _ issuer.Meta, req issuer.IssueReq
 }
 
 func (s *stubIssuer) ProfileName(string) string { return "web-server" }
+
+func (s *stubIssuer) Sign(_ context.Context, _ issuer.Meta, req issuer.SignRequest) (*issuer.Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.signed = &req
+	if s.err != nil {
+		return nil, s.err
+	}
+	return &issuer.Result{Certificate: "C", IssuingCACertificate: "I", CertificateChain: "I", SerialNumber: "40ab",
+		CertificateID: "6434d7ca-1979-40b6-a381-a48f97d7b39c"}, nil
+}
+
+func (s *stubIssuer) Lookup(_ context.Context, _ issuer.Meta, key string, byID bool) (*issuer.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = append(s.keys, key)
+	if s.err != nil {
+		return nil, s.err
+	}
+	rec := &record.Certificate{ID: "6434d7ca-1979-40b6-a381-a48f97d7b39c", Serial: key, CommonName: "a.example.internal",
+		AltNames:  []record.AltName{{Type: "dns_name", Value: "a.example.internal"}, {Type: "ip_address", Value: "10.0.0.1"}},
+		KeyUsages: []string{"digital_signature"}, NotBefore: now, NotAfter: now.Add(time.Hour), DER: []byte{0x30, 0}, Profile: "web-server"}
+	return &issuer.Certificate{Record: rec, Status: issuer.StatusActive}, nil
+}
+
+func (s *stubIssuer) Renew(_ context.Context, _ issuer.Meta, id string, removeRoots bool) (*issuer.Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = append(s.keys, fmt.Sprintf("renew %s %t", id, removeRoots))
+	if s.err != nil {
+		return nil, s.err
+	}
+	return &issuer.Result{Certificate: "C", IssuingCACertificate: "I", CertificateChain: "I", PrivateKey: "K", SerialNumber: "40ac",
+		CertificateID: "7434d7ca-1979-40b6-a381-a48f97d7b39c", CertificateRequestID: "8434d7ca-1979-40b6-a381-a48f97d7b39c"}, nil
+}
+
+func (s *stubIssuer) Revoke(_ context.Context, _ issuer.Meta, key string, byID bool, reason string) (*record.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = append(s.keys, "revoke "+key+" "+reason)
+	if s.err != nil {
+		return nil, s.err
+	}
+	return &record.Certificate{Serial: key, RevokedAt: now, RevocationReason: reason}, nil
+}
 
 func (s *stubIssuer) issued() *issuer.IssueRequest {
 	s.mu.Lock()

@@ -178,56 +178,84 @@ func (v *validator) unrecognized(path []any, keys []string, known []string) {
 // issueRequest reads every field in schema order, then the cross-field rules.
 func (v *validator) issueRequest(now time.Time) issuer.IssueRequest {
 	var req issuer.IssueRequest
-	if id, ok := v.str(v.obj, []any{"profileId"}, "profileId", true); ok {
-		if uuidPattern.MatchString(id) {
-			req.ProfileID = strings.ToLower(id)
-		} else {
-			v.add(issue{Code: "invalid_string", Validation: "uuid", Message: "Invalid uuid", Path: []any{"profileId"}})
-		}
-	}
+	req.ProfileID = v.uuid("profileId", true)
 	if cn, ok := v.str(v.obj, []any{"commonName"}, "commonName", false); ok {
 		req.CommonName = v.commonName(cn)
 	}
-	ttlValid := false
-	if ttl, ok := v.str(v.obj, []any{"ttl"}, "ttl", true); ok {
-		ttl = strings.TrimSpace(ttl)
-		if ttl == "" {
-			v.add(tooSmall([]any{"ttl"}, 1, "TTL cannot be empty"))
-		} else if d, err := policy.ParseDuration(ttl); err != nil {
-			v.add(custom([]any{"ttl"}, "TTL must be a positive number"))
-		} else {
-			req.TTL, ttlValid = d, true
-		}
-	}
+	ttl, ttlValid := v.ttl()
+	req.TTL = ttl
 	req.KeyUsages = v.enumArray("keyUsages", policy.KeyUsageNames)
 	req.ExtKeyUsages = v.enumArray("extendedKeyUsages", policy.ExtKeyUsageNames)
-	nbValid, naValid := false, false
-	req.NotBefore, nbValid = v.timestamp("notBefore")
-	req.NotAfter, naValid = v.timestamp("notAfter")
+	req.NotBefore, req.NotAfter = v.window(now, ttl, ttlValid)
 	req.AltNames = v.altNames()
 	req.SignatureAlgorithm, _ = v.enum(v.obj, []any{"signatureAlgorithm"}, "signatureAlgorithm", policy.SignatureAlgorithmNames, true)
 	req.KeyAlgorithm, _ = v.enum(v.obj, []any{"keyAlgorithm"}, "keyAlgorithm", policy.KeyAlgorithmNames, true)
-	if raw, present := v.obj["removeRootsFromChain"]; present {
-		if b, ok := raw.(bool); ok {
-			req.RemoveRootsFromChain = b
-		} else {
-			v.add(typeIssue([]any{"removeRootsFromChain"}, "boolean", raw, true))
-		}
-	}
+	req.RemoveRootsFromChain = v.boolean("removeRootsFromChain")
+	return req
+}
 
-	// Cross-field rules (DESIGN.md §1 "Validity").
-	if nbValid && naValid && !req.NotBefore.Before(*req.NotAfter) {
+// uuid reads a UUID field (lower-cased), as zod's uuid check accepts it.
+func (v *validator) uuid(key string, required bool) string {
+	id, ok := v.str(v.obj, []any{key}, key, required)
+	if !ok {
+		return ""
+	}
+	if !uuidPattern.MatchString(id) {
+		v.add(issue{Code: "invalid_string", Validation: "uuid", Message: "Invalid uuid", Path: []any{key}})
+		return ""
+	}
+	return strings.ToLower(id)
+}
+
+// ttl reads the required ttl in the one duration grammar.
+func (v *validator) ttl() (time.Duration, bool) {
+	ttl, ok := v.str(v.obj, []any{"ttl"}, "ttl", true)
+	if !ok {
+		return 0, false
+	}
+	ttl = strings.TrimSpace(ttl)
+	if ttl == "" {
+		v.add(tooSmall([]any{"ttl"}, 1, "TTL cannot be empty"))
+		return 0, false
+	}
+	d, err := policy.ParseDuration(ttl)
+	if err != nil {
+		v.add(custom([]any{"ttl"}, "TTL must be a positive number"))
+		return 0, false
+	}
+	return d, true
+}
+
+// window reads notBefore and notAfter and checks them against each other
+// and the ttl (DESIGN.md §1 "Validity").
+func (v *validator) window(now time.Time, ttl time.Duration, ttlValid bool) (*time.Time, *time.Time) {
+	notBefore, nbValid := v.timestamp("notBefore")
+	notAfter, naValid := v.timestamp("notAfter")
+	if nbValid && naValid && !notBefore.Before(*notAfter) {
 		v.add(custom(nil, "notBefore must be earlier than notAfter"))
 	} else if naValid && ttlValid {
 		start := now
 		if nbValid {
-			start = *req.NotBefore
+			start = *notBefore
 		}
-		if req.NotAfter.Sub(start) > req.TTL {
+		if notAfter.Sub(start) > ttl {
 			v.add(custom([]any{"notAfter"}, "The validity period up to notAfter must not exceed ttl"))
 		}
 	}
-	return req
+	return notBefore, notAfter
+}
+
+// boolean reads an optional boolean field.
+func (v *validator) boolean(key string) bool {
+	raw, present := v.obj[key]
+	if !present {
+		return false
+	}
+	b, ok := raw.(bool)
+	if !ok {
+		v.add(typeIssue([]any{key}, "boolean", raw, true))
+	}
+	return b
 }
 
 // commonName checks the schema's rules for the CN (each with zod's code)
