@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pkid/pkid/issuer"
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store"
 )
@@ -211,4 +213,103 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// RevokeResult is what `pkid revoke` did.
+type RevokeResult struct {
+	Serial, CertificateID, Reason string
+	RevokedAt                     time.Time
+}
+
+// Revoke revokes the certificate with serial as the operator: a status
+// change and its audit entry (identity local:<operator>) in one
+// transaction. A running pkid puts it on the CRL within crl.maxDelay.
+func Revoke(ctx context.Context, configPath, serial, reason, operator string) (*RevokeResult, error) {
+	s, ok := NormalizeSerial(serial)
+	if !ok {
+		return nil, fmt.Errorf("%w: --serial %q is not a hexadecimal serial number", ErrUsage, serial)
+	}
+	if _, err := issuer.ReasonCode(reason); err != nil {
+		var valid []string
+		for _, r := range issuer.RevocationReasons {
+			if r != "CERTIFICATE_HOLD" {
+				valid = append(valid, r)
+			}
+		}
+		return nil, fmt.Errorf("%w: --reason: %v; valid reasons: %s", ErrUsage, issuer.AsError(err).Message, strings.Join(valid, ", "))
+	}
+	st, _, err := openExistingStore(ctx, configPath)
+	if err != nil {
+		return nil, err
+	}
+	defer closeStore(st)
+	c, err := findRecord(ctx, st, s)
+	if err != nil {
+		return nil, err
+	}
+	at := time.Now().UTC().Truncate(time.Second)
+	ev := record.AuditEvent{Time: at, Action: record.ActionRevoked, Identity: "local:" + operator, Profile: c.Profile,
+		Outcome: record.StatusRevoked, Reason: reason, CertificateID: c.ID, Serial: c.Serial, CA: c.CA}
+	switch err := st.Revoke(ctx, c.ID, at, reason, ev); {
+	case errors.Is(err, record.ErrAlreadyRevoked):
+		return nil, fmt.Errorf("certificate %s is already revoked", c.Serial)
+	case errors.Is(err, record.ErrNotRevocable):
+		return nil, fmt.Errorf("%w: record %s is %s, not an issued certificate", ErrUsage, c.Serial, c.Status)
+	case err != nil:
+		return nil, err
+	}
+	return &RevokeResult{Serial: c.Serial, CertificateID: c.ID, Reason: reason, RevokedAt: at}, nil
+}
+
+// CRLView is a CA's current CRL as `pkid crl show` prints it.
+type CRLView struct {
+	CA         string         `json:"ca"`
+	Number     int64          `json:"crlNumber"`
+	ThisUpdate time.Time      `json:"thisUpdate"`
+	NextUpdate time.Time      `json:"nextUpdate"`
+	Entries    []CRLEntryView `json:"entries"`
+}
+
+// CRLEntryView is one revoked certificate on a CRL.
+type CRLEntryView struct {
+	Serial         string    `json:"serialNumber"`
+	RevocationTime time.Time `json:"revocationTime"`
+	Reason         string    `json:"reason"`
+}
+
+// ShowCRL returns the newest CRL of the CA named ca from the database.
+func ShowCRL(ctx context.Context, configPath, ca string) (*CRLView, error) {
+	st, cfg, err := openExistingStore(ctx, configPath)
+	if err != nil {
+		return nil, err
+	}
+	defer closeStore(st)
+	var names []string
+	known := false
+	for _, c := range cfg.cas {
+		if c.KeyLabel != "" {
+			names = append(names, c.Name)
+			known = known || c.Name == ca
+		}
+	}
+	if !known {
+		return nil, fmt.Errorf("%w: --ca %q is not a CA with a key; choose one of %s", ErrUsage, ca, strings.Join(names, ", "))
+	}
+	c, err := st.LatestCRL(ctx, ca)
+	if errors.Is(err, record.ErrNotFound) {
+		return nil, fmt.Errorf("CA %s has no CRL yet: pkid makes one when it starts", ca)
+	}
+	if err != nil {
+		return nil, err
+	}
+	crl, err := x509.ParseRevocationList(c.DER)
+	if err != nil {
+		return nil, fmt.Errorf("stored CRL %d of %s: %w", c.Number, ca, err)
+	}
+	v := &CRLView{CA: ca, Number: c.Number, ThisUpdate: crl.ThisUpdate, NextUpdate: crl.NextUpdate, Entries: []CRLEntryView{}}
+	for _, e := range crl.RevokedCertificateEntries {
+		v.Entries = append(v.Entries, CRLEntryView{Serial: e.SerialNumber.Text(16), RevocationTime: e.RevocationTime,
+			Reason: issuer.ReasonName(e.ReasonCode)})
+	}
+	return v, nil
 }

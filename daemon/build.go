@@ -23,6 +23,7 @@ import (
 	"github.com/pkid/pkid/issuer"
 	"github.com/pkid/pkid/linter"
 	"github.com/pkid/pkid/metrics"
+	"github.com/pkid/pkid/public"
 	"github.com/pkid/pkid/store"
 	"github.com/pkid/pkid/store/sqlite"
 )
@@ -35,6 +36,7 @@ type resources struct {
 	token     *hsm.Token
 	store     store.Store
 	service   *issuer.Service
+	crls      *issuer.CRLPublisher
 	limiter   *issuer.RateLimiter
 	admission *api.Admission
 	auditKey  crypto.PublicKey
@@ -109,6 +111,7 @@ func openResources(ctx context.Context, cfg *Config, m *metrics.Metrics, log *sl
 		r.Close()
 		return nil, err
 	}
+	r.crls = issuer.NewCRLPublisher(r.service, cfg.crl, log)
 	r.limiter = issuer.NewRateLimiter(0, nil)
 	r.admission = api.NewAdmission(cfg.limits.maxConcurrent, cfg.limits.maxPerIdentity)
 	return r, nil
@@ -133,10 +136,12 @@ type generation struct {
 	cfg        *Config
 	cas        []*issuer.CA
 	issuer     *issuer.Issuer
+	linter     *linter.Linter
 	tls        *tls.Config
 	tlsExpiry  time.Time
-	handler    http.Handler
-	probeLabel string // a CA key label the health probe reads
+	handler    http.Handler // the API
+	public     http.Handler // CRLs and CA certificates
+	probeLabel string       // a CA key label the health probe reads
 	warnings   []string
 }
 
@@ -204,6 +209,7 @@ func buildGeneration(ctx context.Context, cfg *Config, res *resources, m *metric
 		add("%v", err)
 		return fail()
 	}
+	g.linter = lint
 	g.issuer, err = issuer.New(issuer.Config{Profiles: cfg.profiles, CAs: g.cas, Service: res.service, Linter: lint, Limiter: res.limiter})
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
@@ -224,6 +230,7 @@ func buildGeneration(ctx context.Context, cfg *Config, res *resources, m *metric
 	}
 	g.handler = api.NewHandler(api.Config{Issuer: g.issuer, Admission: res.admission, Logger: log, Metrics: m,
 		MaxBodyBytes: cfg.limits.maxBodyBytes, BodyReadTimeout: cfg.limits.bodyReadTimeout})
+	g.public = public.NewHandler(public.Config{CRLs: res.crls, CAs: g.cas, Logger: log, Metrics: m})
 	return g, nil
 }
 

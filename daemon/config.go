@@ -29,6 +29,8 @@ const (
 type ConfigFile struct {
 	Listen        string                 `yaml:"listen"`
 	MetricsListen string                 `yaml:"metricsListen"`
+	PublicListen  string                 `yaml:"publicListen"` // optional: CRLs, CA certificates, OCSP over plain HTTP
+	CRL           CRLConfig              `yaml:"crl"`
 	MetricsTLS    *TLSConfig             `yaml:"metricsTLS"`   // optional: TLS (mTLS with clientCAs) for scrapers
 	MetricsPprof  bool                   `yaml:"metricsPprof"` // serve /debug/pprof/profile on the metrics listener (off by default)
 	TLS           TLSConfig              `yaml:"tls"`
@@ -79,6 +81,13 @@ type HSMConfig struct {
 	Environment     map[string]string `yaml:"environment"` // e.g. SOFTHSM2_CONF
 }
 
+// CRLConfig says how long CRLs are valid and how soon after a revocation
+// a new one is made (ms grammar; defaults 7d and 10s).
+type CRLConfig struct {
+	Validity string `yaml:"validity"`
+	MaxDelay string `yaml:"maxDelay"`
+}
+
 // AuditConfig names the audit key that signs checkpoints of the audit
 // chain (DESIGN.md §6): its label in the token and its public key, which
 // `pkid audit verify` checks signatures with.
@@ -114,6 +123,8 @@ type Config struct {
 	path          string
 	listen        string
 	metricsListen string
+	publicListen  string
+	crl           issuer.CRLConfig
 	metricsTLS    *TLSConfig
 	metricsPprof  bool
 	tls           TLSConfig
@@ -202,7 +213,7 @@ func NewConfig(f *ConfigFile, path string) (*Config, error) {
 		}
 		return s
 	}
-	c := &Config{path: path, listen: f.Listen, metricsListen: f.MetricsListen, metricsPprof: f.MetricsPprof,
+	c := &Config{path: path, listen: f.Listen, metricsListen: f.MetricsListen, publicListen: f.PublicListen, metricsPprof: f.MetricsPprof,
 		tls: f.TLS, database: abs(f.Database), hsm: f.HSM, audit: f.Audit, profileFiles: f.Profiles}
 	if c.listen == "" {
 		c.listen = DefaultListen
@@ -234,13 +245,30 @@ func NewConfig(f *ConfigFile, path string) (*Config, error) {
 	}
 	c.audit.PublicKey = abs(f.Audit.PublicKey)
 
-	for name, addr := range map[string]string{"listen": c.listen, "metricsListen": c.metricsListen} {
+	addrs := map[string]string{"listen": c.listen, "metricsListen": c.metricsListen}
+	if c.publicListen != "" {
+		addrs["publicListen"] = c.publicListen
+	}
+	byAddr := map[string]string{}
+	for _, name := range []string{"listen", "metricsListen", "publicListen"} {
+		addr, ok := addrs[name]
+		if !ok {
+			continue
+		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			add("%s: %q is not host:port", name, addr)
 		}
+		if other, dup := byAddr[addr]; dup {
+			add("%s and %s are both %s", other, name, addr)
+		}
+		byAddr[addr] = name
 	}
-	if c.listen == c.metricsListen {
-		add("listen and metricsListen are both %s", c.listen)
+	c.crl = issuer.CRLConfig{
+		Validity: duration("crl.validity", f.CRL.Validity, issuer.DefaultCRLValidity, add),
+		MaxDelay: duration("crl.maxDelay", f.CRL.MaxDelay, issuer.DefaultCRLMaxDelay, add),
+	}
+	if c.crl.MaxDelay >= c.crl.Validity/2 {
+		add("crl.maxDelay (%s) must be well under half of crl.validity (%s)", c.crl.MaxDelay, c.crl.Validity)
 	}
 	for name, v := range map[string]string{"tls.certificate": c.tls.Certificate, "tls.key": c.tls.Key,
 		"tls.clientCAs": c.tls.ClientCAs, "database": c.database, "hsm.module": c.hsm.Module, "hsm.tokenLabel": c.hsm.TokenLabel,

@@ -25,7 +25,9 @@ import (
 	sdnotify "github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/pkid/pkid/api"
+	"github.com/pkid/pkid/issuer"
 	"github.com/pkid/pkid/metrics"
+	"github.com/pkid/pkid/public"
 	"github.com/pkid/pkid/record"
 )
 
@@ -82,8 +84,11 @@ func newMetrics(info Info, cfg *Config) *metrics.Metrics {
 		sessions = 8 // hsm's default
 	}
 	return metrics.New(metrics.Options{Version: info.Version, Commit: info.Commit, GoVersion: runtime.Version(),
-		Routes: []string{api.IssuePath, "/metrics", "/healthz", "/readyz"}, SessionLimit: sessions,
-		RejectReasons: []string{api.RejectNoCredential, api.RejectAmbiguous, api.RejectUnusable, api.RejectNotAllowed}})
+		Routes: []string{api.IssuePath, api.SignPath, api.RenewPath, api.CertificatePath, api.BodyPath, api.RevokePath,
+			public.RouteCRL, public.RouteCA, "/metrics", "/healthz", "/readyz"},
+		SessionLimit:      sessions,
+		RejectReasons:     []string{api.RejectNoCredential, api.RejectAmbiguous, api.RejectUnusable, api.RejectNotAllowed},
+		RevocationReasons: issuer.RevocationReasons})
 }
 
 // Serve runs pkid until ctx ends: it builds and checks everything, listens,
@@ -110,10 +115,11 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 	if err != nil {
 		return err
 	}
-	d.install(gen)
 	if err := d.recoverPending(ctx); err != nil {
 		return err
 	}
+	d.install(gen)
+	d.publishCRLs(ctx)
 	d.probe(ctx)
 
 	apiSrv, apiDone, err := d.listenAPI(cfg.listen, cfg.limits)
@@ -125,15 +131,22 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 		apiSrv.Close()
 		return err
 	}
+	pubSrv, pubDone, err := d.listenPublic(cfg.publicListen)
+	if err != nil {
+		apiSrv.Close()
+		metSrv.Close()
+		return err
+	}
 	// Background work never runs on the main loop, so a hung token or
 	// store cannot delay SIGTERM or SIGHUP handling.
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var background sync.WaitGroup
-	for _, loop := range []func(context.Context){d.probeLoop, d.housekeepingLoop} {
+	crlLoop := func(ctx context.Context) { d.res.crls.Run(ctx, d.res.store.RevocationCount) }
+	for _, loop := range []func(context.Context){d.probeLoop, d.housekeepingLoop, crlLoop} {
 		background.Add(1)
 		go func() { defer background.Done(); loop(bg) }()
 	}
-	log.Info("serving", "listen", cfg.listen, "metricsListen", cfg.metricsListen,
+	log.Info("serving", "listen", cfg.listen, "metricsListen", cfg.metricsListen, "publicListen", cfg.publicListen,
 		"profiles", len(cfg.profiles), "cas", len(gen.cas), "version", info.Version)
 	notify(log, sdnotify.SdNotifyReady)
 
@@ -172,6 +185,9 @@ loop:
 		case err := <-metDone:
 			runErr = fmt.Errorf("metrics listener stopped: %w", err)
 			break loop
+		case err := <-pubDone:
+			runErr = fmt.Errorf("public listener stopped: %w", err)
+			break loop
 		}
 	}
 
@@ -185,6 +201,11 @@ loop:
 	}
 	if err := metSrv.Shutdown(sctx); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("stopping metrics listener: %w", err))
+	}
+	if pubSrv != nil {
+		if err := pubSrv.Shutdown(sctx); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("stopping public listener: %w", err))
+		}
 	}
 	stopBackground()
 	background.Wait()
@@ -262,6 +283,7 @@ func (d *Daemon) recoverPending(ctx context.Context) error {
 // install makes g the generation new requests use.
 func (d *Daemon) install(g *generation) {
 	d.gen.Store(g)
+	d.res.crls.SetCAs(g.cas, g.linter)
 	d.metrics.SetConfig(g.profileNames(), g.caNames())
 	g.publishExpiries(d.metrics)
 }
@@ -311,6 +333,10 @@ func restartOnly(a, b *Config) string {
 		return "metricsTLS"
 	case listenerLimits(a) != listenerLimits(b):
 		return "limits (timeouts, header size and concurrency)"
+	case a.publicListen != b.publicListen:
+		return "publicListen"
+	case a.crl != b.crl:
+		return "crl"
 	}
 	return ""
 }
@@ -498,6 +524,49 @@ func (d *Daemon) listenAPI(addr string, lim limits) (*http.Server, <-chan error,
 	go func() {
 		err := srv.ServeTLS(ln, "", "")
 		if !errors.Is(err, http.ErrServerClosed) {
+			done <- err
+		}
+	}()
+	return srv, done, nil
+}
+
+// publishCRLs makes every CA's first CRL before pkid says it is ready, so
+// that the CRL URLs in its certificates answer from the start. A CRL that
+// cannot be made is logged and counted; the publisher keeps trying.
+func (d *Daemon) publishCRLs(ctx context.Context) {
+	for _, ca := range d.gen.Load().cas {
+		if !ca.CanSign() {
+			continue
+		}
+		if _, err := d.res.crls.Refresh(ctx, ca.Name(), d.res.store.RevocationCount); err != nil {
+			d.metrics.ObserveCRLError(ca.Name())
+			d.log.Error("making the first CRL failed; retrying in the background", "ca", ca.Name(), "error", err)
+		}
+	}
+}
+
+// listenPublic serves the current generation's CRLs and CA certificates
+// over plain HTTP (DESIGN.md §13), with its own, tighter limits; "" means
+// no public listener.
+func (d *Daemon) listenPublic(addr string) (*http.Server, <-chan error, error) {
+	done := make(chan error, 1)
+	if addr == "" {
+		return nil, done, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			d.gen.Load().public.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute,
+		IdleTimeout: time.Minute, MaxHeaderBytes: 8 << 10,
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			done <- err
 		}
 	}()

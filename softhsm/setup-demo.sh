@@ -12,13 +12,15 @@
 #   DIR/audit/audit-key.pem          public half of the audit key (its private half is in the token)
 #   DIR/pkid.yaml                    three profiles: web-server, internal-services, prod-clients
 # No CA private key ever exists outside the token. Idempotent: a complete
-# DIR is kept (pkid.yaml is rewritten for PKID_API_ADDR / PKID_METRICS_ADDR);
+# DIR is kept (pkid.yaml is rewritten for PKID_API_ADDR / PKID_METRICS_ADDR /
+# PKID_PUBLIC_ADDR);
 # an incomplete one is rebuilt.
 set -euo pipefail
 
 DIR=${1:?usage: setup-demo.sh DIR}
 API_ADDR=${PKID_API_ADDR:-127.0.0.1:8443}
 METRICS_ADDR=${PKID_METRICS_ADDR:-127.0.0.1:9464}
+PUBLIC_ADDR=${PKID_PUBLIC_ADDR:-127.0.0.1:8080}
 here=$(cd "$(dirname "$0")" && pwd)
 PKID=${PKID_BIN:-$here/../bin/pkid}
 TOKEN=pkid-demo
@@ -45,6 +47,12 @@ write_config() {
 # are relative to this file. The token PIN is in hsm-pin, never here.
 listen: "$API_ADDR"
 metricsListen: "$METRICS_ADDR"
+# CRLs and CA certificates over plain HTTP; the issuing CAs name these URLs
+# in every certificate, so openssl verify -crl_check -crl_download works.
+publicListen: "$PUBLIC_ADDR"
+crl:
+  validity: 7d
+  maxDelay: 2s
 tls:
   certificate: tls/server.pem
   key: tls/server-key.pem
@@ -68,10 +76,14 @@ cas:
     certificate: ca/ec-issuing.pem
     keyLabel: pkid-ec-issuing
     parent: root
+    crlURLs: ["http://$PUBLIC_ADDR/crl/ec-issuing.crl"]
+    issuingCertificateURLs: ["http://$PUBLIC_ADDR/ca/ec-issuing.crt"]
   - name: rsa-issuing
     certificate: ca/rsa-issuing.pem
     keyLabel: pkid-rsa-issuing
     parent: root
+    crlURLs: ["http://$PUBLIC_ADDR/crl/rsa-issuing.crl"]
+    issuingCertificateURLs: ["http://$PUBLIC_ADDR/ca/rsa-issuing.crt"]
 profiles:
   - id: b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e
     name: web-server
@@ -160,7 +172,7 @@ YAML
 
 if [ -f "$DIR/.complete" ]; then
   write_config
-  echo "setup-demo: $DIR is already set up; rewrote $DIR/pkid.yaml (api $API_ADDR, metrics $METRICS_ADDR)"
+  echo "setup-demo: $DIR is already set up; rewrote $DIR/pkid.yaml (api $API_ADDR, metrics $METRICS_ADDR, public $PUBLIC_ADDR)"
   exit 0
 fi
 

@@ -5,6 +5,8 @@
 //	pkid ca ...                      key ceremony: create CA keys in the token and their certificates
 //	pkid records list --config F     print certificate records as JSON lines
 //	pkid records show --config F S   print one record with its PEM
+//	pkid revoke --config F --serial S --reason R   revoke as the operator
+//	pkid crl show --config F --ca NAME   print a CA's current CRL
 //	pkid audit verify --config F     verify the audit log (chain, checkpoints, records)
 //	pkid version
 package main
@@ -32,13 +34,15 @@ func main() {
 const usage = `usage: pkid <command> [flags]
 
 commands:
-  serve --config F              serve the issue-certificate API over mutual TLS
+  serve --config F              serve the API over mutual TLS (and CRLs over plain HTTP)
   check-config --config F       validate config, token, CA keys and profiles
   ca create-root ...            create a root CA key in the token and its certificate
   ca create-intermediate ...    create an intermediate CA key, signed by its parent in the token
   ca issue-tls ...              issue a TLS server or client certificate from a CA in the token
   records list --config F       print certificate records as JSON lines
   records show --config F S|ID  print one record with its PEM
+  revoke --config F --serial S --reason R   revoke a certificate as the operator (audited as local:<user>)
+  crl show --config F --ca NAME print a CA's current CRL
   audit verify --config F       verify the audit log: its hash chain, signed checkpoints and records
   version                       print version information
 `
@@ -66,6 +70,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdRecords(ctx, args[1:], stdout)
 	case "audit":
 		err = cmdAudit(ctx, args[1:], stdout)
+	case "revoke":
+		err = cmdRevoke(ctx, args[1:], stdout)
+	case "crl":
+		err = cmdCRL(ctx, args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":

@@ -90,7 +90,7 @@ func run(bin, out string, duration, rsaDuration, warmup time.Duration, maxReques
 	dir := filepath.Join(tmp, "demo")
 	api, metrics := freeAddr(), freeAddr()
 	setup := exec.Command("softhsm/setup-demo.sh", dir)
-	setup.Env = append(os.Environ(), "PKID_BIN="+bin, "PKID_API_ADDR="+api, "PKID_METRICS_ADDR="+metrics)
+	setup.Env = append(os.Environ(), "PKID_BIN="+bin, "PKID_API_ADDR="+api, "PKID_METRICS_ADDR="+metrics, "PKID_PUBLIC_ADDR="+freeAddr())
 	if o, err := setup.CombinedOutput(); err != nil {
 		return fmt.Errorf("setup-demo.sh: %v\n%s", err, o)
 	}
