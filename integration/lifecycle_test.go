@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -22,11 +23,11 @@ import (
 // daemon2 is a second pkid on its own fixture, driven through its
 // lifecycle: notify, watchdog, reloads, and a draining stop.
 type daemon2 struct {
-	dir, addr, metrics, logPath, sock string
-	cmd                               *exec.Cmd
-	clients                           map[string]*http.Client
-	notes                             chan string
-	exited                            chan error
+	dir, addr, metrics, public, logPath, sock string
+	cmd                                       *exec.Cmd
+	clients                                   map[string]*http.Client
+	notes                                     chan string
+	exited                                    chan error
 }
 
 // newDaemon2 builds a fixture in its own directory, applies edit (if any)
@@ -34,9 +35,9 @@ type daemon2 struct {
 func newDaemon2(t *testing.T, edit func(string) string) *daemon2 {
 	t.Helper()
 	base := t.TempDir()
-	d := &daemon2{dir: filepath.Join(base, "demo"), addr: freeAddr(), metrics: freeAddr(), logPath: filepath.Join(base, "pkid.log")}
+	d := &daemon2{dir: filepath.Join(base, "demo"), addr: freeAddr(), metrics: freeAddr(), public: freeAddr(), logPath: filepath.Join(base, "pkid.log")}
 	setup := exec.Command("../softhsm/setup-demo.sh", d.dir)
-	setup.Env = append(os.Environ(), "PKID_BIN="+s.bin, "PKID_API_ADDR="+d.addr, "PKID_METRICS_ADDR="+d.metrics)
+	setup.Env = append(os.Environ(), "PKID_BIN="+s.bin, "PKID_API_ADDR="+d.addr, "PKID_METRICS_ADDR="+d.metrics, "PKID_PUBLIC_ADDR="+d.public)
 	if out, err := setup.CombinedOutput(); err != nil {
 		t.Fatalf("setup-demo.sh: %v\n%s", err, out)
 	}
@@ -262,6 +263,14 @@ func TestLifecycle(t *testing.T) {
 		}
 		results := make(chan result, n)
 		written := make(chan struct{}, n)
+		// Each request on a connection of its own: a request written on an
+		// idle keep-alive connection can meet Shutdown closing that
+		// connection before the server has read it (net/http closes idle
+		// connections first), which is the client's retry to make, not a
+		// drain failure.
+		tr := d.clients["client"].Transport.(*http.Transport).Clone()
+		tr.DisableKeepAlives = true
+		fresh := &http.Client{Timeout: time.Minute, Transport: tr}
 		for k := 0; k < n; k++ {
 			go func() {
 				b, _ := json.Marshal(map[string]any{"profileId": webServer, "commonName": "slow.example.internal", "ttl": "1h",
@@ -271,7 +280,7 @@ func TestLifecycle(t *testing.T) {
 					WroteRequest: func(httptrace.WroteRequestInfo) { written <- struct{}{} }})
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+d.addr+"/api/v3/pki/certificates/issue-certificate", bytes.NewReader(b))
 				req.Header.Set("Content-Type", "application/json")
-				resp, err := d.clients["client"].Do(req)
+				resp, err := fresh.Do(req)
 				if err != nil {
 					results <- result{0, "", time.Now()}
 					return
@@ -283,10 +292,20 @@ func TestLifecycle(t *testing.T) {
 				results <- result{resp.StatusCode, id, time.Now()}
 			}()
 		}
-		// Every request is on the wire before SIGTERM; RSA-4096 key
-		// generation keeps them in flight while the daemon drains.
+		// SIGTERM once the daemon serves all of them (a request it has not
+		// read yet when shutdown starts is the client's to retry); RSA-4096
+		// key generation keeps them in flight while it drains.
 		for k := 0; k < n; k++ {
 			<-written
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if _, text := httpGet(t, "http://"+d.metrics+"/metrics"); strings.Contains(text, fmt.Sprintf("\npkid_http_requests_in_flight %d\n", n)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the daemon never served the %d requests at once", n)
+			}
 		}
 		termAt := time.Now()
 		d.cmd.Process.Signal(syscall.SIGTERM)

@@ -32,6 +32,7 @@ type suite struct {
 	bin     string
 	addr    string
 	metrics string // metrics listener address
+	public  string // public listener address (CRLs, CA certificates)
 	logPath string
 	cmd     *exec.Cmd
 	root    *x509.Certificate
@@ -75,9 +76,9 @@ func run(m *testing.M) (int, error) {
 			return 1, fmt.Errorf("building pkid: %v\n%s", err, out)
 		}
 	}
-	s.addr, s.metrics = freeAddr(), freeAddr()
+	s.addr, s.metrics, s.public = freeAddr(), freeAddr(), freeAddr()
 	setup := exec.Command(filepath.Join(repo, "softhsm", "setup-demo.sh"), s.dir)
-	setup.Env = append(os.Environ(), "PKID_BIN="+s.bin, "PKID_API_ADDR="+s.addr, "PKID_METRICS_ADDR="+s.metrics)
+	setup.Env = append(os.Environ(), "PKID_BIN="+s.bin, "PKID_API_ADDR="+s.addr, "PKID_METRICS_ADDR="+s.metrics, "PKID_PUBLIC_ADDR="+s.public)
 	if out, err := setup.CombinedOutput(); err != nil {
 		return 1, fmt.Errorf("setup-demo.sh: %v\n%s", err, out)
 	}
@@ -202,8 +203,18 @@ func (r reply) str(key string) string { v, _ := r.body[key].(string); return v }
 
 func (s *suite) post(t *testing.T, client, contentType string, body []byte) reply {
 	t.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost,
-		"https://"+s.addr+"/api/v3/pki/certificates/issue-certificate", bytes.NewReader(body))
+	return s.send(t, client, "/api/v3/pki/certificates/issue-certificate", contentType, body)
+}
+
+// postTo posts a JSON body to another route of the suite's daemon.
+func (s *suite) postTo(t *testing.T, client, path string, body []byte) reply {
+	t.Helper()
+	return s.send(t, client, path, "application/json", body)
+}
+
+func (s *suite) send(t *testing.T, client, path, contentType string, body []byte) reply {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, "https://"+s.addr+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +272,7 @@ func (s *suite) pkid(t *testing.T, args ...string) (string, string, int) {
 func runScript(t *testing.T, script string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(script, args...)
-	cmd.Env = append(os.Environ(), "PKID_BIN="+s.bin, "PKID_API_ADDR="+s.addr, "PKID_METRICS_ADDR="+s.metrics)
+	cmd.Env = append(os.Environ(), "PKID_BIN="+s.bin, "PKID_API_ADDR="+s.addr, "PKID_METRICS_ADDR="+s.metrics, "PKID_PUBLIC_ADDR="+s.public)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

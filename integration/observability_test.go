@@ -136,6 +136,10 @@ func TestMetricsGoldenAndPromtool(t *testing.T) {
 		`pkid_ca_not_after_timestamp_seconds{ca="root"}`,
 		`pkid_ca_not_after_timestamp_seconds{ca="tls-server"}`,
 		`pkid_lint_failures_total{lint="e_subject_common_name_not_exactly_from_san"}`,
+		`pkid_crl_number{ca="ec-issuing"}`,
+		`pkid_crl_next_update_timestamp_seconds{ca="root"}`,
+		`pkid_revocations_total{ca="rsa-issuing",reason="A_A_COMPROMISE"}`,
+		`pkid_crl_errors_total{ca="ec-issuing"} 0`,
 	} {
 		if !strings.Contains(text, series) {
 			t.Errorf("scrape lacks %s", series)
