@@ -93,6 +93,28 @@ func TestCheckCustodyRefusesMismatchAndMissing(t *testing.T) {
 	}
 }
 
+// With no public key to compare (an OCSP responder key, which pkid
+// certifies itself), custody still checks every attribute and answers the
+// token's key.
+func TestCheckCustodyWithoutAPublicKey(t *testing.T) {
+	tok := openTestToken(t)
+	made, err := tok.GenerateCAKey("responder", KeyECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := tok.CheckCustody("responder", nil)
+	if err != nil || !samePublicKey(s.Public(), made.Public()) {
+		t.Fatalf("CheckCustody(nil) = %v, %v", s, err)
+	}
+	if err := generateExtractable(tok, "weak2"); err != nil {
+		t.Fatal(err)
+	}
+	var ce *CustodyError
+	if _, err := tok.CheckCustody("weak2", nil); !errors.As(err, &ce) || ce.Attribute != "CKA_EXTRACTABLE" {
+		t.Fatalf("CheckCustody(extractable, nil) = %v", err)
+	}
+}
+
 // A key that was extractable when created is refused by name.
 func TestCheckCustodyRefusesExtractableKey(t *testing.T) {
 	tok := openTestToken(t)

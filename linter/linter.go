@@ -6,6 +6,7 @@ package linter
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 
 	zx509 "github.com/zmap/zcrypto/x509"
@@ -63,9 +64,23 @@ func compile(r lint.Registry) compiled {
 	return compiled{lints: r.CertificateLints().Lints(), config: r.GetConfiguration()}
 }
 
+// OCSPResponderProfile names the registry that lints the delegated OCSP
+// responder certificates pkid issues itself (DESIGN.md §14): RFC 5280 with
+// the default exclusions.
+const OCSPResponderProfile = "ocsp-responder"
+
 // New builds the filtered registries. extra maps a profile name to the
 // exclusions it adds to DefaultExclusions; an unknown lint name is an error.
+// The OCSP responder registry is always there.
 func New(extra map[string][]string) (*Linter, error) {
+	if _, taken := extra[OCSPResponderProfile]; taken {
+		return nil, fmt.Errorf("profile name %q is reserved for OCSP responder certificates", OCSPResponderProfile)
+	}
+	extra = maps.Clone(extra)
+	if extra == nil {
+		extra = map[string][]string{}
+	}
+	extra[OCSPResponderProfile] = nil
 	l := &Linter{registries: map[string]registries{}}
 	crl, err := filter(nil, lint.RFC5280, lint.Community)
 	if err != nil {
