@@ -202,7 +202,7 @@ func NewCRLPublisher(s *Service, cfg CRLConfig, log *slog.Logger) *CRLPublisher 
 	}
 	p := &CRLPublisher{service: s, cfg: cfg, log: log, wake: make(chan struct{}, 1), cas: map[string]*CA{},
 		current: map[string]*PublishedCRL{}, events: map[string]uint64{}, covered: map[string]uint64{}, counted: map[string]int64{}}
-	s.onRevoke = p.revoked
+	s.onRevoke = append(s.onRevoke, func(ca, _ string) { p.revoked(ca) })
 	return p
 }
 

@@ -228,6 +228,25 @@ func (s *memStore) LastCRLNumber(_ context.Context, ca string) (int64, error) {
 	return n, nil
 }
 
+// ListCertificates makes memStore the service's CertificateLister too.
+func (s *memStore) ListCertificates(_ context.Context, ca, profile, status string, fn func(*record.Certificate) error) error {
+	s.mu.Lock()
+	var out []*record.Certificate
+	for _, r := range s.records {
+		if (ca == "" || r.CA == ca) && (profile == "" || r.Profile == profile) && (status == "" || r.Status == status) {
+			cp := *r
+			out = append(out, &cp)
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range out {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *memStore) only(t *testing.T) *record.Certificate {
 	t.Helper()
 	s.mu.Lock()
@@ -435,7 +454,7 @@ func newHarness(t testing.TB, rsaCA bool, change ...func(*ProfileConfig)) *harne
 	h.meta = metaFor(t, "uri:spiffe://test/client")
 	h.prof = testProfile(t, change...)
 	auditKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	svc, err := NewService(ServiceConfig{Store: h.store, Clock: h.clock, AuditKey: auditKey})
+	svc, err := NewService(ServiceConfig{Store: h.store, Lister: h.store, Clock: h.clock, AuditKey: auditKey})
 	if err != nil {
 		t.Fatal(err)
 	}

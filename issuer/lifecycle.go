@@ -318,8 +318,8 @@ func (s *Service) revoke(ctx context.Context, rec *record.Certificate, at time.T
 		return nil, storeUnavailable(err)
 	}
 	s.observer.ObserveRevocation(rec.CA, reason)
-	if s.onRevoke != nil {
-		s.onRevoke(rec.CA)
+	for _, hook := range s.onRevoke {
+		hook(rec.CA, rec.Serial)
 	}
 	out := *rec
 	out.Status, out.RevokedAt, out.RevocationReason = record.StatusRevoked, at, reason

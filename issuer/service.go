@@ -59,12 +59,19 @@ type Store interface {
 	AddCheckpoint(ctx context.Context, cp record.Checkpoint) error
 }
 
+// CertificateLister lists the records of a CA (of one profile and status
+// when not ""), for the OCSP responder's pre-signing.
+type CertificateLister interface {
+	ListCertificates(ctx context.Context, ca, profile, status string, fn func(*record.Certificate) error) error
+}
+
 // ServiceConfig wires a Service. Store is required.
 type ServiceConfig struct {
 	Store    Store
-	Observer Observer  // default NopObserver
-	Clock    Clock     // default SystemClock
-	Rand     io.Reader // default crypto/rand
+	Lister   CertificateLister // needed by the OCSP responder
+	Observer Observer          // default NopObserver
+	Clock    Clock             // default SystemClock
+	Rand     io.Reader         // default crypto/rand
 	// AuditKey signs audit checkpoints (DESIGN.md §6); a key in the token.
 	AuditKey crypto.Signer
 }
@@ -77,6 +84,7 @@ type ServiceConfig struct {
 // with every order.
 type Service struct {
 	store    Store
+	lister   CertificateLister
 	observer Observer
 	clock    Clock
 	rand     io.Reader
@@ -86,7 +94,7 @@ type Service struct {
 	lintMu   sync.Mutex
 	lintKeys map[string]*lintIssuer // by CA issuer hash
 	refusals *refusalThrottle
-	onRevoke func(ca string) // set by NewCRLPublisher
+	onRevoke []func(ca, serial string) // set by NewCRLPublisher and NewOCSPResponder, before serving
 }
 
 // lintIssuer stands in for a CA when signing the lint copy: the same
@@ -103,7 +111,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("issuer: the signing service needs a store")
 	}
-	s := &Service{store: cfg.Store, observer: cfg.Observer, clock: cfg.Clock, rand: cfg.Rand,
+	s := &Service{store: cfg.Store, lister: cfg.Lister, observer: cfg.Observer, clock: cfg.Clock, rand: cfg.Rand,
 		auditKey: cfg.AuditKey, lintKeys: map[string]*lintIssuer{}, refusals: newRefusalThrottle()}
 	if s.observer == nil {
 		s.observer = NopObserver{}

@@ -56,6 +56,8 @@ type Observer interface {
 	ObserveRevocation(ca, reason string)
 	ObserveCRL(ca string, number int64, thisUpdate, nextUpdate time.Time)
 	ObserveCRLError(ca string)
+	ObserveOCSP(ca, status string)
+	ObserveOCSPResponder(ca string, notAfter time.Time)
 }
 
 // NopObserver observes nothing.
@@ -66,6 +68,8 @@ func (NopObserver) ObserveLintFailure(string)                      {}
 func (NopObserver) ObserveRevocation(string, string)               {}
 func (NopObserver) ObserveCRL(string, int64, time.Time, time.Time) {}
 func (NopObserver) ObserveCRLError(string)                         {}
+func (NopObserver) ObserveOCSP(string, string)                     {}
+func (NopObserver) ObserveOCSPResponder(string, time.Time)         {}
 
 // Clock tells the time; tests inject a fixed one.
 type Clock interface{ Now() time.Time }

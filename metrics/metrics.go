@@ -33,6 +33,7 @@ type Options struct {
 	Routes                     []string
 	SessionLimit               int
 	RevocationReasons          []string // the reasons a revocation may carry (the issuer's vocabulary)
+	OCSPStatuses               []string // the statuses of OCSP answers (the issuer's vocabulary)
 	RejectReasons              []string // why a client identity is refused (the API's vocabulary)
 }
 
@@ -64,8 +65,11 @@ type Metrics struct {
 	crlNextUpdate    *prometheus.GaugeVec
 	crlThisUpdate    *prometheus.GaugeVec
 	crlErrors        *prometheus.CounterVec
+	ocspResponses    *prometheus.CounterVec
+	ocspResponder    *prometheus.GaugeVec
 
-	reasons []string
+	reasons      []string
+	ocspStatuses []string
 
 	mu       sync.RWMutex
 	profiles map[string]bool
@@ -126,7 +130,12 @@ func New(o Options) *Metrics {
 			Help: "thisUpdate of each CA's current CRL."}, []string{"ca"}),
 		crlErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("crl", "errors_total"),
 			Help: "CRLs that could not be made (the current one stays served), by CA."}, []string{"ca"}),
+		ocspResponses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("ocsp", "responses_total"),
+			Help: "OCSP answers by CA and status (unauthorized and malformed requests name no CA: ca=\"unknown\")."}, []string{"ca", "status"}),
+		ocspResponder: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name("ocsp", "responder_not_after_timestamp_seconds"),
+			Help: "Expiry of each CA's delegated OCSP responder certificate."}, []string{"ca"}),
 	}
+	m.ocspStatuses = o.OCSPStatuses
 	m.reasons = o.RevocationReasons
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: name("", "build_info"), Help: "Build information; always 1.",
 		ConstLabels: prometheus.Labels{"version": o.Version, "commit": o.Commit, "goversion": o.GoVersion}})
@@ -134,7 +143,7 @@ func New(o Options) *Metrics {
 	m.registry.MustRegister(m.issuance, m.issuanceDuration, m.signDuration, m.hsmErrors, m.hsmUp, m.sessionsInUse,
 		m.sessionsLimit, m.notAfter, m.pending, m.httpRequests, m.httpInFlight, m.httpDuration, m.lintFailures, m.commitDuration,
 		m.commitGroupSize, m.identityRejected, m.reloads, m.recovered, m.checkpoint, m.revocations, m.crlNumber,
-		m.crlNextUpdate, m.crlThisUpdate, m.crlErrors, build,
+		m.crlNextUpdate, m.crlThisUpdate, m.crlErrors, m.ocspResponses, m.ocspResponder, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: namespace}))
 	m.sessionsLimit.Set(float64(o.SessionLimit))
 	for _, r := range o.RejectReasons {
@@ -155,6 +164,12 @@ func New(o Options) *Metrics {
 // reload): their series start at zero, and only they are used as labels.
 func (m *Metrics) SetConfig(profiles, cas []string) {
 	pm, cm := map[string]bool{}, map[string]bool{}
+	for _, st := range m.ocspStatuses {
+		m.ocspResponses.WithLabelValues(Unknown, st)
+		for _, c := range cas {
+			m.ocspResponses.WithLabelValues(c, st)
+		}
+	}
 	for _, p := range append(profiles, Unknown) {
 		pm[p] = true
 		for _, o := range Outcomes {
@@ -290,3 +305,13 @@ func (m *Metrics) ObserveCRL(ca string, number int64, thisUpdate, nextUpdate tim
 
 // ObserveCRLError counts a CRL that could not be made.
 func (m *Metrics) ObserveCRLError(ca string) { m.crlErrors.WithLabelValues(m.bound(m.cas, ca)).Inc() }
+
+// ObserveOCSP counts one OCSP answer.
+func (m *Metrics) ObserveOCSP(ca, status string) {
+	m.ocspResponses.WithLabelValues(m.bound(m.cas, ca), status).Inc()
+}
+
+// ObserveOCSPResponder records a responder certificate's expiry.
+func (m *Metrics) ObserveOCSPResponder(ca string, notAfter time.Time) {
+	m.ocspResponder.WithLabelValues(m.bound(m.cas, ca)).Set(float64(notAfter.Unix()))
+}

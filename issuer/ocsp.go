@@ -1,0 +1,513 @@
+package issuer
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/crypto/ocsp"
+	"golang.org/x/time/rate"
+
+	"github.com/pkid/pkid/record"
+)
+
+// Defaults of OCSPConfig (DESIGN.md §14).
+const (
+	DefaultOCSPValidity      = 12 * time.Hour
+	DefaultResponderValidity = 30 * 24 * time.Hour
+)
+
+// OCSPResponderProfile is the profile name of the responder certificates
+// pkid issues itself; the linter keeps a registry under the same name.
+const OCSPResponderProfile = "ocsp-responder"
+
+// OCSP answer statuses, as logged and counted.
+const (
+	OCSPGood         = "good"
+	OCSPRevoked      = "revoked"
+	OCSPUnknown      = "unknown"
+	OCSPUnauthorized = "unauthorized"
+	OCSPMalformed    = "malformed"
+	OCSPTryLater     = "try_later"
+)
+
+// OCSPStatuses lists every status, so counters can start at zero.
+var OCSPStatuses = []string{OCSPGood, OCSPRevoked, OCSPUnknown, OCSPUnauthorized, OCSPMalformed, OCSPTryLater}
+
+// OCSPConfig says how long answers and responder certificates live.
+type OCSPConfig struct {
+	Validity          time.Duration // nextUpdate = thisUpdate + Validity; default 12h
+	ResponderValidity time.Duration // default 30d; renewed at one third left
+}
+
+// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): relying parties need not
+// check the responder certificate's revocation.
+var oidOCSPNoCheck = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 5}
+
+// unknownPerSecond bounds how many "unknown" answers a CA signs per second:
+// they cannot be pre-signed (each names the serial asked for), so random
+// serials must not turn into token signatures without limit. Past it the
+// answer is the unsigned tryLater (RFC 6960 §2.3).
+const unknownPerSecond = 50
+
+// OCSPAnswer is a DER OCSP response and what the edge needs to serve it.
+type OCSPAnswer struct {
+	DER                    []byte
+	Status                 string
+	ThisUpdate, NextUpdate time.Time // zero for unsigned error answers
+}
+
+// responder is one CA's delegated OCSP responder: its key in the token and
+// the certificate pkid issued for that key.
+type responder struct {
+	ca      *CA
+	key     crypto.Signer
+	cert    *x509.Certificate
+	unknown *rate.Limiter
+	// issuer hashes of the CA, by hash algorithm, as requests name it
+	nameHash, keyHash map[crypto.Hash][]byte
+}
+
+type cacheKey struct {
+	ca, serial string
+	hash       crypto.Hash
+}
+
+// OCSPResponder answers OCSP requests for the CAs it has responders for
+// (DESIGN.md §14): pre-signed answers from memory, refreshed at half-life
+// and at once when a certificate is revoked. It outlives reloads.
+type OCSPResponder struct {
+	service *Service
+	cfg     OCSPConfig
+	log     *slog.Logger
+	wake    chan struct{}
+
+	mu         sync.RWMutex
+	responders map[string]*responder // by CA name
+	lint       Linter
+	cache      map[cacheKey]*OCSPAnswer
+	stale      map[cacheKey]bool // revoked since signed: re-sign at once
+}
+
+// NewOCSPResponder returns a responder wired to s, so that every
+// revocation s records refreshes that certificate's answer.
+func NewOCSPResponder(s *Service, cfg OCSPConfig, log *slog.Logger) *OCSPResponder {
+	if cfg.Validity <= 0 {
+		cfg.Validity = DefaultOCSPValidity
+	}
+	if cfg.ResponderValidity <= 0 {
+		cfg.ResponderValidity = DefaultResponderValidity
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	o := &OCSPResponder{service: s, cfg: cfg, log: log, wake: make(chan struct{}, 1),
+		responders: map[string]*responder{}, cache: map[cacheKey]*OCSPAnswer{}, stale: map[cacheKey]bool{}}
+	s.onRevoke = append(s.onRevoke, o.revoked)
+	return o
+}
+
+// OCSPKey is a CA's responder key in the token.
+type OCSPKey struct {
+	CA  *CA
+	Key crypto.Signer
+}
+
+// SetResponders installs the responders of a configuration generation:
+// for each CA with a responder key, a valid responder certificate — the
+// newest stored one for that key if a third of its validity is left, else
+// a new one issued through the signing service. lint lints responder
+// certificates (registry OCSPResponderProfile).
+func (o *OCSPResponder) SetResponders(ctx context.Context, keys []OCSPKey, lint Linter) error {
+	o.mu.RLock()
+	old := o.responders
+	o.mu.RUnlock()
+	next := map[string]*responder{}
+	var errs []error
+	for _, k := range keys {
+		r := &responder{ca: k.CA, key: k.Key, unknown: rate.NewLimiter(unknownPerSecond, unknownPerSecond)}
+		if prev := old[k.CA.name]; prev != nil && samePublicKey(prev.key.Public(), k.Key.Public()) &&
+			bytes.Equal(prev.ca.cert.Raw, k.CA.cert.Raw) {
+			r.cert, r.unknown = prev.cert, prev.unknown
+		}
+		if err := r.hashes(); err != nil {
+			errs = append(errs, fmt.Errorf("OCSP responder of %s: %w", k.CA.name, err))
+			continue
+		}
+		next[k.CA.name] = r
+	}
+	o.mu.Lock()
+	o.responders, o.lint = next, lint
+	o.mu.Unlock()
+	for _, r := range next {
+		if r.cert == nil || o.dueForRenewal(r.cert) {
+			if err := o.ensureCertificate(ctx, r); err != nil {
+				errs = append(errs, fmt.Errorf("OCSP responder certificate of %s: %w", r.ca.name, err))
+			}
+		}
+	}
+	o.kick()
+	return errors.Join(errs...)
+}
+
+// hashes computes the CA's issuer name and key hashes for every hash a
+// request may use (RFC 6960 §4.1.1 CertID).
+func (r *responder) hashes() error {
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(r.ca.cert.RawSubjectPublicKeyInfo, &spki); err != nil {
+		return err
+	}
+	r.nameHash, r.keyHash = map[crypto.Hash][]byte{}, map[crypto.Hash][]byte{}
+	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384, crypto.SHA512} {
+		d := h.New()
+		d.Write(r.ca.cert.RawSubject)
+		r.nameHash[h] = d.Sum(nil)
+		d = h.New()
+		d.Write(spki.PublicKey.RightAlign())
+		r.keyHash[h] = d.Sum(nil)
+	}
+	return nil
+}
+
+func (o *OCSPResponder) dueForRenewal(c *x509.Certificate) bool {
+	left := c.NotAfter.Sub(o.service.clock.Now())
+	return left < c.NotAfter.Sub(c.NotBefore)/3
+}
+
+// ensureCertificate gives r a responder certificate: the newest stored one
+// for its key that is not due for renewal, else a new one.
+func (o *OCSPResponder) ensureCertificate(ctx context.Context, r *responder) error {
+	var found *x509.Certificate
+	if o.service.lister == nil {
+		return errors.New("the signing service has no certificate lister")
+	}
+	err := o.service.lister.ListCertificates(ctx, r.ca.name, OCSPResponderProfile, record.StatusIssued, func(rec *record.Certificate) error {
+		c, err := x509.ParseCertificate(rec.DER)
+		if err != nil || !samePublicKey(c.PublicKey, r.key.Public()) || c.CheckSignatureFrom(r.ca.cert) != nil {
+			return nil
+		}
+		if found == nil || c.NotAfter.After(found.NotAfter) {
+			found = c
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if found != nil && !o.dueForRenewal(found) {
+		o.setCertificate(r, found)
+		return nil
+	}
+	c, err := o.issueCertificate(ctx, r)
+	if err != nil {
+		return err
+	}
+	o.setCertificate(r, c)
+	o.log.Info("issued OCSP responder certificate", "ca", r.ca.name, "serial", hex.EncodeToString(c.SerialNumber.Bytes()),
+		"notAfter", c.NotAfter.Format(time.RFC3339))
+	return nil
+}
+
+func (o *OCSPResponder) setCertificate(r *responder, c *x509.Certificate) {
+	o.mu.Lock()
+	r.cert = c
+	o.mu.Unlock()
+	o.service.observer.ObserveOCSPResponder(r.ca.name, c.NotAfter)
+}
+
+// issueCertificate has the signing service issue a delegated responder
+// certificate for r's key (RFC 6960 §4.2.2.2): EKU ocspSigning and
+// id-pkix-ocsp-nocheck, linted, recorded and audited like any certificate.
+func (o *OCSPResponder) issueCertificate(ctx context.Context, r *responder) (*x509.Certificate, error) {
+	now := o.service.clock.Now().UTC().Truncate(time.Second)
+	notAfter := now.Add(o.cfg.ResponderValidity)
+	if notAfter.After(r.ca.cert.NotAfter) {
+		notAfter = r.ca.cert.NotAfter
+	}
+	ski, err := subjectKeyID(r.key.Public())
+	if err != nil {
+		return nil, err
+	}
+	sigAlg := crlSignatureAlgorithm(r.ca)
+	t := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: r.ca.cert.Subject.CommonName + " OCSP Responder"},
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              notAfter,
+		SignatureAlgorithm:    sigAlg,
+		BasicConstraintsValid: true,
+		SubjectKeyId:          ski,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning},
+		ExtraExtensions:       []pkix.Extension{{Id: oidOCSPNoCheck, Value: []byte{0x05, 0x00}}},
+	}
+	id, err := uuid.NewRandomFromReader(o.service.rand)
+	if err != nil {
+		return nil, err
+	}
+	sigName := ""
+	for name, a := range signatureAlgorithms {
+		if a == sigAlg {
+			sigName = name
+		}
+	}
+	o.mu.RLock()
+	lint := o.lint
+	o.mu.RUnlock()
+	rec, err := o.service.issueCertificate(ctx, &certificateOrder{ca: r.ca, template: t, leafPub: r.key.Public(),
+		rec: record.Certificate{ID: id.String(), Profile: OCSPResponderProfile, CA: r.ca.name, IssuerHash: r.ca.issuerHash,
+			Identity: "pkid", CommonName: t.Subject.CommonName, KeyUsages: []string{"digital_signature"},
+			ExtKeyUsages: []string{"ocsp_signing"}, SignatureAlgorithm: sigName, KeyAlgorithm: KeyAlgorithmOf(r.key.Public()),
+			NotBefore: t.NotBefore, NotAfter: t.NotAfter, CreatedAt: now, UpdatedAt: now},
+		lint: func(ctx context.Context, der []byte) ([]string, error) {
+			return lint.Lint(ctx, OCSPResponderProfile, der)
+		},
+		event: record.AuditEvent{Time: now, Identity: "pkid", Profile: OCSPResponderProfile},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(rec.DER)
+}
+
+func (o *OCSPResponder) revoked(ca, serial string) {
+	o.mu.Lock()
+	for k := range o.cache {
+		if k.ca == ca && k.serial == serial {
+			o.stale[k] = true
+		}
+	}
+	o.mu.Unlock()
+	o.kick()
+}
+
+func (o *OCSPResponder) kick() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Respond answers one DER OCSP request (DESIGN.md §14): good, revoked (time
+// and reason) or unknown, signed by the CA's responder; unauthorized for a
+// CA pkid does not answer for; malformedRequest for what does not parse. A
+// request nonce is ignored (RFC 5019 §2.2.1).
+func (o *OCSPResponder) Respond(ctx context.Context, raw []byte) OCSPAnswer {
+	req, err := ocsp.ParseRequest(raw)
+	if err != nil || req.SerialNumber == nil || req.SerialNumber.Sign() < 0 {
+		return o.unsigned(ocsp.MalformedRequestErrorResponse, OCSPMalformed, "")
+	}
+	r := o.responderFor(req)
+	if r == nil {
+		return o.unsigned(ocsp.UnauthorizedErrorResponse, OCSPUnauthorized, "")
+	}
+	key := cacheKey{ca: r.ca.name, serial: hex.EncodeToString(req.SerialNumber.Bytes()), hash: req.HashAlgorithm}
+	if req.SerialNumber.Sign() == 0 {
+		key.serial = "0"
+	}
+	now := o.service.clock.Now()
+	o.mu.RLock()
+	cached, stale := o.cache[key], o.stale[key]
+	o.mu.RUnlock()
+	if cached != nil && !stale && now.Before(cached.ThisUpdate.Add(o.cfg.Validity/2)) {
+		o.service.observer.ObserveOCSP(r.ca.name, cached.Status)
+		return *cached
+	}
+	a, err := o.sign(ctx, r, key, req.SerialNumber)
+	if err != nil {
+		o.log.Error("signing an OCSP answer failed", "ca", r.ca.name, "serial", key.serial, "error", err)
+		if cached != nil && now.Before(cached.NextUpdate) {
+			o.service.observer.ObserveOCSP(r.ca.name, cached.Status)
+			return *cached // still valid: better than no answer
+		}
+		return o.unsigned(ocsp.TryLaterErrorResponse, OCSPTryLater, r.ca.name)
+	}
+	o.service.observer.ObserveOCSP(r.ca.name, a.Status)
+	return *a
+}
+
+func (o *OCSPResponder) unsigned(der []byte, status, ca string) OCSPAnswer {
+	o.service.observer.ObserveOCSP(ca, status)
+	return OCSPAnswer{DER: der, Status: status}
+}
+
+// responderFor finds the responder of the CA the request's CertID names.
+func (o *OCSPResponder) responderFor(req *ocsp.Request) *responder {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	for _, r := range o.responders {
+		if r.cert != nil && bytes.Equal(r.nameHash[req.HashAlgorithm], req.IssuerNameHash) &&
+			bytes.Equal(r.keyHash[req.HashAlgorithm], req.IssuerKeyHash) {
+			return r
+		}
+	}
+	return nil
+}
+
+// sign makes the answer for serial from the store's record and caches it
+// (unknown answers are not cached: they cost a signature each and would let
+// random serials fill the cache; they are rate-limited instead).
+func (o *OCSPResponder) sign(ctx context.Context, r *responder, key cacheKey, serial *big.Int) (*OCSPAnswer, error) {
+	now := o.service.clock.Now().UTC().Truncate(time.Second)
+	tpl := ocsp.Response{Status: ocsp.Unknown, SerialNumber: serial, ThisUpdate: now, NextUpdate: now.Add(o.cfg.Validity),
+		IssuerHash: key.hash, Certificate: r.cert}
+	status := OCSPUnknown
+	rec, err := o.service.store.CertificateBySerial(ctx, key.serial)
+	switch {
+	case errors.Is(err, record.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("looking up serial %s: %w", key.serial, err)
+	case rec.CA != r.ca.name:
+	case rec.Status == record.StatusRevoked:
+		code, _ := ReasonCode(rec.RevocationReason)
+		tpl.Status, tpl.RevokedAt, tpl.RevocationReason, status = ocsp.Revoked, rec.RevokedAt.UTC(), code, OCSPRevoked
+	case rec.Status == record.StatusIssued && now.Before(rec.NotAfter):
+		tpl.Status, status = ocsp.Good, OCSPGood
+	}
+	if status == OCSPUnknown && !r.unknown.Allow() {
+		return nil, errors.New("too many unknown serials asked for; answering tryLater")
+	}
+	der, err := o.service.signOCSP(r, tpl)
+	if err != nil {
+		return nil, err
+	}
+	a := &OCSPAnswer{DER: der, Status: status, ThisUpdate: tpl.ThisUpdate, NextUpdate: tpl.NextUpdate}
+	o.mu.Lock()
+	delete(o.stale, key)
+	if status != OCSPUnknown {
+		o.cache[key] = a
+	} else {
+		delete(o.cache, key)
+	}
+	o.mu.Unlock()
+	return a, nil
+}
+
+// signOCSP has a responder key in the token sign an OCSP answer and checks
+// it the way a relying party will: the responder certificate chains to the
+// CA and the signature verifies with it.
+func (s *Service) signOCSP(r *responder, tpl ocsp.Response) ([]byte, error) {
+	start := s.clock.Now()
+	der, err := ocsp.CreateResponse(r.ca.cert, r.cert, tpl, r.key)
+	s.observer.ObserveSign(r.ca.name, s.clock.Now().Sub(start), err)
+	if err != nil {
+		return nil, fmt.Errorf("signing the OCSP answer: %w", err)
+	}
+	if _, err := ocsp.ParseResponse(der, r.ca.cert); err != nil {
+		return nil, fmt.Errorf("the signed OCSP answer does not verify: %w", err)
+	}
+	return der, nil
+}
+
+// dueAnswers lists the serials of r's CA whose SHA-1 answer (what
+// RFC 5019 clients ask for) is missing, stale or past half-life: every
+// unexpired issued or revoked certificate but the responder certificates.
+func (o *OCSPResponder) dueAnswers(ctx context.Context, r *responder, now time.Time) ([]*big.Int, error) {
+	if o.service.lister == nil {
+		return nil, errors.New("the signing service has no certificate lister")
+	}
+	var due []*big.Int
+	for _, status := range []string{record.StatusIssued, record.StatusRevoked} {
+		err := o.service.lister.ListCertificates(ctx, r.ca.name, "", status, func(rec *record.Certificate) error {
+			if rec.Profile == OCSPResponderProfile || !now.Before(rec.NotAfter) {
+				return nil
+			}
+			k := cacheKey{ca: r.ca.name, serial: rec.Serial, hash: crypto.SHA1}
+			o.mu.RLock()
+			a, stale := o.cache[k], o.stale[k]
+			o.mu.RUnlock()
+			if a == nil || stale || !now.Before(a.ThisUpdate.Add(o.cfg.Validity/2)) {
+				if n, ok := new(big.Int).SetString(rec.Serial, 16); ok {
+					due = append(due, n)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return due, nil
+}
+
+// Run pre-signs and refreshes answers until ctx ends: every issued or
+// revoked certificate of every CA gets an answer, each is re-signed once
+// half its validity has passed (and at once after a revocation), and each
+// responder certificate is renewed when a third of its validity is left.
+func (o *OCSPResponder) Run(ctx context.Context) {
+	tick := time.NewTicker(max(o.cfg.Validity/48, time.Second))
+	defer tick.Stop()
+	for {
+		o.refresh(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-o.wake:
+		}
+	}
+}
+
+func (o *OCSPResponder) refresh(ctx context.Context) {
+	o.mu.RLock()
+	rs := make([]*responder, 0, len(o.responders))
+	for _, r := range o.responders {
+		rs = append(rs, r)
+	}
+	o.mu.RUnlock()
+	now := o.service.clock.Now()
+	for _, r := range rs {
+		if ctx.Err() != nil {
+			return
+		}
+		if r.cert == nil || o.dueForRenewal(r.cert) {
+			if err := o.ensureCertificate(ctx, r); err != nil {
+				o.log.Error("renewing the OCSP responder certificate failed", "ca", r.ca.name, "error", err)
+				continue
+			}
+		}
+		due, err := o.dueAnswers(ctx, r, now)
+		if err != nil {
+			o.log.Error("listing certificates to pre-sign OCSP answers failed", "ca", r.ca.name, "error", err)
+			continue
+		}
+		for _, n := range due {
+			if ctx.Err() != nil {
+				return
+			}
+			k := cacheKey{ca: r.ca.name, serial: hex.EncodeToString(n.Bytes()), hash: crypto.SHA1}
+			if _, err := o.sign(ctx, r, k, n); err != nil {
+				o.log.Error("pre-signing an OCSP answer failed", "ca", r.ca.name, "serial", k.serial, "error", err)
+			}
+		}
+		// Answers for other hash algorithms were made on demand; re-sign the
+		// stale ones the same way.
+		o.mu.RLock()
+		var other []cacheKey
+		for k, a := range o.cache {
+			if k.ca == r.ca.name && k.hash != crypto.SHA1 && (o.stale[k] || !now.Before(a.ThisUpdate.Add(o.cfg.Validity/2))) {
+				other = append(other, k)
+			}
+		}
+		o.mu.RUnlock()
+		for _, k := range other {
+			n, _ := new(big.Int).SetString(k.serial, 16)
+			if _, err := o.sign(ctx, r, k, n); err != nil {
+				o.log.Error("refreshing an OCSP answer failed", "ca", r.ca.name, "serial", k.serial, "error", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package issuer
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"math/big"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/pkid/pkid/record"
+)
+
+// lintAll is a Linter that passes everything (the real zlint runs in the
+// daemon's tests).
+type lintAll struct{}
+
+func (lintAll) Lint(context.Context, string, []byte) ([]string, error) { return nil, nil }
+
+type ocspHarness struct {
+	*harness
+	ocsp *OCSPResponder
+	key  crypto.Signer
+}
+
+func newOCSPHarness(t *testing.T) *ocspHarness {
+	t.Helper()
+	h := &ocspHarness{harness: newHarness(t, false)}
+	h.ocsp = NewOCSPResponder(h.service, OCSPConfig{Validity: 12 * time.Hour, ResponderValidity: 30 * 24 * time.Hour}, nil)
+	h.key, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err := h.ocsp.SetResponders(context.Background(), []OCSPKey{{CA: h.ca, Key: h.key}}, lintAll{}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *ocspHarness) ask(t *testing.T, cert *x509.Certificate, hash crypto.Hash) (OCSPAnswer, *ocsp.Response) {
+	t.Helper()
+	raw, err := ocsp.CreateRequest(cert, h.ca.Certificate(), &ocsp.RequestOptions{Hash: hash})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := h.ocsp.Respond(context.Background(), raw)
+	if a.Status == OCSPMalformed || a.Status == OCSPUnauthorized || a.Status == OCSPTryLater {
+		return a, nil
+	}
+	resp, err := ocsp.ParseResponseForCert(a.DER, cert, h.ca.Certificate())
+	if err != nil {
+		t.Fatalf("the answer does not verify as a relying party checks it: %v", err)
+	}
+	return a, resp
+}
+
+// The responder certificate is a delegated one (RFC 6960 §4.2.2.2) for the
+// responder key, issued through the pipeline: recorded and audited.
+func TestOCSPResponderCertificate(t *testing.T) {
+	h := newOCSPHarness(t)
+	var rec *record.Certificate
+	for _, r := range h.store.records {
+		rec = r
+	}
+	if rec == nil || rec.Profile != OCSPResponderProfile || rec.Status != record.StatusIssued {
+		t.Fatalf("no issued responder record: %+v", rec)
+	}
+	c, err := x509.ParseCertificate(rec.DER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nocheck := false
+	for _, e := range c.Extensions {
+		nocheck = nocheck || e.Id.Equal(oidOCSPNoCheck)
+	}
+	if len(c.ExtKeyUsage) != 1 || c.ExtKeyUsage[0] != x509.ExtKeyUsageOCSPSigning || !nocheck || c.IsCA ||
+		c.CheckSignatureFrom(h.ca.Certificate()) != nil || !samePublicKey(c.PublicKey, h.key.Public()) ||
+		c.NotAfter.Sub(c.NotBefore) != 30*24*time.Hour+time.Minute {
+		t.Errorf("responder certificate: EKU %v nocheck %t, %v..%v", c.ExtKeyUsage, nocheck, c.NotBefore, c.NotAfter)
+	}
+	if len(h.store.audit) != 1 || h.store.audit[0].Action != record.ActionIssued || h.store.audit[0].Profile != OCSPResponderProfile {
+		t.Errorf("audit %+v", h.store.audit)
+	}
+
+	// A reload with the same key keeps the certificate; a third of its
+	// validity left, it is renewed.
+	if err := h.ocsp.SetResponders(context.Background(), []OCSPKey{{CA: h.ca, Key: h.key}}, lintAll{}); err != nil || len(h.store.records) != 1 {
+		t.Fatalf("a reload issued another responder certificate (%d records, %v)", len(h.store.records), err)
+	}
+	h.clock.Set(testNow.Add(21 * 24 * time.Hour))
+	h.ocsp.refresh(context.Background())
+	if len(h.store.records) != 2 {
+		t.Errorf("with a third of its validity left the responder certificate was not renewed (%d records)", len(h.store.records))
+	}
+}
+
+// Status selection (DESIGN.md §14) and the cache.
+func TestOCSPAnswers(t *testing.T) {
+	h := newOCSPHarness(t)
+	res, err := h.iss.Issue(context.Background(), h.meta, request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := parsePEM(t, res.Certificate)
+
+	a1, resp := h.ask(t, leaf, crypto.SHA1)
+	if resp.Status != ocsp.Good || a1.Status != OCSPGood || !resp.ThisUpdate.Equal(testNow) || !resp.NextUpdate.Equal(testNow.Add(12*time.Hour)) {
+		t.Fatalf("issued certificate: %+v", resp)
+	}
+	if a2, _ := h.ask(t, leaf, crypto.SHA1); string(a2.DER) != string(a1.DER) {
+		t.Error("a second request was not answered from the cache")
+	}
+	if _, resp := h.ask(t, leaf, crypto.SHA256); resp.Status != ocsp.Good || resp.IssuerHash != crypto.SHA256 {
+		t.Errorf("SHA-256 CertID: %+v", resp)
+	}
+	// Past half its validity the answer is signed again.
+	h.clock.Set(testNow.Add(6 * time.Hour))
+	if _, resp := h.ask(t, leaf, crypto.SHA1); !resp.ThisUpdate.Equal(testNow.Add(6 * time.Hour)) {
+		t.Errorf("after half-life thisUpdate is %v", resp.ThisUpdate)
+	}
+	// A revocation is answered at once, with its time and reason.
+	h.clock.Set(testNow.Add(7 * time.Hour))
+	if _, err := h.iss.Revoke(context.Background(), h.meta, res.SerialNumber, false, "KEY_COMPROMISE"); err != nil {
+		t.Fatal(err)
+	}
+	if _, resp := h.ask(t, leaf, crypto.SHA1); resp.Status != ocsp.Revoked || resp.RevocationReason != ocsp.KeyCompromise ||
+		!resp.RevokedAt.Equal(testNow.Add(7*time.Hour)) {
+		t.Errorf("after revocation: status %d reason %d at %v", resp.Status, resp.RevocationReason, resp.RevokedAt)
+	}
+
+	// A serial this CA never issued is unknown; another CA's is unauthorized.
+	other := *leaf
+	other.SerialNumber = big.NewInt(0x1234)
+	if a, resp := h.ask(t, &other, crypto.SHA1); a.Status != OCSPUnknown || resp.Status != ocsp.Unknown {
+		t.Errorf("never issued: %s", a.Status)
+	}
+	foreign, _ := testCA(t, false)
+	raw, _ := ocsp.CreateRequest(leaf, foreign.Certificate(), nil)
+	if a := h.ocsp.Respond(context.Background(), raw); a.Status != OCSPUnauthorized || string(a.DER) != string(ocsp.UnauthorizedErrorResponse) {
+		t.Errorf("another CA: %s", a.Status)
+	}
+	if a := h.ocsp.Respond(context.Background(), []byte("garbage")); a.Status != OCSPMalformed || string(a.DER) != string(ocsp.MalformedRequestErrorResponse) {
+		t.Errorf("garbage: %s", a.Status)
+	}
+	// An expired certificate is not good any more.
+	h.clock.Set(testNow.Add(25 * time.Hour))
+	res2, err := h.iss.Issue(context.Background(), h.meta, request(t, func(r *IssueRequest) { r.TTL = time.Hour }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Set(testNow.Add(27 * time.Hour))
+	if a, _ := h.ask(t, parsePEM(t, res2.Certificate), crypto.SHA1); a.Status != OCSPUnknown {
+		t.Errorf("expired certificate: %s", a.Status)
+	}
+}
+
+// Random serials cannot make the token sign without limit: past the
+// budget the answer is the unsigned tryLater.
+func TestOCSPUnknownBudget(t *testing.T) {
+	h := newOCSPHarness(t)
+	tryLater := 0
+	for k := 0; k < 2*unknownPerSecond; k++ {
+		raw, _ := (&ocsp.Request{HashAlgorithm: crypto.SHA1, IssuerNameHash: h.ocsp.responders["issuing"].nameHash[crypto.SHA1],
+			IssuerKeyHash: h.ocsp.responders["issuing"].keyHash[crypto.SHA1], SerialNumber: big.NewInt(int64(1000 + k))}).Marshal()
+		if a := h.ocsp.Respond(context.Background(), raw); a.Status == OCSPTryLater {
+			tryLater++
+		}
+	}
+	if tryLater == 0 {
+		t.Errorf("%d unknown serials at once were all signed", 2*unknownPerSecond)
+	}
+}
+
+// Run pre-signs an answer for every issued certificate.
+func TestOCSPPreSigns(t *testing.T) {
+	h := newOCSPHarness(t)
+	res, err := h.iss.Issue(context.Background(), h.meta, request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ocsp.refresh(context.Background())
+	h.ocsp.mu.RLock()
+	a := h.ocsp.cache[cacheKey{ca: h.ca.Name(), serial: res.SerialNumber, hash: crypto.SHA1}]
+	h.ocsp.mu.RUnlock()
+	if a == nil || a.Status != OCSPGood {
+		t.Fatalf("no pre-signed answer for %s: %+v", res.SerialNumber, a)
+	}
+	// ECDSA signatures are randomized: the same bytes mean the same signature.
+	leaf := parsePEM(t, res.Certificate)
+	if got, _ := h.ask(t, leaf, crypto.SHA1); string(got.DER) != string(a.DER) {
+		t.Error("a pre-signed answer was signed again on request")
+	}
+}
