@@ -24,6 +24,7 @@ import (
 	"github.com/pkid/pkid/linter"
 	"github.com/pkid/pkid/metrics"
 	"github.com/pkid/pkid/public"
+	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store"
 	"github.com/pkid/pkid/store/sqlite"
 )
@@ -37,6 +38,7 @@ type resources struct {
 	store     store.Store
 	service   *issuer.Service
 	crls      *issuer.CRLPublisher
+	ocsp      *issuer.OCSPResponder
 	limiter   *issuer.RateLimiter
 	admission *api.Admission
 	auditKey  crypto.PublicKey
@@ -105,16 +107,24 @@ func openResources(ctx context.Context, cfg *Config, m *metrics.Metrics, log *sl
 		r.Close()
 		return nil, fmt.Errorf("audit key: %w", err)
 	}
-	r.service, err = issuer.NewService(issuer.ServiceConfig{Store: r.store, Observer: m,
+	r.service, err = issuer.NewService(issuer.ServiceConfig{Store: r.store, Lister: lister{r.store}, Observer: m,
 		AuditKey: sessionCounter{Signer: signer, ca: "audit", m: m}})
 	if err != nil {
 		r.Close()
 		return nil, err
 	}
 	r.crls = issuer.NewCRLPublisher(r.service, cfg.crl, log)
+	r.ocsp = issuer.NewOCSPResponder(r.service, cfg.ocsp, log)
 	r.limiter = issuer.NewRateLimiter(0, nil)
 	r.admission = api.NewAdmission(cfg.limits.maxConcurrent, cfg.limits.maxPerIdentity)
 	return r, nil
+}
+
+// lister adapts the store's listing to the issuer's CertificateLister.
+type lister struct{ st store.Store }
+
+func (l lister) ListCertificates(ctx context.Context, ca, profile, status string, fn func(*record.Certificate) error) error {
+	return l.st.ListCertificates(ctx, store.Filter{CA: ca, Profile: profile, Status: status}, fn)
 }
 
 // readPublicKey reads a PEM "PUBLIC KEY" (SubjectPublicKeyInfo) file.
@@ -140,7 +150,8 @@ type generation struct {
 	tls        *tls.Config
 	tlsExpiry  time.Time
 	handler    http.Handler // the API
-	public     http.Handler // CRLs and CA certificates
+	public     http.Handler // CRLs, CA certificates and OCSP
+	ocspKeys   []issuer.OCSPKey
 	probeLabel string       // a CA key label the health probe reads
 	warnings   []string
 }
@@ -188,6 +199,14 @@ func buildGeneration(ctx context.Context, cfg *Config, res *resources, m *metric
 			g.warnings = append(g.warnings, fmt.Sprintf("CA %s: certificate expires %s (in %s)",
 				ca.Name(), ca.Certificate().NotAfter.UTC().Format(time.RFC3339), left.Round(time.Hour)))
 		}
+		if cc.OCSPKeyLabel != "" {
+			key, err := res.token.CheckCustody(cc.OCSPKeyLabel, nil)
+			if err != nil {
+				add("CA %s: OCSP responder key: %v", cc.Name, err)
+			} else {
+				g.ocspKeys = append(g.ocspKeys, issuer.OCSPKey{CA: ca, Key: sessionCounter{Signer: key, ca: cc.Name, m: m}})
+			}
+		}
 		if ca.CanSign() && !cfg.tls.AllowIssuedClientCertificates {
 			if c := trustedIssuingCA(clientCAs, ca); c != nil {
 				add("tls.clientCAs: the bundle trusts %q, which is (or is an ancestor of) pkid's issuing CA %s, so every certificate pkid issues would be a client identity; use a separate mTLS CA, or set tls.allowIssuedClientCertificates: true if that is meant",
@@ -230,7 +249,7 @@ func buildGeneration(ctx context.Context, cfg *Config, res *resources, m *metric
 	}
 	g.handler = api.NewHandler(api.Config{Issuer: g.issuer, Admission: res.admission, Logger: log, Metrics: m,
 		MaxBodyBytes: cfg.limits.maxBodyBytes, BodyReadTimeout: cfg.limits.bodyReadTimeout})
-	g.public = public.NewHandler(public.Config{CRLs: res.crls, CAs: g.cas, Logger: log, Metrics: m})
+	g.public = public.NewHandler(public.Config{CRLs: res.crls, OCSP: res.ocsp, CAs: g.cas, Logger: log, Metrics: m})
 	return g, nil
 }
 

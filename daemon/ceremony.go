@@ -115,6 +115,14 @@ func (c *Ceremony) CreateAuditKey(label string, kt KeyType, out string) error {
 	return writeFile(out, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
 }
 
+// CreateOCSPKey generates the key of a CA's delegated OCSP responder
+// (DESIGN.md §14). pkid issues and renews the responder's certificate
+// itself, through its signing service, once cas[].ocspKeyLabel names it.
+func (c *Ceremony) CreateOCSPKey(label string, kt KeyType) error {
+	_, err := c.tok.GenerateCAKey(label, kt)
+	return err
+}
+
 // TLSRequest describes mTLS material the ceremony issues.
 type TLSRequest struct {
 	CALabel, CACert string

@@ -31,6 +31,7 @@ type ConfigFile struct {
 	MetricsListen string                 `yaml:"metricsListen"`
 	PublicListen  string                 `yaml:"publicListen"` // optional: CRLs, CA certificates, OCSP over plain HTTP
 	CRL           CRLConfig              `yaml:"crl"`
+	OCSP          OCSPConfig             `yaml:"ocsp"`
 	MetricsTLS    *TLSConfig             `yaml:"metricsTLS"`   // optional: TLS (mTLS with clientCAs) for scrapers
 	MetricsPprof  bool                   `yaml:"metricsPprof"` // serve /debug/pprof/profile on the metrics listener (off by default)
 	TLS           TLSConfig              `yaml:"tls"`
@@ -88,6 +89,13 @@ type CRLConfig struct {
 	MaxDelay string `yaml:"maxDelay"`
 }
 
+// OCSPConfig says how long OCSP answers and responder certificates live
+// (ms grammar; defaults 12h and 30d).
+type OCSPConfig struct {
+	Validity          string `yaml:"validity"`
+	ResponderValidity string `yaml:"responderValidity"`
+}
+
 // AuditConfig names the audit key that signs checkpoints of the audit
 // chain (DESIGN.md §6): its label in the token and its public key, which
 // `pkid audit verify` checks signatures with.
@@ -107,6 +115,9 @@ type CAConfig struct {
 	IssuingCertificateURLs []string `yaml:"issuingCertificateURLs"`
 	OCSPURLs               []string `yaml:"ocspURLs"`
 	PolicyOIDs             []string `yaml:"policyOIDs"`
+	// OCSPKeyLabel names the key of the CA's delegated OCSP responder in
+	// the token (pkid ca create-ocsp-key); pkid certifies it itself.
+	OCSPKeyLabel string `yaml:"ocspKeyLabel"`
 }
 
 // limits is LimitsConfig with defaults applied.
@@ -125,6 +136,7 @@ type Config struct {
 	metricsListen string
 	publicListen  string
 	crl           issuer.CRLConfig
+	ocsp          issuer.OCSPConfig
 	metricsTLS    *TLSConfig
 	metricsPprof  bool
 	tls           TLSConfig
@@ -267,6 +279,13 @@ func NewConfig(f *ConfigFile, path string) (*Config, error) {
 		Validity: duration("crl.validity", f.CRL.Validity, issuer.DefaultCRLValidity, add),
 		MaxDelay: duration("crl.maxDelay", f.CRL.MaxDelay, issuer.DefaultCRLMaxDelay, add),
 	}
+	c.ocsp = issuer.OCSPConfig{
+		Validity:          duration("ocsp.validity", f.OCSP.Validity, issuer.DefaultOCSPValidity, add),
+		ResponderValidity: duration("ocsp.responderValidity", f.OCSP.ResponderValidity, issuer.DefaultResponderValidity, add),
+	}
+	if c.ocsp.ResponderValidity < 3*c.ocsp.Validity {
+		add("ocsp.responderValidity (%s) must be at least three times ocsp.validity (%s): answers must not outlive their responder", c.ocsp.ResponderValidity, c.ocsp.Validity)
+	}
 	if c.crl.MaxDelay >= c.crl.Validity/2 {
 		add("crl.maxDelay (%s) must be well under half of crl.validity (%s)", c.crl.MaxDelay, c.crl.Validity)
 	}
@@ -303,6 +322,9 @@ func NewConfig(f *ConfigFile, path string) (*Config, error) {
 			if _, err := parseOID(s); err != nil {
 				add("cas[%d].policyOIDs: %v", k, err)
 			}
+		}
+		if ca.OCSPKeyLabel != "" && ca.KeyLabel == "" {
+			add("cas[%d].ocspKeyLabel: CA %q has no keyLabel, so it cannot certify an OCSP responder", k, ca.Name)
 		}
 	}
 	for k, ca := range c.cas {

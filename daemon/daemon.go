@@ -85,10 +85,10 @@ func newMetrics(info Info, cfg *Config) *metrics.Metrics {
 	}
 	return metrics.New(metrics.Options{Version: info.Version, Commit: info.Commit, GoVersion: runtime.Version(),
 		Routes: []string{api.IssuePath, api.SignPath, api.RenewPath, api.CertificatePath, api.BodyPath, api.RevokePath,
-			public.RouteCRL, public.RouteCA, "/metrics", "/healthz", "/readyz"},
+			public.RouteCRL, public.RouteCA, public.RouteOCSP, "/metrics", "/healthz", "/readyz"},
 		SessionLimit:      sessions,
 		RejectReasons:     []string{api.RejectNoCredential, api.RejectAmbiguous, api.RejectUnusable, api.RejectNotAllowed},
-		RevocationReasons: issuer.RevocationReasons})
+		RevocationReasons: issuer.RevocationReasons, OCSPStatuses: issuer.OCSPStatuses})
 }
 
 // Serve runs pkid until ctx ends: it builds and checks everything, listens,
@@ -118,7 +118,7 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 	if err := d.recoverPending(ctx); err != nil {
 		return err
 	}
-	d.install(gen)
+	d.install(ctx, gen)
 	d.publishCRLs(ctx)
 	d.probe(ctx)
 
@@ -142,7 +142,7 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var background sync.WaitGroup
 	crlLoop := func(ctx context.Context) { d.res.crls.Run(ctx, d.res.store.RevocationCount) }
-	for _, loop := range []func(context.Context){d.probeLoop, d.housekeepingLoop, crlLoop} {
+	for _, loop := range []func(context.Context){d.probeLoop, d.housekeepingLoop, crlLoop, d.res.ocsp.Run} {
 		background.Add(1)
 		go func() { defer background.Done(); loop(bg) }()
 	}
@@ -281,11 +281,14 @@ func (d *Daemon) recoverPending(ctx context.Context) error {
 }
 
 // install makes g the generation new requests use.
-func (d *Daemon) install(g *generation) {
+func (d *Daemon) install(ctx context.Context, g *generation) {
+	d.metrics.SetConfig(g.profileNames(), g.caNames()) // first: what follows is labelled by CA
+	g.publishExpiries(d.metrics)
 	d.gen.Store(g)
 	d.res.crls.SetCAs(g.cas, g.linter)
-	d.metrics.SetConfig(g.profileNames(), g.caNames())
-	g.publishExpiries(d.metrics)
+	if err := d.res.ocsp.SetResponders(ctx, g.ocspKeys, g.linter); err != nil {
+		d.log.Error("OCSP responder not ready; retrying in the background", "error", err)
+	}
 }
 
 // reload builds a new generation from the config file and swaps it in; a
@@ -304,7 +307,7 @@ func (d *Daemon) reload(ctx context.Context) {
 		if err != nil {
 			return err
 		}
-		d.install(g)
+		d.install(ctx, g)
 		return nil
 	}()
 	d.metrics.ObserveReload(err == nil)
@@ -337,6 +340,8 @@ func restartOnly(a, b *Config) string {
 		return "publicListen"
 	case a.crl != b.crl:
 		return "crl"
+	case a.ocsp != b.ocsp:
+		return "ocsp"
 	}
 	return ""
 }

@@ -1,15 +1,21 @@
 // Package public is pkid's unauthenticated, read-only HTTP edge (DESIGN.md
-// §13, §14): the current CRL of every CA with a key and the certificate of
+// §13, §14): the current CRL of every CA with a key, the certificate of
 // every configured CA, so that the CRL distribution point and AIA
-// caIssuers URLs in certificates can point at pkid itself.
+// caIssuers URLs in certificates can point at pkid itself, and the OCSP
+// responder (POST /ocsp and RFC 5019's GET /ocsp/{base64}).
 package public
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +42,14 @@ type CRLs interface {
 	Current(ca string) (*issuer.PublishedCRL, bool)
 }
 
+// OCSP answers DER OCSP requests.
+type OCSP interface {
+	Respond(ctx context.Context, raw []byte) issuer.OCSPAnswer
+}
+
+// maxOCSPRequest bounds an OCSP request; a real one is about 100 bytes.
+const maxOCSPRequest = 10 << 10
+
 // Metrics is what the public edge reports.
 type Metrics interface {
 	ObserveHTTP(route string, code int, d time.Duration)
@@ -47,13 +61,15 @@ func (nopMetrics) ObserveHTTP(string, int, time.Duration) {}
 
 // Route labels for metrics.
 const (
-	RouteCRL = "/crl/{ca}.crl"
-	RouteCA  = "/ca/{ca}.crt"
+	RouteCRL  = "/crl/{ca}.crl"
+	RouteCA   = "/ca/{ca}.crt"
+	RouteOCSP = "/ocsp"
 )
 
 // Config wires the handler of one configuration generation.
 type Config struct {
 	CRLs    CRLs
+	OCSP    OCSP         // nil: no OCSP responder
 	CAs     []*issuer.CA // every configured CA
 	Logger  *slog.Logger
 	Metrics Metrics
@@ -90,6 +106,9 @@ func NewHandler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /crl/{file}", h.timed(RouteCRL, h.crl))
 	mux.HandleFunc("GET /ca/{file}", h.timed(RouteCA, h.caCert))
+	if cfg.OCSP != nil {
+		mux.HandleFunc("POST /ocsp", h.timed(RouteOCSP, h.ocspPost))
+	}
 	mux.HandleFunc("/", h.timed("unknown", func(w http.ResponseWriter, r *http.Request) int {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -99,7 +118,19 @@ func NewHandler(cfg Config) http.Handler {
 		http.NotFound(w, r)
 		return http.StatusNotFound
 	}))
-	return mux
+	if cfg.OCSP == nil {
+		return mux
+	}
+	// GET requests carry base64, whose '/' (and "//") the ServeMux would
+	// "clean" into a redirect: they are taken before it.
+	get := h.timed(RouteOCSP, h.ocspGet)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.EscapedPath(), "/ocsp/") {
+			get(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (h *handler) timed(route string, fn func(http.ResponseWriter, *http.Request) int) http.HandlerFunc {
@@ -173,4 +204,58 @@ type statusWriter struct {
 func (s *statusWriter) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
+}
+
+const contentTypeOCSP = "application/ocsp-response"
+
+// ocspPost answers an OCSP request in the body (RFC 6960 Appendix A.1).
+func (h *handler) ocspPost(w http.ResponseWriter, r *http.Request) int {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxOCSPRequest))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			http.Error(w, "OCSP request too large", http.StatusRequestEntityTooLarge)
+			return http.StatusRequestEntityTooLarge
+		}
+		raw = nil // answered as malformed
+	}
+	a := h.cfg.OCSP.Respond(r.Context(), raw)
+	w.Header().Set("Cache-Control", "no-store") // a POST answer is not cached (RFC 5019 §5)
+	return h.ocspWrite(w, a)
+}
+
+// ocspGet answers the base64 request in the path (RFC 5019 §5): cacheable
+// until the answer's nextUpdate.
+func (h *handler) ocspGet(w http.ResponseWriter, r *http.Request) int {
+	enc := strings.TrimPrefix(r.URL.EscapedPath(), "/ocsp/")
+	var raw []byte
+	if len(enc) <= 2*maxOCSPRequest {
+		if s, err := url.PathUnescape(enc); err == nil {
+			for _, e := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+				if b, err := e.DecodeString(s); err == nil {
+					raw = b
+					break
+				}
+			}
+		}
+	}
+	a := h.cfg.OCSP.Respond(r.Context(), raw)
+	if a.NextUpdate.IsZero() {
+		w.Header().Set("Cache-Control", "no-store")
+	} else {
+		maxAge := max(int64(a.NextUpdate.Sub(h.cfg.Now())/time.Second), 0)
+		w.Header().Set("Cache-Control", "public, max-age="+strconv.FormatInt(maxAge, 10)+", no-transform, must-revalidate")
+		w.Header().Set("Last-Modified", a.ThisUpdate.UTC().Format(http.TimeFormat))
+		w.Header().Set("Expires", a.NextUpdate.UTC().Format(http.TimeFormat))
+		w.Header().Set("ETag", etag(a.DER))
+	}
+	return h.ocspWrite(w, a)
+}
+
+func (h *handler) ocspWrite(w http.ResponseWriter, a issuer.OCSPAnswer) int {
+	w.Header().Set("Content-Type", contentTypeOCSP)
+	w.Header().Set("Content-Length", strconv.Itoa(len(a.DER)))
+	w.WriteHeader(http.StatusOK) // error statuses travel inside the OCSP response
+	w.Write(a.DER)
+	return http.StatusOK
 }

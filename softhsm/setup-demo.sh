@@ -10,6 +10,7 @@
 #   DIR/tls/client.pem, client-key.pem        identity allowed on every demo profile
 #   DIR/tls/intruder.pem, intruder-key.pem    valid, allowed on no profile
 #   DIR/audit/audit-key.pem          public half of the audit key (its private half is in the token)
+#                                    and an OCSP responder key per issuing CA, in the token
 #   DIR/pkid.yaml                    three profiles: web-server, internal-services, prod-clients
 # No CA private key ever exists outside the token. Idempotent: a complete
 # DIR is kept (pkid.yaml is rewritten for PKID_API_ADDR / PKID_METRICS_ADDR /
@@ -53,6 +54,9 @@ publicListen: "$PUBLIC_ADDR"
 crl:
   validity: 7d
   maxDelay: 2s
+ocsp:
+  validity: 12h
+  responderValidity: 30d
 tls:
   certificate: tls/server.pem
   key: tls/server-key.pem
@@ -76,14 +80,18 @@ cas:
     certificate: ca/ec-issuing.pem
     keyLabel: pkid-ec-issuing
     parent: root
+    ocspKeyLabel: pkid-ocsp-ec-issuing
     crlURLs: ["http://$PUBLIC_ADDR/crl/ec-issuing.crl"]
     issuingCertificateURLs: ["http://$PUBLIC_ADDR/ca/ec-issuing.crt"]
+    ocspURLs: ["http://$PUBLIC_ADDR/ocsp"]
   - name: rsa-issuing
     certificate: ca/rsa-issuing.pem
     keyLabel: pkid-rsa-issuing
     parent: root
+    ocspKeyLabel: pkid-ocsp-rsa-issuing
     crlURLs: ["http://$PUBLIC_ADDR/crl/rsa-issuing.crl"]
     issuingCertificateURLs: ["http://$PUBLIC_ADDR/ca/rsa-issuing.crt"]
+    ocspURLs: ["http://$PUBLIC_ADDR/ocsp"]
 profiles:
   - id: b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e
     name: web-server
@@ -207,6 +215,11 @@ tok=(--module "$MODULE" --token-label "$TOKEN" --pin-file "$DIR/hsm-pin")
 
 # The audit key signs checkpoints of the audit chain (DESIGN.md §6).
 "$PKID" ca create-audit-key "${tok[@]}" --label pkid-audit --key-type ec-p256 --out "$DIR/audit/audit-key.pem"
+
+# A delegated OCSP responder key per issuing CA; pkid certifies it itself.
+for ca in ec-issuing rsa-issuing; do
+  "$PKID" ca create-ocsp-key "${tok[@]}" --ca "$ca" --key-type ec-p256 >/dev/null
+done
 
 # The mTLS CA also keeps its key in the token.
 "$PKID" ca create-root "${tok[@]}" --label pkid-tls-ca --key-type ec-p256 \

@@ -16,6 +16,7 @@ const caUsage = `usage:
   pkid ca create-root         TOKEN-FLAGS --label L --key-type T --cn NAME [--org O] [--validity 10y] [--max-path-len N] --out FILE
   pkid ca create-intermediate TOKEN-FLAGS --label L --key-type T --cn NAME --parent-label P --parent-cert FILE [--validity 5y] [--max-path-len 0] --out FILE
   pkid ca create-audit-key    TOKEN-FLAGS --label L [--key-type ec-p256] --out FILE
+  pkid ca create-ocsp-key     TOKEN-FLAGS --ca NAME [--label pkid-ocsp-NAME] [--key-type ec-p256]
   pkid ca issue-tls           TOKEN-FLAGS --ca-label L --ca-cert FILE --cn NAME [--dns D]... [--ip A]... [--uri U]... [--server] [--client] [--validity 1y] --out FILE --key-out FILE
 
 TOKEN-FLAGS: --module PATH --token-label LABEL, and the PIN from --pin-file FILE or $PKID_HSM_PIN.
@@ -49,6 +50,7 @@ func cmdCA(_ context.Context, args []string, stdout io.Writer) error {
 	out := fs.String("out", "", "output file (PEM)")
 	parentLabel := fs.String("parent-label", "", "label of the parent CA key in the token")
 	parentCert := fs.String("parent-cert", "", "parent CA certificate (PEM)")
+	caName := fs.String("ca", "", "CA the OCSP responder key answers for")
 	caLabel := fs.String("ca-label", "", "label of the issuing CA key")
 	caCert := fs.String("ca-cert", "", "issuing CA certificate (PEM)")
 	keyOut := fs.String("key-out", "", "private key output file (PEM, mode 0600)")
@@ -62,7 +64,7 @@ func cmdCA(_ context.Context, args []string, stdout io.Writer) error {
 		return errUsage
 	}
 	usage := func(msg string) error { return fmt.Errorf("%w: %s\n%s", errUsage, msg, caUsage) }
-	if *out == "" {
+	if *out == "" && args[0] != "create-ocsp-key" {
 		return usage("--out is required")
 	}
 	valid := func(def string) (time.Duration, error) {
@@ -82,7 +84,7 @@ func cmdCA(_ context.Context, args []string, stdout io.Writer) error {
 		return daemon.KeyType(*keyType)
 	}
 	switch args[0] {
-	case "create-root", "create-intermediate", "create-audit-key", "issue-tls":
+	case "create-root", "create-intermediate", "create-audit-key", "create-ocsp-key", "issue-tls":
 	default:
 		return usage(fmt.Sprintf("unknown ca command %q", args[0]))
 	}
@@ -128,6 +130,20 @@ func cmdCA(_ context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "created audit key %q in token %q and wrote its public key to %s\n", *label, tp.TokenLabel, *out)
+		return nil
+
+	case "create-ocsp-key":
+		if *caName == "" {
+			return usage("--ca is required")
+		}
+		if *label == "" {
+			*label = "pkid-ocsp-" + *caName
+		}
+		if err := c.CreateOCSPKey(*label, kt("ec-p256")); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created OCSP responder key %q for CA %s in token %q; set ocspKeyLabel: %s on that CA in the config\n",
+			*label, *caName, tp.TokenLabel, *label)
 		return nil
 
 	default: // issue-tls
