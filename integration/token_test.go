@@ -65,7 +65,8 @@ func TestCAKeyAttributesInToken(t *testing.T) {
 	}
 	defer p.Logout(sess)
 
-	for _, label := range []string{"pkid-root", "pkid-ec-issuing", "pkid-rsa-issuing", "pkid-tls-ca"} {
+	for _, label := range []string{"pkid-root", "pkid-ec-issuing", "pkid-rsa-issuing", "pkid-tls-ca", "pkid-audit",
+		"pkid-ocsp-ec-issuing", "pkid-ocsp-rsa-issuing"} {
 		t.Run(label, func(t *testing.T) {
 			if err := p.FindObjectsInit(sess, []*pkcs11.Attribute{
 				pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
