@@ -152,7 +152,7 @@ type generation struct {
 	handler    http.Handler // the API
 	public     http.Handler // CRLs, CA certificates and OCSP
 	ocspKeys   []issuer.OCSPKey
-	probeLabel string       // a CA key label the health probe reads
+	probeLabel string // a CA key label the health probe reads
 	warnings   []string
 }
 
