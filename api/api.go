@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/pkid/pkid/issuer"
+	"github.com/pkid/pkid/policy"
 	"github.com/pkid/pkid/record"
 )
 
@@ -36,6 +37,11 @@ type Issuer interface {
 	Lookup(ctx context.Context, meta issuer.Meta, key string, byID bool) (*issuer.Certificate, error)
 	Renew(ctx context.Context, meta issuer.Meta, certificateID string, removeRoots bool) (*issuer.Result, error)
 	Revoke(ctx context.Context, meta issuer.Meta, key string, byID bool, reason string) (*record.Certificate, error)
+	ByRequestID(ctx context.Context, meta issuer.Meta, requestID string) (*issuer.Certificate, error)
+	// ProfileInfo describes a profile by id, for defaults; ProfileFor finds
+	// one by id or slug that meta may use or manage (404, 403 otherwise).
+	ProfileInfo(id string) (issuer.ProfileInfo, bool)
+	ProfileFor(ctx context.Context, meta issuer.Meta, idOrSlug string) (issuer.ProfileInfo, error)
 	ProfileName(id string) string
 }
 
@@ -44,6 +50,7 @@ type Metrics interface {
 	ObserveIssuance(profile, outcome string, d time.Duration)
 	ObserveHTTP(route string, code int, d time.Duration)
 	ObserveIdentityRejected(reason string)
+	ObserveLogin(outcome string)
 	RequestStarted()
 	RequestDone()
 }
@@ -53,6 +60,7 @@ type nopMetrics struct{}
 func (nopMetrics) ObserveIssuance(string, string, time.Duration) {}
 func (nopMetrics) ObserveHTTP(string, int, time.Duration)        {}
 func (nopMetrics) ObserveIdentityRejected(string)                {}
+func (nopMetrics) ObserveLogin(string)                           {}
 func (nopMetrics) RequestStarted()                               {}
 func (nopMetrics) RequestDone()                                  {}
 
@@ -68,6 +76,8 @@ type Config struct {
 	Now             func() time.Time // default time.Now
 	MaxBodyBytes    int64            // default DefaultMaxBodyBytes
 	BodyReadTimeout time.Duration    // default DefaultBodyReadTimeout
+	Machines        MachineAuth      // nil: no machine identities (Bearer tokens refused)
+	Catalog         Catalog          // the v1 look-ups' project and applications
 }
 
 type handler struct {
@@ -114,12 +124,30 @@ func NewHandler(cfg Config) http.Handler {
 		{IssuePath, http.MethodPost, issuing, h.issue},
 		{SignPath, http.MethodPost, issuing, h.sign},
 		{RenewPath, http.MethodPost, issuing | optionalBody, h.renew},
+		{LegacySignPath, http.MethodPost, issuing, h.legacySign},
 		{CertificatePath, http.MethodGet, noBody, h.lookup},
 		{BodyPath, http.MethodGet, noBody, h.body},
 		{RevokePath, http.MethodPost, 0, h.revoke},
+		{ProjectPath, http.MethodGet, noBody, h.project},
+		{ProfileBySlugPath, http.MethodGet, noBody, h.profileBySlug},
+		{ApplicationPath, http.MethodGet, noBody, h.applicationByName},
+		{AppProfilesPath, http.MethodGet, noBody, h.applicationProfiles},
+		{V1CreatePath, http.MethodPost, issuing, h.v1Create},
+		{V1RequestPath, http.MethodGet, noBody, h.v1Request}, // before {certificateId}/…: the same shape
+		{V1CertificatePath, http.MethodGet, noBody, h.v1Get},
+		{V1BodyPath, http.MethodGet, noBody, h.v1Body},
+		{V1BundlePath, http.MethodGet, noBody, h.v1Bundle},
+		{V1RenewPath, http.MethodPost, issuing | optionalBody, h.v1Renew},
+		{V1RevokePath, http.MethodPost, 0, h.v1Revoke},
 	} {
 		r.Handle(rt.path, h.wrap(rt.path, h.guarded(rt.kind, rt.fn))).Methods(rt.method)
 	}
+	// Logging in takes no identity: it makes one. The global slots still
+	// bound it, and the auth service rate-limits per client and source.
+	r.Handle(LoginPath, h.wrap(LoginPath, h.unguarded(h.login))).Methods(http.MethodPost)
+	r.Handle(TokenRenewPath, h.wrap(TokenRenewPath, h.unguarded(h.tokenRenew))).Methods(http.MethodPost)
+	r.Handle(TokenRevokePath, h.wrap(TokenRevokePath, h.unguarded(h.tokenRevoke))).Methods(http.MethodPost)
+	r.Handle(StatusPath, h.wrap(StatusPath, h.status)).Methods(http.MethodGet)
 	r.MethodNotAllowedHandler = h.wrap(routeUnknown, func(w http.ResponseWriter, r *http.Request, l *logLine) {
 		l.status = newError(http.StatusMethodNotAllowed, "MethodNotAllowed", issuer.OutcomeInvalid,
 			fmt.Sprintf("Method %s is not allowed on this route", r.Method)).write(w, l.reqID)
@@ -210,7 +238,14 @@ func (h *handler) guarded(kind routeKind, fn func(http.ResponseWriter, *http.Req
 
 func (h *handler) admitted(w http.ResponseWriter, r *http.Request, l *logLine, kind routeKind,
 	fn func(http.ResponseWriter, *http.Request, *logLine, *call) *httpError) *httpError {
-	id, e, reason := authenticate(r)
+	var id policy.Identity
+	var e *httpError
+	var reason string
+	if header := r.Header.Get("Authorization"); header != "" {
+		id, e, reason = h.authenticateBearer(r, header)
+	} else {
+		id, e, reason = authenticate(r)
+	}
 	if e != nil {
 		h.cfg.Metrics.ObserveIdentityRejected(reason)
 		return e
@@ -248,6 +283,21 @@ func (h *handler) admitted(w http.ResponseWriter, r *http.Request, l *logLine, k
 	return fn(w, r, l, c)
 }
 
+// unguarded runs fn under a global slot only (routes that take no identity).
+func (h *handler) unguarded(fn func(http.ResponseWriter, *http.Request, *logLine)) func(http.ResponseWriter, *http.Request, *logLine) {
+	return func(w http.ResponseWriter, r *http.Request, l *logLine) {
+		release, ok := h.cfg.Admission.acquireSlot()
+		if !ok {
+			e := newError(http.StatusServiceUnavailable, "ServiceUnavailable", issuer.OutcomeUnavailable, "Too many requests in progress; retry shortly")
+			e.retryAfter = time.Second
+			l.outcome, l.status = e.outcome, e.write(w, l.reqID)
+			return
+		}
+		defer release()
+		fn(w, r, l)
+	}
+}
+
 // readBody reads a JSON body within the size limit and the body-read
 // deadline, so that a client dribbling its body cannot hold a slot. An
 // optional body may be absent without a Content-Type.
@@ -259,6 +309,11 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request, optional bool
 		return nil, newError(http.StatusUnsupportedMediaType, "UnsupportedMediaType", issuer.OutcomeInvalid,
 			"Content-Type must be application/json")
 	}
+	return h.readRaw(w, r)
+}
+
+// readRaw reads the body within the size limit and the body-read deadline.
+func (h *handler) readRaw(w http.ResponseWriter, r *http.Request) ([]byte, *httpError) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(h.cfg.BodyReadTimeout)) // unsupported only by test recorders
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))

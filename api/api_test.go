@@ -98,6 +98,23 @@ func (s *stubIssuer) Renew(_ context.Context, _ issuer.Meta, id string, removeRo
 		CertificateID: "7434d7ca-1979-40b6-a381-a48f97d7b39c", CertificateRequestID: "8434d7ca-1979-40b6-a381-a48f97d7b39c"}, nil
 }
 
+func (s *stubIssuer) ByRequestID(ctx context.Context, m issuer.Meta, id string) (*issuer.Certificate, error) {
+	return s.Lookup(ctx, m, id, true)
+}
+
+func (s *stubIssuer) ProfileInfo(id string) (issuer.ProfileInfo, bool) {
+	return issuer.ProfileInfo{ID: id, Name: "web-server", Slug: "web-server", CAName: "ec-issuing", SignatureAlgorithm: "ECDSA-SHA256",
+		KeyAlgorithm: "EC_prime256v1", MaxValidity: 90 * 24 * time.Hour}, true
+}
+
+func (s *stubIssuer) ProfileFor(_ context.Context, _ issuer.Meta, ref string) (issuer.ProfileInfo, error) {
+	if ref != "web-server" && ref != "b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e" {
+		return issuer.ProfileInfo{}, issuer.Errorf(issuer.KindNotFound, "Certificate profile not found")
+	}
+	info, _ := s.ProfileInfo("b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e")
+	return info, nil
+}
+
 func (s *stubIssuer) Revoke(_ context.Context, _ issuer.Meta, key string, byID bool, reason string) (*record.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

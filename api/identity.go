@@ -14,6 +14,7 @@ const (
 	RejectAmbiguous    = "ambiguous"
 	RejectUnusable     = "unusable"
 	RejectNotAllowed   = "not_allowed"
+	RejectInvalidToken = "invalid_token"
 )
 
 // authenticate returns the request's typed identity from its verified
@@ -22,7 +23,7 @@ const (
 func authenticate(r *http.Request) (policy.Identity, *httpError, string) {
 	cs := r.TLS
 	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
-		return policy.Identity{}, unauthenticated("A verified client certificate is required"), RejectNoCredential
+		return policy.Identity{}, unauthenticated("A verified client certificate or a Bearer access token is required"), RejectNoCredential
 	}
 	id, err := policy.IdentityFromCertificate(cs.PeerCertificates[0])
 	switch {

@@ -100,17 +100,9 @@ func (h *handler) renew(w http.ResponseWriter, r *http.Request, l *logLine, c *c
 	if e != nil {
 		return e
 	}
-	removeRoots := false
-	if len(strings.TrimSpace(string(c.body))) > 0 {
-		v, keys, e := parseObject(c.body)
-		if e != nil {
-			return e
-		}
-		removeRoots = v.boolean("removeRootsFromChain")
-		v.unrecognized(nil, keys, []string{"removeRootsFromChain"})
-		if len(v.issues) > 0 {
-			return validation(v.issues)
-		}
+	removeRoots, e := decodeRenewBody(c.body)
+	if e != nil {
+		return e
 	}
 	res, err := h.cfg.Issuer.Renew(r.Context(), c.meta, id, removeRoots)
 	if err != nil {
@@ -121,6 +113,37 @@ func (h *handler) renew(w http.ResponseWriter, r *http.Request, l *logLine, c *c
 		CertificateChain: res.CertificateChain, PrivateKey: res.PrivateKey, SerialNumber: res.SerialNumber,
 		CertificateID: res.CertificateID, CertificateRequestID: res.CertificateRequestID})
 	return nil
+}
+
+// decodeRenewBody reads a renewal's optional {removeRootsFromChain}.
+func decodeRenewBody(body []byte) (bool, *httpError) {
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return false, nil
+	}
+	v, keys, e := parseObject(body)
+	if e != nil {
+		return false, e
+	}
+	removeRoots := v.boolean("removeRootsFromChain")
+	v.unrecognized(nil, keys, []string{"removeRootsFromChain"})
+	if len(v.issues) > 0 {
+		return false, validation(v.issues)
+	}
+	return removeRoots, nil
+}
+
+// decodeRevokeBody reads {revocationReason} in Infisical's names.
+func decodeRevokeBody(body []byte) (string, *httpError) {
+	v, keys, e := parseObject(body)
+	if e != nil {
+		return "", e
+	}
+	reason, _ := v.enum(v.obj, []any{"revocationReason"}, "revocationReason", issuer.RevocationReasons, true)
+	v.unrecognized(nil, keys, []string{"revocationReason"})
+	if len(v.issues) > 0 {
+		return "", validation(v.issues)
+	}
+	return reason, nil
 }
 
 // certificateIDParam is the {certificateId} of the path, a UUID (422 otherwise).
@@ -250,14 +273,9 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request, l *logLine, c *
 	if e != nil {
 		return e
 	}
-	v, keys, e := parseObject(c.body)
+	reason, e := decodeRevokeBody(c.body)
 	if e != nil {
 		return e
-	}
-	reason, _ := v.enum(v.obj, []any{"revocationReason"}, "revocationReason", issuer.RevocationReasons, true)
-	v.unrecognized(nil, keys, []string{"revocationReason"})
-	if len(v.issues) > 0 {
-		return validation(v.issues)
 	}
 	rec, err := h.cfg.Issuer.Revoke(r.Context(), c.meta, serial, false, reason)
 	if err != nil {

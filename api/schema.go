@@ -11,10 +11,22 @@ import (
 	"github.com/pkid/pkid/policy"
 )
 
-// validator collects zod-style issues while reading fields of obj.
+// validator collects zod-style issues while reading fields of obj, an
+// object found at prefix in the body (nil for the top level).
 type validator struct {
 	obj    map[string]any
+	prefix []any
 	issues []issue
+}
+
+// at is the path of parts inside the validator's object.
+func (v *validator) at(parts ...any) []any {
+	return append(append(make([]any, 0, len(v.prefix)+len(parts)), v.prefix...), parts...)
+}
+
+// nested returns a validator over the object at key, sharing the issues.
+func (v *validator) nested(obj map[string]any, key string) *validator {
+	return &validator{obj: obj, prefix: v.at(key)}
 }
 
 func (v *validator) add(is issue) { v.issues = append(v.issues, is) }
@@ -117,16 +129,16 @@ func (v *validator) enumArray(key string, options []string) []string {
 	}
 	arr, ok := raw.([]any)
 	if !ok {
-		v.add(typeIssue([]any{key}, "array", raw, true))
+		v.add(typeIssue(v.at(key), "array", raw, true))
 		return nil
 	}
 	if len(arr) > maxUsages {
-		v.add(tooBig([]any{key}, maxUsages, "array"))
+		v.add(tooBig(v.at(key), maxUsages, "array"))
 		return nil
 	}
 	var out []string
 	for k, item := range arr {
-		path := []any{key, k}
+		path := v.at(key, k)
 		s, ok := item.(string)
 		if !ok {
 			v.add(issue{Code: "invalid_type", Expected: "string", Received: zodType(item), Path: path,
@@ -145,13 +157,13 @@ func (v *validator) enumArray(key string, options []string) []string {
 }
 
 func (v *validator) timestamp(key string) (*time.Time, bool) {
-	s, ok := v.str(v.obj, []any{key}, key, false)
+	s, ok := v.str(v.obj, v.at(key), key, false)
 	if !ok {
 		return nil, false
 	}
 	t, err := time.Parse(time.RFC3339, strings.TrimSpace(s))
 	if err != nil {
-		v.add(issue{Code: "invalid_string", Validation: "datetime", Path: []any{key},
+		v.add(issue{Code: "invalid_string", Validation: "datetime", Path: v.at(key),
 			Message: "Invalid datetime: an RFC 3339 timestamp such as 2026-01-02T15:04:05Z is required"})
 		return nil, false
 	}
@@ -179,7 +191,7 @@ func (v *validator) unrecognized(path []any, keys []string, known []string) {
 func (v *validator) issueRequest(now time.Time) issuer.IssueRequest {
 	var req issuer.IssueRequest
 	req.ProfileID = v.uuid("profileId", true)
-	if cn, ok := v.str(v.obj, []any{"commonName"}, "commonName", false); ok {
+	if cn, ok := v.str(v.obj, v.at("commonName"), "commonName", false); ok {
 		req.CommonName = v.commonName(cn)
 	}
 	ttl, ttlValid := v.ttl()
@@ -188,20 +200,20 @@ func (v *validator) issueRequest(now time.Time) issuer.IssueRequest {
 	req.ExtKeyUsages = v.enumArray("extendedKeyUsages", policy.ExtKeyUsageNames)
 	req.NotBefore, req.NotAfter = v.window(now, ttl, ttlValid)
 	req.AltNames = v.altNames()
-	req.SignatureAlgorithm, _ = v.enum(v.obj, []any{"signatureAlgorithm"}, "signatureAlgorithm", policy.SignatureAlgorithmNames, true)
-	req.KeyAlgorithm, _ = v.enum(v.obj, []any{"keyAlgorithm"}, "keyAlgorithm", policy.KeyAlgorithmNames, true)
+	req.SignatureAlgorithm, _ = v.enum(v.obj, v.at("signatureAlgorithm"), "signatureAlgorithm", policy.SignatureAlgorithmNames, true)
+	req.KeyAlgorithm, _ = v.enum(v.obj, v.at("keyAlgorithm"), "keyAlgorithm", policy.KeyAlgorithmNames, true)
 	req.RemoveRootsFromChain = v.boolean("removeRootsFromChain")
 	return req
 }
 
 // uuid reads a UUID field (lower-cased), as zod's uuid check accepts it.
 func (v *validator) uuid(key string, required bool) string {
-	id, ok := v.str(v.obj, []any{key}, key, required)
+	id, ok := v.str(v.obj, v.at(key), key, required)
 	if !ok {
 		return ""
 	}
 	if !uuidPattern.MatchString(id) {
-		v.add(issue{Code: "invalid_string", Validation: "uuid", Message: "Invalid uuid", Path: []any{key}})
+		v.add(issue{Code: "invalid_string", Validation: "uuid", Message: "Invalid uuid", Path: v.at(key)})
 		return ""
 	}
 	return strings.ToLower(id)
@@ -209,18 +221,18 @@ func (v *validator) uuid(key string, required bool) string {
 
 // ttl reads the required ttl in the one duration grammar.
 func (v *validator) ttl() (time.Duration, bool) {
-	ttl, ok := v.str(v.obj, []any{"ttl"}, "ttl", true)
+	ttl, ok := v.str(v.obj, v.at("ttl"), "ttl", true)
 	if !ok {
 		return 0, false
 	}
 	ttl = strings.TrimSpace(ttl)
 	if ttl == "" {
-		v.add(tooSmall([]any{"ttl"}, 1, "TTL cannot be empty"))
+		v.add(tooSmall(v.at("ttl"), 1, "TTL cannot be empty"))
 		return 0, false
 	}
 	d, err := policy.ParseDuration(ttl)
 	if err != nil {
-		v.add(custom([]any{"ttl"}, "TTL must be a positive number"))
+		v.add(custom(v.at("ttl"), "TTL must be a positive number"))
 		return 0, false
 	}
 	return d, true
@@ -232,14 +244,14 @@ func (v *validator) window(now time.Time, ttl time.Duration, ttlValid bool) (*ti
 	notBefore, nbValid := v.timestamp("notBefore")
 	notAfter, naValid := v.timestamp("notAfter")
 	if nbValid && naValid && !notBefore.Before(*notAfter) {
-		v.add(custom(nil, "notBefore must be earlier than notAfter"))
+		v.add(custom(v.at(), "notBefore must be earlier than notAfter"))
 	} else if naValid && ttlValid {
 		start := now
 		if nbValid {
 			start = *notBefore
 		}
 		if notAfter.Sub(start) > ttl {
-			v.add(custom([]any{"notAfter"}, "The validity period up to notAfter must not exceed ttl"))
+			v.add(custom(v.at("notAfter"), "The validity period up to notAfter must not exceed ttl"))
 		}
 	}
 	return notBefore, notAfter
@@ -253,7 +265,7 @@ func (v *validator) boolean(key string) bool {
 	}
 	b, ok := raw.(bool)
 	if !ok {
-		v.add(typeIssue([]any{key}, "boolean", raw, true))
+		v.add(typeIssue(v.at(key), "boolean", raw, true))
 	}
 	return b
 }
@@ -261,7 +273,7 @@ func (v *validator) boolean(key string) bool {
 // commonName checks the schema's rules for the CN (each with zod's code)
 // and returns its canonical value.
 func (v *validator) commonName(cn string) policy.CommonName {
-	path := []any{"commonName"}
+	path := v.at("commonName")
 	switch {
 	case len(cn) < 1:
 		v.add(tooSmall(path, 1, ""))
@@ -288,23 +300,23 @@ func (v *validator) altNames() []policy.SAN {
 	}
 	arr, ok := raw.([]any)
 	if !ok {
-		v.add(typeIssue([]any{"altNames"}, "array", raw, true))
+		v.add(typeIssue(v.at("altNames"), "array", raw, true))
 		return nil
 	}
 	if len(arr) > maxAltNames {
-		v.add(tooBig([]any{"altNames"}, maxAltNames, "array"))
+		v.add(tooBig(v.at("altNames"), maxAltNames, "array"))
 		return nil
 	}
 	var out []policy.SAN
 	for k, item := range arr {
-		path := []any{"altNames", k}
+		path := v.at("altNames", k)
 		obj, ok := item.(map[string]any)
 		if !ok {
 			v.add(typeIssue(path, "object", item, true))
 			continue
 		}
-		typ, typOK := v.enum(obj, []any{"altNames", k, "type"}, "type", policy.SANTypeNames, true)
-		valuePath := []any{"altNames", k, "value"}
+		typ, typOK := v.enum(obj, v.at("altNames", k, "type"), "type", policy.SANTypeNames, true)
+		valuePath := v.at("altNames", k, "value")
 		value, valOK := v.str(obj, valuePath, "value", true)
 		if valOK {
 			switch {

@@ -159,7 +159,7 @@ func (i *Issuer) Issue(ctx context.Context, meta Meta, req IssueRequest) (*Resul
 	if err != nil {
 		return nil, internal(err)
 	}
-	rec, err := i.sign(ctx, meta, pl, leafKey.Public(), nil, "")
+	rec, err := i.sign(ctx, meta, pl, leafKey.Public(), nil, "", req.ApplicationID)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +190,7 @@ func (i *Issuer) authorize(ctx context.Context, meta Meta, profileID, action str
 
 // sign builds the template of pl for pub and has the signing service run
 // the pipeline. csr is the client's CSR (nil when pkid made the key).
-func (i *Issuer) sign(ctx context.Context, meta Meta, pl *plan, pub crypto.PublicKey, csr []byte, renews string) (*record.Certificate, error) {
+func (i *Issuer) sign(ctx context.Context, meta Meta, pl *plan, pub crypto.PublicKey, csr []byte, renews, applicationID string) (*record.Certificate, error) {
 	template, err := pl.template(pub)
 	if err != nil {
 		return nil, internal(err)
@@ -215,7 +215,7 @@ func (i *Issuer) sign(ctx context.Context, meta Meta, pl *plan, pub crypto.Publi
 		KeyUsages: pl.keyUsages, ExtKeyUsages: pl.extKeyUsages,
 		SignatureAlgorithm: pl.sigAlg, KeyAlgorithm: pl.keyAlg,
 		NotBefore: template.NotBefore, NotAfter: template.NotAfter,
-		Renews: renews, CreatedAt: now, UpdatedAt: now,
+		Renews: renews, ApplicationID: applicationID, CreatedAt: now, UpdatedAt: now,
 	}
 	if csr != nil {
 		rec.CSR, rec.CSRHash = csr, sha256Hex(csr)

@@ -25,6 +25,7 @@ type SignRequest struct {
 	NotAfter             *time.Time
 	SignatureAlgorithm   string // "": the profile's first allowed algorithm that fits the CA
 	RemoveRootsFromChain bool
+	ApplicationID        string
 }
 
 // Sign answers sign-certificate: the same profile lookup, authorization,
@@ -46,7 +47,7 @@ func (i *Issuer) Sign(ctx context.Context, meta Meta, req SignRequest) (*Result,
 	if err := ctx.Err(); err != nil {
 		return nil, unavailable("request cancelled", err)
 	}
-	rec, err := i.sign(ctx, meta, pl, c.PublicKey, c.DER, "")
+	rec, err := i.sign(ctx, meta, pl, c.PublicKey, c.DER, "", req.ApplicationID)
 	if err != nil {
 		return nil, err
 	}
@@ -81,18 +82,64 @@ func (i *Issuer) csrInput(p *Profile, req SignRequest) (planInput, *csr.Request,
 	}
 	in.signatureAlgorithm = req.SignatureAlgorithm
 	if in.signatureAlgorithm == "" {
-		family := signatureFamily(i.cas[p.caName].cert.PublicKey)
-		for _, a := range p.policy.AllowedSignatureAlgorithms() {
-			if strings.HasPrefix(a, family+"-") {
-				in.signatureAlgorithm = a
-				break
-			}
-		}
-		if in.signatureAlgorithm == "" {
+		if in.signatureAlgorithm = i.defaultSignatureAlgorithm(p); in.signatureAlgorithm == "" {
 			return planInput{}, nil, Errorf(KindBadRequest, "The profile allows no signature algorithm that CA %s can sign with", p.caName)
 		}
 	}
 	return in, c, nil
+}
+
+// defaultSignatureAlgorithm is the profile's first allowed signature
+// algorithm that its CA's key can make, or "".
+func (i *Issuer) defaultSignatureAlgorithm(p *Profile) string {
+	family := signatureFamily(i.cas[p.caName].cert.PublicKey)
+	for _, a := range p.policy.AllowedSignatureAlgorithms() {
+		if strings.HasPrefix(a, family+"-") {
+			return a
+		}
+	}
+	return ""
+}
+
+// info describes p for the edge.
+func (i *Issuer) info(p *Profile) ProfileInfo {
+	keyAlg := ""
+	for _, a := range p.policy.AllowedKeyAlgorithms() {
+		if keyAlg == "" || a == "EC_prime256v1" {
+			keyAlg = a
+		}
+	}
+	return ProfileInfo{ID: p.id, Name: p.name, Slug: p.slug, CAName: p.caName, SignatureAlgorithm: i.defaultSignatureAlgorithm(p),
+		KeyAlgorithm: keyAlg, MaxValidity: p.policy.MaxValidity()}
+}
+
+// ProfileInfo describes the profile with id.
+func (i *Issuer) ProfileInfo(id string) (ProfileInfo, bool) {
+	p, ok := i.profiles[strings.ToLower(id)]
+	if !ok {
+		return ProfileInfo{}, false
+	}
+	return i.info(p), true
+}
+
+// ProfileFor finds a profile by id or slug for meta, which must be allowed
+// to use it or manage it: 404 for none, 403 for someone else's.
+func (i *Issuer) ProfileFor(ctx context.Context, meta Meta, idOrSlug string) (ProfileInfo, error) {
+	p := i.profiles[strings.ToLower(idOrSlug)]
+	for _, q := range i.ordered {
+		if p == nil && q.slug == idOrSlug {
+			p = q
+		}
+	}
+	if p == nil {
+		return ProfileInfo{}, i.refuse(ctx, meta, "unknown", Errorf(KindNotFound, "Certificate profile not found"))
+	}
+	if !p.MayIssue(meta.Identity) && !p.Manages(meta.Identity) {
+		e := Errorf(KindForbidden, "You are not allowed to read certificate-profiles")
+		e.Details = map[string]string{"identity": meta.Identity.String(), "profileId": p.id, "profile": p.name}
+		return ProfileInfo{}, i.refuse(ctx, meta, p.name, e)
+	}
+	return i.info(p), nil
 }
 
 // Status of a certificate as the API reports it (DESIGN.md §12).
@@ -243,7 +290,7 @@ func (i *Issuer) Renew(ctx context.Context, meta Meta, certificateID string, rem
 	if err != nil {
 		return nil, internal(err)
 	}
-	rec, err := i.sign(ctx, meta, pl, leafKey.Public(), nil, old.ID)
+	rec, err := i.sign(ctx, meta, pl, leafKey.Public(), nil, old.ID, old.ApplicationID)
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,16 @@ type IssueRequest struct {
 	SignatureAlgorithm   string
 	KeyAlgorithm         string
 	RemoveRootsFromChain bool
+	ApplicationID        string // Infisical v1's applicationId, kept in the record
+}
+
+// ProfileInfo describes a profile to the edge: names and the defaults a
+// request that names no algorithm or ttl gets.
+type ProfileInfo struct {
+	ID, Name, Slug, CAName string
+	SignatureAlgorithm     string // the first allowed one the CA can sign with
+	KeyAlgorithm           string // the first allowed one, EC_prime256v1 when allowed
+	MaxValidity            time.Duration
 }
 
 // Result is what the client receives, PEM strings trimmed.

@@ -22,6 +22,9 @@ const namespace = "pkid"
 // Unknown is the label value for anything not in the config.
 const Unknown = "unknown"
 
+// LoginOutcomes are the outcomes of a machine-identity login.
+var LoginOutcomes = []string{"success", "invalid", "rate_limited", "error"}
+
 // Outcomes of an issuance request (the issuer's vocabulary).
 var Outcomes = []string{"issued", "invalid", "unauthorized", "forbidden", "not_found", "policy_violation", "rate_limited", "unavailable", "error"}
 
@@ -66,6 +69,7 @@ type Metrics struct {
 	crlThisUpdate    *prometheus.GaugeVec
 	crlErrors        *prometheus.CounterVec
 	ocspResponses    *prometheus.CounterVec
+	logins           *prometheus.CounterVec
 	ocspResponder    *prometheus.GaugeVec
 
 	reasons      []string
@@ -132,6 +136,8 @@ func New(o Options) *Metrics {
 			Help: "CRLs that could not be made (the current one stays served), by CA."}, []string{"ca"}),
 		ocspResponses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("ocsp", "responses_total"),
 			Help: "OCSP answers by CA and status (unauthorized and malformed requests name no CA: ca=\"unknown\")."}, []string{"ca", "status"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("auth", "logins_total"),
+			Help: "Machine-identity logins (universal auth) by outcome."}, []string{"outcome"}),
 		ocspResponder: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name("ocsp", "responder_not_after_timestamp_seconds"),
 			Help: "Expiry of each CA's delegated OCSP responder certificate."}, []string{"ca"}),
 	}
@@ -143,7 +149,7 @@ func New(o Options) *Metrics {
 	m.registry.MustRegister(m.issuance, m.issuanceDuration, m.signDuration, m.hsmErrors, m.hsmUp, m.sessionsInUse,
 		m.sessionsLimit, m.notAfter, m.pending, m.httpRequests, m.httpInFlight, m.httpDuration, m.lintFailures, m.commitDuration,
 		m.commitGroupSize, m.identityRejected, m.reloads, m.recovered, m.checkpoint, m.revocations, m.crlNumber,
-		m.crlNextUpdate, m.crlThisUpdate, m.crlErrors, m.ocspResponses, m.ocspResponder, build,
+		m.crlNextUpdate, m.crlThisUpdate, m.crlErrors, m.ocspResponses, m.ocspResponder, m.logins, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: namespace}))
 	m.sessionsLimit.Set(float64(o.SessionLimit))
 	for _, r := range o.RejectReasons {
@@ -151,6 +157,9 @@ func New(o Options) *Metrics {
 	}
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
+	}
+	for _, o := range LoginOutcomes {
+		m.logins.WithLabelValues(o)
 	}
 	m.routes = map[string]bool{}
 	for _, r := range o.Routes {
@@ -314,4 +323,16 @@ func (m *Metrics) ObserveOCSP(ca, status string) {
 // ObserveOCSPResponder records a responder certificate's expiry.
 func (m *Metrics) ObserveOCSPResponder(ca string, notAfter time.Time) {
 	m.ocspResponder.WithLabelValues(m.bound(m.cas, ca)).Set(float64(notAfter.Unix()))
+}
+
+// ObserveLogin counts a machine-identity login by outcome.
+func (m *Metrics) ObserveLogin(outcome string) {
+	known := false
+	for _, o := range LoginOutcomes {
+		known = known || o == outcome
+	}
+	if !known {
+		outcome = "error"
+	}
+	m.logins.WithLabelValues(outcome).Inc()
 }
