@@ -111,7 +111,9 @@ func TestOCSPWithOpenSSL(t *testing.T) {
 
 	// Garbage, by POST and by GET.
 	for _, send := range []func() (*http.Response, error){
-		func() (*http.Response, error) { return http.Post(url, "application/ocsp-request", strings.NewReader("garbage")) },
+		func() (*http.Response, error) {
+			return http.Post(url, "application/ocsp-request", strings.NewReader("garbage"))
+		},
 		func() (*http.Response, error) { return http.Get(url + "/Z2FyYmFnZQ==") },
 	} {
 		resp, err := send()
