@@ -132,7 +132,11 @@ func NewMachines(cfgs []MachineConfig) (*Machines, error) {
 		m.maxTTL = DefaultAccessTokenMaxTTL
 		maxOK := parseTTL(c.AccessTokenMaxTTL, "accessTokenMaxTTL", &m.maxTTL, fail)
 		if ttlOK && maxOK && m.maxTTL < m.ttl {
-			fail("accessTokenMaxTTL (%s) is shorter than accessTokenTTL (%s)", m.maxTTL, m.ttl)
+			ttlName := "accessTokenTTL"
+			if c.AccessTokenTTL == "" {
+				ttlName = "the default accessTokenTTL"
+			}
+			fail("accessTokenMaxTTL (%s) is shorter than %s (%s)", m.maxTTL, ttlName, m.ttl)
 		}
 
 		for j, s := range c.StaticTokens {

@@ -80,6 +80,8 @@ func TestNewMachinesReportsEveryProblem(t *testing.T) {
 			AccessTokenTTL: "90.5s"},
 		{Name: "statics", ClientID: "6f1c5b1e-0000-4000-8000-000000000008", ClientSecretHash: tfHash, // 8
 			StaticTokens: []string{"abc", tfStaticHash, unlistedStaticHash, strings.ToUpper(unlistedStaticHash), unlistedStaticHash[:63] + "g"}},
+		{Name: "maxonly", ClientID: "6f1c5b1e-0000-4000-8000-000000000009", ClientSecretHash: tfHash, // 9
+			AccessTokenMaxTTL: "1h"},
 	}
 	_, err := NewMachines(cfgs)
 	if err == nil {
@@ -101,6 +103,7 @@ func TestNewMachinesReportsEveryProblem(t *testing.T) {
 		`machineIdentities[5] (short): accessTokenTTL "30s" is under 1m0s`,
 		`machineIdentities[6] (inverted): accessTokenMaxTTL (1h0m0s) is shorter than accessTokenTTL (3h0m0s)`,
 		`machineIdentities[7] (fraction): accessTokenTTL "90.5s" is not a whole number of seconds`,
+		`machineIdentities[9] (maxonly): accessTokenMaxTTL (1h0m0s) is shorter than the default accessTokenTTL (2h0m0s)`,
 		`machineIdentities[8] (statics): staticTokens[0] is not a SHA-256 in hex`,
 		`machineIdentities[8] (statics): staticTokens[1] is also a static token of "ci-agent"`,
 		`machineIdentities[8] (statics): staticTokens[3] is listed twice`,
