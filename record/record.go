@@ -56,10 +56,15 @@ type Certificate struct {
 	Renews               string // id of the certificate this one renews, or ""
 	Status               string
 	DER                  []byte
-	RevokedAt            time.Time // zero unless revoked
-	RevocationReason     string    // Infisical's names (KEY_COMPROMISE, …)
-	CreatedAt            time.Time
-	UpdatedAt            time.Time
+	// Node is the pkid node that reserved the serial (DESIGN §16): at
+	// start-up a node resolves only its own pending rows and those of
+	// nodes whose heartbeat stopped. Records made before nodes had names
+	// have "".
+	Node             string
+	RevokedAt        time.Time // zero unless revoked
+	RevocationReason string    // Infisical's names (KEY_COMPROMISE, …)
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
 }
 
 // CRL is one certificate revocation list of one CA: reserved (its number
@@ -73,7 +78,28 @@ type CRL struct {
 	TBSHash    string // hex SHA-256 of the exact TBSCertList about to be signed
 	Status     string // pending, issued or aborted
 	DER        []byte
+	Node       string // the node that reserved the number; "" for CRLs made before nodes had names
 	CreatedAt  time.Time
+}
+
+// OCSP certificate statuses a stored answer may give (RFC 6960 §2.2).
+// "unknown" is never stored: it is what a responder says for a serial it
+// has no record of.
+const (
+	OCSPGood    = "good"
+	OCSPRevoked = "revoked"
+)
+
+// OCSPResponse is one pre-signed OCSP answer (DESIGN §14): made by the one
+// node that holds the CA's lead and served by every node from the store,
+// so that all nodes give the same answer for a serial.
+type OCSPResponse struct {
+	CA         string
+	Serial     string // lowercase hex, as the certificate record has it
+	Status     string // OCSPGood or OCSPRevoked
+	ThisUpdate time.Time
+	NextUpdate time.Time
+	DER        []byte // the signed OCSPResponse (RFC 6960 §4.2.1)
 }
 
 // RevokedEntry is what a CRL needs of one revoked certificate.
@@ -108,4 +134,9 @@ var (
 	ErrInvalidCheckpoint = errors.New("invalid audit checkpoint")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store is closed")
+	// ErrUnavailable: the database could not be reached or did not answer
+	// in time (a PostgreSQL server that is down or restarting). Nothing
+	// was signed on its account; the caller answers 503 with Retry-After
+	// and the store recovers by itself once the database is back.
+	ErrUnavailable = errors.New("database unavailable")
 )

@@ -39,6 +39,18 @@
 // crlNumber) and refuses an event that contradicts the record it resolves,
 // so that VerifyAudit's cross-checks hold by construction.
 //
+// Several nodes (DESIGN §16). Each reservation carries the name of the node
+// that made it; a node sends heartbeats, and AbortPending resolves only the
+// caller's own pending rows and those of nodes whose heartbeat stopped, so
+// a node that starts never aborts what a live node is signing. Lead is the
+// cluster-wide lock under which one node at a time makes a CA's CRL and OCSP
+// answers; the answers are stored (PutOCSPResponses) and served by every
+// node. Revoked access tokens are stored so that every node refuses them.
+//
+// A database that cannot be reached fails calls with an error wrapping
+// record.ErrUnavailable (the caller answers 503); the store reconnects by
+// itself when the database is back.
+//
 // The audit log. One hash chain (record.ChainHash over record.EncodeEvent,
 // from record.GenesisHash), sequence numbers consecutive from 1, append-only.
 // Checkpoints signed by the audit key anchor it: AddCheckpoint accepts only

@@ -49,12 +49,47 @@ type Store interface {
 	RevocationCount(ctx context.Context, ca string) (int64, error)
 	// CountPending counts pending certificates and CRLs.
 	CountPending(ctx context.Context) (int, error)
-	// AbortPending resolves every pending certificate (to aborted, with an
-	// audit entry of action recovered) and every pending CRL (to aborted;
-	// its number stays used). It is meant for start-up, before anything
-	// can reserve: a pending row then belongs to a run that stopped between
-	// reservation and finalization.
-	AbortPending(ctx context.Context, reason string, at time.Time) ([]Recovered, error)
+	// AbortPending resolves the pending certificates (to aborted, with an
+	// audit entry of action recovered) and pending CRLs (to aborted; the
+	// number stays used) that node reserved, and those of every other node
+	// whose heartbeat is older than at − staleAfter or that never sent one
+	// (records made before nodes had names belong to node ""); the rows of
+	// nodes that are alive are left alone (DESIGN §16). A node calls it at
+	// start-up, before it reserves anything, with its own name: its own
+	// pending rows then belong to a run that stopped between reservation
+	// and finalization. With one node (SQLite) that is every pending row,
+	// as before nodes had names.
+	AbortPending(ctx context.Context, node string, staleAfter time.Duration, reason string, at time.Time) ([]Recovered, error)
+	// Heartbeat records that node is alive at at (a heartbeat never moves
+	// back). A node sends one before it first reserves, and then well
+	// within the staleAfter the others pass to AbortPending, or its
+	// pending rows look abandoned.
+	Heartbeat(ctx context.Context, node string, at time.Time) error
+	// Lead takes, without waiting, the cluster-wide lock named task (one
+	// node at a time makes a CA's CRL and OCSP answers, DESIGN §16). ok is
+	// false when another holder has it. release gives it back and is safe
+	// to call more than once. A lock that is lost with its database
+	// connection is not reported, so a holder keeps it for one round of
+	// work (make the CRL, store it, release) rather than for its lifetime.
+	Lead(ctx context.Context, task string) (release func(), ok bool, err error)
+
+	// PutOCSPResponses stores pre-signed OCSP answers, replacing the
+	// stored answer for each (CA, serial), in one durable transaction. An
+	// answer never replaces one with a later thisUpdate, nor a revoked
+	// answer one that says good, so a node that lost the lead cannot
+	// overwrite a fresher answer. Not audited: the signature is the
+	// responder key's, and what it says follows from audited records.
+	PutOCSPResponses(ctx context.Context, rs []record.OCSPResponse) error
+	// OCSPResponse returns the stored answer for serial of ca, or
+	// ErrNotFound.
+	OCSPResponse(ctx context.Context, ca, serial string) (*record.OCSPResponse, error)
+
+	// RevokeToken durably records that the access token jti is revoked
+	// until expiresAt (DESIGN §15); revoking it again is not an error.
+	// Tokens past their expiry may be purged: they are refused anyway.
+	RevokeToken(ctx context.Context, jti string, expiresAt time.Time) error
+	// TokenRevoked reports whether jti was revoked.
+	TokenRevoked(ctx context.Context, jti string) (bool, error)
 
 	// ReserveCRL inserts (c.CA, c.Number) pending with its TBS hash;
 	// ErrCRLNumberUsed unless c.Number is greater than every number ever
@@ -167,6 +202,7 @@ func (p *AuditProblem) Error() string {
 type Recovered struct {
 	ID, Serial, Profile, Identity, RequestID string // a certificate; empty for a CRL
 	CA                                       string
-	CRLNumber                                int64 // a CRL; 0 for a certificate
+	Node                                     string // the node that reserved it
+	CRLNumber                                int64  // a CRL; 0 for a certificate
 	TBSHash                                  string
 }

@@ -16,8 +16,10 @@ import (
 
 // LatestSchemaVersion is the schema this release writes. Version 1 is the
 // first release's schema; version 2 adds revocation, the reservation's
-// forensic fields, CRLs, audit checkpoints and the legacy-entry boundary.
-const LatestSchemaVersion = 2
+// forensic fields, CRLs, audit checkpoints and the legacy-entry boundary;
+// version 3 the reserving node of each record, node heartbeats, pre-signed
+// OCSP answers and revoked access tokens.
+const LatestSchemaVersion = 3
 
 // The migrations are embedded so a binary carries the schema it needs; the
 // file name's number is the version. Read-only after build.

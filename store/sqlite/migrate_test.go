@@ -139,7 +139,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 		strings.Join(got.KeyUsages, ",") != "key_encipherment,digital_signature" ||
 		!got.NotBefore.Equal(when("2026-11-30T08:00:00Z")) || !got.NotAfter.Equal(when("2026-12-30T08:00:00.25Z")) ||
 		!got.CreatedAt.Equal(when(certs[0].created)) || got.ProfileID != "" || got.TBSHash != "" ||
-		got.CertificateRequestID != "" || !got.RevokedAt.IsZero() || got.CSR != nil {
+		got.CertificateRequestID != "" || !got.RevokedAt.IsZero() || got.CSR != nil || got.Node != "" {
 		t.Errorf("migrated record = %+v", got)
 	}
 	// Listed in time order now, whatever version 1's text said.
@@ -160,7 +160,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 
 	// The migrated database keeps working: the old pending row is
 	// recovered, a legacy certificate revoked, a new one issued.
-	if rec, err := d.AbortPending(ctx, "restart after upgrade", at(10)); err != nil || len(rec) != 1 || rec[0].ID != certs[2].id {
+	if rec, err := d.AbortPending(ctx, "node-1", time.Hour, "restart after upgrade", at(10)); err != nil || len(rec) != 1 || rec[0].ID != certs[2].id {
 		t.Fatalf("AbortPending = %+v, %v", rec, err)
 	}
 	if err := d.Revoke(ctx, certs[0].id, at(11), "SUPERSEDED", record.AuditEvent{Time: at(11), Outcome: "revoked"}); err != nil {

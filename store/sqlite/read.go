@@ -49,7 +49,7 @@ func rowsOf[T any](ctx context.Context, q querier, scan func(*sql.Rows) (T, erro
 const certColumns = `id, serial, profile_id, profile, ca, issuer_hash, identity, request_id, certificate_request_id,
 	application_id, common_name, alt_names, key_usages, ext_key_usages, signature_algorithm, key_algorithm,
 	not_before, not_after, tbs_hash, csr, csr_hash, renews, status, der, revoked_at, revocation_reason,
-	created_at, updated_at`
+	node, created_at, updated_at`
 
 func scanCertificate(rows *sql.Rows) (*record.Certificate, error) {
 	var c record.Certificate
@@ -57,7 +57,7 @@ func scanCertificate(rows *sql.Rows) (*record.Certificate, error) {
 	if err := rows.Scan(&c.ID, &c.Serial, &c.ProfileID, &c.Profile, &c.CA, &c.IssuerHash, &c.Identity, &c.RequestID,
 		&c.CertificateRequestID, &c.ApplicationID, &c.CommonName, &alt, &ku, &eku, &c.SignatureAlgorithm,
 		&c.KeyAlgorithm, &nb, &na, &c.TBSHash, &c.CSR, &c.CSRHash, &c.Renews, &c.Status, &c.DER, &revoked,
-		&c.RevocationReason, &created, &updated); err != nil {
+		&c.RevocationReason, &c.Node, &created, &updated); err != nil {
 		return nil, fmt.Errorf("reading certificate record: %w", err)
 	}
 	var errs []error
@@ -214,7 +214,7 @@ func (d *DB) CountPending(ctx context.Context) (int, error) {
 func scanCRL(rows *sql.Rows) (*record.CRL, error) {
 	var c record.CRL
 	var this, next, created string
-	if err := rows.Scan(&c.CA, &c.Number, &this, &next, &c.TBSHash, &c.Status, &c.DER, &created); err != nil {
+	if err := rows.Scan(&c.CA, &c.Number, &this, &next, &c.TBSHash, &c.Status, &c.DER, &c.Node, &created); err != nil {
 		return nil, fmt.Errorf("reading CRL record: %w", err)
 	}
 	var err1, err2, err3 error
@@ -232,7 +232,7 @@ func (d *DB) LatestCRL(ctx context.Context, ca string) (*record.CRL, error) {
 	if err := d.closing(); err != nil {
 		return nil, err
 	}
-	for c, err := range rowsOf(ctx, d.db, scanCRL, `SELECT ca, number, this_update, next_update, tbs_hash, status, der, created_at
+	for c, err := range rowsOf(ctx, d.db, scanCRL, `SELECT ca, number, this_update, next_update, tbs_hash, status, der, node, created_at
 		FROM crls WHERE ca = ? AND status = 'issued' ORDER BY number DESC LIMIT 1`, ca) {
 		if err != nil {
 			return nil, fmt.Errorf("reading the latest CRL of %s: %w", ca, err)

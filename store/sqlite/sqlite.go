@@ -68,6 +68,8 @@ type DB struct {
 	hash  string
 	stmts statements
 
+	leads leads
+
 	statsMu  sync.Mutex
 	stats    Stats
 	onCommit func(d time.Duration, size int)

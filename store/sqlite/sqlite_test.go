@@ -222,11 +222,13 @@ func TestGuardsRefuseEdits(t *testing.T) {
 		{`UPDATE certificates SET der = x'00'`, false},
 		{`UPDATE certificates SET status = 'pending'`, false},
 		{`UPDATE certificates SET serial = 'ff'`, false},
+		{`UPDATE certificates SET node = 'another'`, false},
 		{`UPDATE certificates SET status = 'revoked', revoked_at = 'now'`, true}, // the one move an issued record may make
 		{`UPDATE certificates SET status = 'issued'`, false},
-		{`INSERT INTO crls VALUES ('ca', 2, 'x', 'y', 'h', 'pending', NULL, 'c', 'u')`, true},
-		{`INSERT INTO crls VALUES ('ca', 1, 'x', 'y', 'h', 'pending', NULL, 'c', 'u')`, false}, // a lower number
-		{`INSERT INTO crls VALUES ('ca', 2, 'x', 'y', 'h', 'pending', NULL, 'c', 'u')`, false}, // the same one
+		{`INSERT INTO crls (ca, number, this_update, next_update, tbs_hash, status, der, created_at, updated_at) VALUES ('ca', 2, 'x', 'y', 'h', 'pending', NULL, 'c', 'u')`, true},
+		{`INSERT INTO crls (ca, number, this_update, next_update, tbs_hash, status, der, created_at, updated_at) VALUES ('ca', 1, 'x', 'y', 'h', 'pending', NULL, 'c', 'u')`, false}, // a lower number
+		{`INSERT INTO crls (ca, number, this_update, next_update, tbs_hash, status, der, created_at, updated_at) VALUES ('ca', 2, 'x', 'y', 'h', 'pending', NULL, 'c', 'u')`, false}, // the same one
+		{`UPDATE crls SET node = 'another'`, false},
 		{`UPDATE crls SET status = 'aborted'`, true},
 		{`UPDATE crls SET status = 'pending'`, false},
 		{`DELETE FROM crls`, false},

@@ -39,7 +39,7 @@ func (d *DB) Reserve(ctx context.Context, c *record.Certificate) error {
 			r.CertificateRequestID, r.ApplicationID, r.CommonName,
 			jsonText(r.AltNames), jsonText(r.KeyUsages), jsonText(r.ExtKeyUsages),
 			r.SignatureAlgorithm, r.KeyAlgorithm, timeText(r.NotBefore), timeText(r.NotAfter),
-			r.TBSHash, r.CSR, r.CSRHash, r.Renews, created, created)
+			r.TBSHash, r.CSR, r.CSRHash, r.Renews, r.Node, created, created)
 		if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed: certificates.serial") {
 			return fmt.Errorf("reserving serial %s: %w", r.Serial, record.ErrDuplicateSerial)
 		}
@@ -155,7 +155,7 @@ func (d *DB) ReserveCRL(ctx context.Context, c *record.CRL) error {
 		}
 		created := timeText(r.CreatedAt)
 		if _, err := d.stmts.reserveCRL.ExecContext(ctx, r.CA, r.Number, timeText(r.ThisUpdate), timeText(r.NextUpdate),
-			r.TBSHash, created, created); err != nil {
+			r.TBSHash, r.Node, created, created); err != nil {
 			return fmt.Errorf("reserving CRL %d of %s: %w", r.Number, r.CA, err)
 		}
 		return nil
@@ -201,25 +201,37 @@ func (d *DB) resolveCRL(ctx context.Context, ca string, number int64, status str
 	})
 }
 
-// AbortPending resolves every pending certificate and CRL, marking it
-// aborted with an audit entry (action recovered) that gives reason. It is
-// meant for start-up, before any new request can reserve: a pending row
-// then belongs to a run that stopped between reservation and finalization,
-// so its result — signed or not — was never returned (a certificate's
-// private key is gone with that run), and a CRL number it held stays used
-// because the token may have signed a CRL with it.
-func (d *DB) AbortPending(ctx context.Context, reason string, at time.Time) ([]store.Recovered, error) {
+// AbortPending resolves the pending certificates and CRLs that node
+// reserved and those of nodes whose heartbeat is older than at − staleAfter
+// or that never sent one, marking each aborted with an audit entry (action
+// recovered) that gives reason. A node calls it at start-up, before it
+// reserves anything: its own pending rows then belong to a run that
+// stopped between reservation and finalization, so their result — signed
+// or not — was never returned (a certificate's private key is gone with
+// that run), and a CRL number they held stays used because the token may
+// have signed a CRL with it. SQLite serves one node, so in practice that
+// is every pending row; the rule is the same as PostgreSQL's so that a
+// database moved from one to the other behaves alike.
+func (d *DB) AbortPending(ctx context.Context, node string, staleAfter time.Duration, reason string, at time.Time) ([]store.Recovered, error) {
+	stale := timeText(contract.StaleBefore(at, staleAfter))
+	// A row is resolvable when it is node's, or its node has no heartbeat
+	// at or after the cutoff (none at all for records made before nodes).
+	mine := func(table string) string {
+		return `(` + table + `.node = ? OR NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.name = ` + table + `.node
+			AND nodes.heartbeat_at >= ?))`
+	}
 	var out []store.Recovered
 	err := d.submit(ctx, func(ctx context.Context, d *DB) error {
+		out = out[:0]
 		c := d.writer
-		rows, err := c.QueryContext(ctx, `SELECT id, serial, profile, identity, request_id, ca, tbs_hash
-			FROM certificates WHERE status = 'pending' ORDER BY created_at, id`)
+		rows, err := c.QueryContext(ctx, `SELECT id, serial, profile, identity, request_id, ca, tbs_hash, node
+			FROM certificates WHERE status = 'pending' AND `+mine("certificates")+` ORDER BY created_at, id`, node, stale)
 		if err != nil {
 			return fmt.Errorf("finding pending certificates: %w", err)
 		}
 		for rows.Next() {
 			var r store.Recovered
-			if err := rows.Scan(&r.ID, &r.Serial, &r.Profile, &r.Identity, &r.RequestID, &r.CA, &r.TBSHash); err != nil {
+			if err := rows.Scan(&r.ID, &r.Serial, &r.Profile, &r.Identity, &r.RequestID, &r.CA, &r.TBSHash, &r.Node); err != nil {
 				rows.Close()
 				return fmt.Errorf("reading pending certificate: %w", err)
 			}
@@ -228,13 +240,14 @@ func (d *DB) AbortPending(ctx context.Context, reason string, at time.Time) ([]s
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return fmt.Errorf("finding pending certificates: %w", err)
 		}
-		rows, err = c.QueryContext(ctx, `SELECT ca, number, tbs_hash FROM crls WHERE status = 'pending' ORDER BY ca, number`)
+		rows, err = c.QueryContext(ctx, `SELECT ca, number, tbs_hash, node FROM crls
+			WHERE status = 'pending' AND `+mine("crls")+` ORDER BY ca, number`, node, stale)
 		if err != nil {
 			return fmt.Errorf("finding pending CRLs: %w", err)
 		}
 		for rows.Next() {
 			var r store.Recovered
-			if err := rows.Scan(&r.CA, &r.CRLNumber, &r.TBSHash); err != nil {
+			if err := rows.Scan(&r.CA, &r.CRLNumber, &r.TBSHash, &r.Node); err != nil {
 				rows.Close()
 				return fmt.Errorf("reading pending CRL: %w", err)
 			}

@@ -38,16 +38,16 @@ func (st *statements) prepare(ctx context.Context, c *sql.Conn) error {
 		`INSERT INTO certificates (id, serial, profile_id, profile, ca, issuer_hash, identity, request_id,
 			certificate_request_id, application_id, common_name, alt_names, key_usages, ext_key_usages,
 			signature_algorithm, key_algorithm, not_before, not_after, tbs_hash, csr, csr_hash, renews, status, der,
-			revoked_at, revocation_reason, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL, '', '', ?, ?)`,
+			revoked_at, revocation_reason, node, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL, '', '', ?, ?, ?)`,
 		`SELECT status, serial, ca FROM certificates WHERE id = ?`,
 		`UPDATE certificates SET status = ?, der = ?, updated_at = ? WHERE id = ? AND status = 'pending'`,
 		`UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?, updated_at = ?
 			WHERE id = ? AND status = 'issued'`,
 		`INSERT INTO audit (seq, at, event, prev_hash, hash) VALUES (?, ?, ?, ?, ?)`,
 		`SELECT coalesce(max(number), 0) FROM crls WHERE ca = ?`,
-		`INSERT INTO crls (ca, number, this_update, next_update, tbs_hash, status, der, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, 'pending', NULL, ?, ?)`,
+		`INSERT INTO crls (ca, number, this_update, next_update, tbs_hash, status, der, node, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, 'pending', NULL, ?, ?, ?)`,
 		`SELECT status FROM crls WHERE ca = ? AND number = ?`,
 		`UPDATE crls SET status = ?, der = ?, updated_at = ? WHERE ca = ? AND number = ? AND status = 'pending'`,
 		`SELECT hash FROM audit WHERE seq = ?`,

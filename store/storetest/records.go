@@ -458,7 +458,7 @@ func testCRLNumbers(t *testing.T, f *fixture) {
 		t.Fatal(err)
 	}
 	f.reopen()
-	if _, err := f.s().AbortPending(f.ctx, "restart", f.now()); err != nil {
+	if _, err := f.s().AbortPending(f.ctx, node, time.Hour, "restart", f.now()); err != nil {
 		t.Fatal(err)
 	}
 	wantErr(t, "ReserveCRL(4) after a crash", f.s().ReserveCRL(f.ctx, f.crl(ca, 4)), record.ErrCRLNumberUsed)
@@ -474,7 +474,7 @@ func testCRLNumbers(t *testing.T, f *fixture) {
 	if latest.CA != ca || latest.Number != 6 || latest.Status != record.StatusIssued ||
 		string(latest.DER) != string(crlDER(ca, 6)) || latest.TBSHash != want.TBSHash ||
 		latest.NextUpdate.Sub(latest.ThisUpdate) != 7*24*time.Hour ||
-		latest.CreatedAt.IsZero() || !latest.ThisUpdate.Equal(latest.CreatedAt) {
+		latest.CreatedAt.IsZero() || !latest.ThisUpdate.Equal(latest.CreatedAt) || latest.Node != node {
 		t.Errorf("LatestCRL = %+v", latest)
 	}
 	if l, err := f.s().LatestCRL(f.ctx, "rsa-issuing"); err != nil || l.Number != 1 {
@@ -551,14 +551,14 @@ func testPendingRecovery(t *testing.T, f *fixture) {
 	if n, err := f.s().CountPending(f.ctx); err != nil || n != 3 {
 		t.Fatalf("CountPending after restart = %d, %v; want 3", n, err)
 	}
-	got, err := f.s().AbortPending(f.ctx, "found pending at start-up", f.now())
+	got, err := f.s().AbortPending(f.ctx, node, time.Hour, "found pending at start-up", f.now())
 	if err != nil {
 		t.Fatalf("AbortPending: %v", err)
 	}
 	want := []store.Recovered{
-		{ID: first.ID, Serial: first.Serial, Profile: first.Profile, Identity: first.Identity, RequestID: first.RequestID, CA: first.CA, TBSHash: first.TBSHash},
-		{ID: second.ID, Serial: second.Serial, Profile: second.Profile, Identity: second.Identity, RequestID: second.RequestID, CA: second.CA, TBSHash: second.TBSHash},
-		{CA: "ec-issuing", CRLNumber: 2, TBSHash: pendingCRL.TBSHash},
+		{ID: first.ID, Serial: first.Serial, Profile: first.Profile, Identity: first.Identity, RequestID: first.RequestID, CA: first.CA, Node: node, TBSHash: first.TBSHash},
+		{ID: second.ID, Serial: second.Serial, Profile: second.Profile, Identity: second.Identity, RequestID: second.RequestID, CA: second.CA, Node: node, TBSHash: second.TBSHash},
+		{CA: "ec-issuing", Node: node, CRLNumber: 2, TBSHash: pendingCRL.TBSHash},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("AbortPending =\n%+v\nwant\n%+v", got, want)
@@ -577,7 +577,7 @@ func testPendingRecovery(t *testing.T, f *fixture) {
 	}
 	// Nothing pending: nothing to do, nothing written.
 	seq, _ := f.head()
-	if again, err := f.s().AbortPending(f.ctx, "again", f.now()); err != nil || len(again) != 0 {
+	if again, err := f.s().AbortPending(f.ctx, node, time.Hour, "again", f.now()); err != nil || len(again) != 0 {
 		t.Errorf("second AbortPending = %+v, %v", again, err)
 	}
 	f.noAuditChange(seq, "AbortPending with nothing pending")

@@ -82,6 +82,11 @@ func Run(t *testing.T, open func(t *testing.T) Harness) {
 		{"CRLNumbers", testCRLNumbers},
 		{"CRLRefusals", testCRLRefusals},
 		{"PendingRecovery", testPendingRecovery},
+		{"PendingRecoveryByNode", testPendingRecoveryByNode},
+		{"Lead", testLead},
+		{"OCSPResponses", testOCSPResponses},
+		{"OCSPRefusals", testOCSPRefusals},
+		{"RevokedTokens", testRevokedTokens},
 		{"Checkpoints", testCheckpoints},
 		{"VerifyIntact", testVerifyIntact},
 		{"VerifyDetects", testVerifyDetects},
@@ -159,9 +164,12 @@ func (f *fixture) cert(ca, profile string) *record.Certificate {
 		ExtKeyUsages:       []string{"server_auth", "client_auth"},
 		SignatureAlgorithm: "ECDSA-SHA256", KeyAlgorithm: "EC_prime256v1",
 		NotBefore: at(n), NotAfter: at(n).Add(24 * time.Hour),
-		TBSHash: hexHash(fmt.Sprintf("tbs-%d", n)), CreatedAt: at(n),
+		TBSHash: hexHash(fmt.Sprintf("tbs-%d", n)), Node: node, CreatedAt: at(n),
 	}
 }
+
+// node is the name of the node the fixture's reservations come from.
+const node = "node-1"
 
 func (f *fixture) reserve(c *record.Certificate) {
 	f.t.Helper()
@@ -224,7 +232,7 @@ func (f *fixture) refuse() record.AuditEvent {
 func (f *fixture) crl(ca string, number int64) *record.CRL {
 	n := f.next()
 	return &record.CRL{CA: ca, Number: number, ThisUpdate: at(n), NextUpdate: at(n).Add(7 * 24 * time.Hour),
-		TBSHash: hexHash(fmt.Sprintf("crl-tbs-%s-%d", ca, number)), CreatedAt: at(n)}
+		TBSHash: hexHash(fmt.Sprintf("crl-tbs-%s-%d", ca, number)), Node: node, CreatedAt: at(n)}
 }
 
 func crlDER(ca string, number int64) []byte { return []byte(fmt.Sprintf("crl der %s %d", ca, number)) }

@@ -205,3 +205,73 @@ func stateAction(a string) bool {
 	}
 	return false
 }
+
+// ValidateOCSPResponses checks answers before they are stored: each names
+// its certificate the way the records do, says good or revoked (unknown
+// is never stored) and has a validity window and a signed body. A batch
+// that names one certificate twice is refused, since which answer would
+// win would depend on the backend.
+func ValidateOCSPResponses(rs []record.OCSPResponse) error {
+	var errs []error
+	seen := make(map[[2]string]bool, len(rs))
+	for k, r := range rs {
+		var e []error
+		if r.CA == "" {
+			e = append(e, errors.New("no CA"))
+		}
+		if !isHex(r.Serial, 0) {
+			e = append(e, fmt.Errorf("serial %q is not lowercase hex", r.Serial))
+		}
+		if r.Status != record.OCSPGood && r.Status != record.OCSPRevoked {
+			e = append(e, fmt.Errorf("status %q is neither good nor revoked", r.Status))
+		}
+		if r.ThisUpdate.IsZero() || !r.NextUpdate.After(r.ThisUpdate) {
+			// RFC 6960 §4.2.2.1: nextUpdate, when set, is after thisUpdate;
+			// pkid always sets it (pre-signed answers expire).
+			e = append(e, errors.New("nextUpdate is not after thisUpdate"))
+		}
+		if len(r.DER) == 0 {
+			e = append(e, errors.New("no DER"))
+		}
+		key := [2]string{r.CA, r.Serial}
+		if seen[key] {
+			e = append(e, errors.New("given twice"))
+		}
+		seen[key] = true
+		if err := errors.Join(e...); err != nil {
+			errs = append(errs, fmt.Errorf("OCSP answer %d (%s %s): %w", k, r.CA, r.Serial, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid OCSP answers: %w", err)
+	}
+	return nil
+}
+
+// ValidateNode checks a node name for Heartbeat. "" is refused: it stands
+// for the records made before nodes had names, which any node may resolve.
+func ValidateNode(node string) error {
+	if node == "" {
+		return errors.New("a heartbeat needs a node name")
+	}
+	return nil
+}
+
+// ValidateToken checks a token revocation.
+func ValidateToken(jti string, expiresAt time.Time) error {
+	var errs []error
+	if jti == "" {
+		errs = append(errs, errors.New("no token id"))
+	}
+	if expiresAt.IsZero() {
+		errs = append(errs, errors.New("no expiry"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid token revocation: %w", err)
+	}
+	return nil
+}
+
+// StaleBefore is the heartbeat time before which a node counts as gone for
+// AbortPending: a heartbeat older than at − staleAfter.
+func StaleBefore(at time.Time, staleAfter time.Duration) time.Time { return at.Add(-staleAfter) }
