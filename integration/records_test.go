@@ -219,7 +219,7 @@ func TestAuditTamperingIsDetected(t *testing.T) {
 		{"deleted record", []string{`DELETE FROM certificates WHERE id = '` + victim + `'`}, "names a certificate that has no record"},
 		{"a record the log never saw", []string{`INSERT INTO certificates SELECT '00000000-0000-4000-8000-00000000dead', 'dead', profile_id, profile, ca, issuer_hash,
 			identity, request_id, '00000000-0000-4000-8000-00000000beef', application_id, common_name, alt_names, key_usages, ext_key_usages, signature_algorithm,
-			key_algorithm, not_before, not_after, tbs_hash, csr, csr_hash, renews, status, der, revoked_at, revocation_reason, created_at, updated_at
+			key_algorithm, not_before, not_after, tbs_hash, csr, csr_hash, renews, status, der, revoked_at, revocation_reason, created_at, updated_at, node
 			FROM certificates WHERE id = '` + victim + `'`}, "no issued entry names it"},
 		{"forged checkpoint", []string{`UPDATE audit_checkpoints SET signature = x'3006020101020101' WHERE seq = (SELECT max(seq) FROM audit_checkpoints)`},
 			"checkpoint signature does not verify"},

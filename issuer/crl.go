@@ -100,7 +100,7 @@ func (s *Service) signCRL(ctx context.Context, o *crlOrder) (*record.CRL, error)
 			return nil, fmt.Errorf("parsing the lint copy of the CRL: %w", err)
 		}
 		rec = record.CRL{CA: o.ca.name, Number: last + 1, ThisUpdate: o.thisUpdate, NextUpdate: o.nextUpdate,
-			TBSHash: sha256Hex(lintCRL.RawTBSRevocationList), Status: record.StatusPending, CreatedAt: s.clock.Now().UTC()}
+			TBSHash: sha256Hex(lintCRL.RawTBSRevocationList), Status: record.StatusPending, Node: s.node, CreatedAt: s.clock.Now().UTC()}
 		err = s.store.ReserveCRL(ctx, &rec)
 		if err == nil {
 			break

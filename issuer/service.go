@@ -74,6 +74,9 @@ type ServiceConfig struct {
 	Rand     io.Reader         // default crypto/rand
 	// AuditKey signs audit checkpoints (DESIGN.md §6); a key in the token.
 	AuditKey crypto.Signer
+	// Node names the pkid node in every reservation it makes (DESIGN.md
+	// §16), so that recovery after a crash touches only its own rows.
+	Node string
 }
 
 // Service is the signing service of DESIGN.md §5: the only code in pkid
@@ -90,6 +93,7 @@ type Service struct {
 	rand     io.Reader
 	auditKey crypto.Signer
 	auditID  string
+	node     string
 
 	lintMu   sync.Mutex
 	lintKeys map[string]*lintIssuer // by CA issuer hash
@@ -112,7 +116,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, errors.New("issuer: the signing service needs a store")
 	}
 	s := &Service{store: cfg.Store, lister: cfg.Lister, observer: cfg.Observer, clock: cfg.Clock, rand: cfg.Rand,
-		auditKey: cfg.AuditKey, lintKeys: map[string]*lintIssuer{}, refusals: newRefusalThrottle()}
+		auditKey: cfg.AuditKey, node: cfg.Node, lintKeys: map[string]*lintIssuer{}, refusals: newRefusalThrottle()}
 	if s.observer == nil {
 		s.observer = NopObserver{}
 	}
@@ -194,7 +198,7 @@ func (s *Service) issueCertificate(ctx context.Context, o *certificateOrder) (*r
 		}
 		rec.Serial = hex.EncodeToString(o.template.SerialNumber.Bytes())
 		rec.TBSHash = sha256Hex(lintCert.RawTBSCertificate)
-		rec.Status = record.StatusPending
+		rec.Status, rec.Node = record.StatusPending, s.node
 		err = s.store.Reserve(ctx, &rec)
 		if err == nil {
 			break
