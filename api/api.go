@@ -94,6 +94,15 @@ type issueResponse struct {
 	CertificateID        string `json:"certificateId"`
 }
 
+// Routes lists every route template the API serves, as its metrics label
+// them (anything else is "unknown").
+func Routes() []string {
+	return []string{IssuePath, SignPath, RenewPath, LegacySignPath, CertificatePath, BodyPath, RevokePath,
+		ProjectPath, ProfileBySlugPath, ApplicationPath, AppProfilesPath,
+		V1CreatePath, V1RequestPath, V1CertificatePath, V1BodyPath, V1BundlePath, V1RenewPath, V1RevokePath,
+		LoginPath, TokenRenewPath, TokenRevokePath, StatusPath}
+}
+
 // NewHandler returns the API's router.
 func NewHandler(cfg Config) http.Handler {
 	if cfg.Metrics == nil {
@@ -247,7 +256,9 @@ func (h *handler) admitted(w http.ResponseWriter, r *http.Request, l *logLine, k
 		id, e, reason = authenticate(r)
 	}
 	if e != nil {
-		h.cfg.Metrics.ObserveIdentityRejected(reason)
+		if reason != "" { // "": not a rejection, pkid could not check
+			h.cfg.Metrics.ObserveIdentityRejected(reason)
+		}
 		return e
 	}
 	l.identity = id.String()

@@ -92,7 +92,14 @@ func (h *handler) authenticateBearer(r *http.Request, header string) (policy.Ide
 	}
 	name, err := h.cfg.Machines.Authenticate(r.Context(), strings.TrimSpace(token))
 	if err != nil {
-		return policy.Identity{}, unauthenticated("Invalid or expired access token"), RejectInvalidToken
+		if !errors.Is(err, ErrInvalidToken) {
+			// Whether the token is revoked could not be learnt: that is
+			// pkid's failure, not the client's, and not a rejection.
+			return policy.Identity{}, authUnavailable(err), ""
+		}
+		e := unauthenticated("Invalid or expired access token")
+		e.cause = err // the reason (expired, revoked, other key…) is for the log
+		return policy.Identity{}, e, RejectInvalidToken
 	}
 	id, err := policy.MachineIdentity(name)
 	if err != nil {
@@ -198,9 +205,20 @@ func authError(err error) *httpError {
 	case errors.Is(err, ErrRenewBeyondMax):
 		return newError(http.StatusBadRequest, "BadRequest", issuer.OutcomeInvalid, "The access token cannot be renewed past its maximum TTL; log in again")
 	case errors.Is(err, ErrInvalidToken):
-		return unauthenticated("Invalid or expired access token")
+		e := unauthenticated("Invalid or expired access token")
+		e.cause = err
+		return e
 	}
-	return internalError(err)
+	return authUnavailable(err)
+}
+
+// authUnavailable is the answer when a token's revocation could not be
+// checked or recorded (the store did not answer): 503, try again.
+func authUnavailable(cause error) *httpError {
+	e := newError(http.StatusServiceUnavailable, "ServiceUnavailable", issuer.OutcomeUnavailable,
+		"The token store is unavailable; try again")
+	e.retryAfter, e.cause = 5*time.Second, cause
+	return e
 }
 
 // The login routes take no identity: they make one (DESIGN.md §15).

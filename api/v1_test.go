@@ -40,10 +40,13 @@ func (m *stubMachines) Revoke(_ context.Context, tok string) error {
 }
 
 func (m *stubMachines) Authenticate(_ context.Context, bearer string) (string, error) {
-	if bearer != "tok" {
-		return "", errors.New("bad token")
+	switch bearer {
+	case "tok":
+		return "demo-agent", nil
+	case "store-down":
+		return "", errors.New("database unavailable")
 	}
-	return "demo-agent", nil
+	return "", ErrInvalidToken
 }
 
 func v1Handler(s *stubIssuer) (http.Handler, *stubMachines) {
@@ -130,6 +133,16 @@ func TestBearerIdentity(t *testing.T) {
 	}
 	if rep := v1Do(t, h, http.MethodGet, StatusPath, "", ""); rep.status != 200 || rep.body["message"] != "Ok" {
 		t.Errorf("status: %d %s", rep.status, rep.raw)
+	}
+	// Not knowing whether a token is revoked is pkid's failure: 503 with
+	// Retry-After, no internals, and nothing reaches the issuer.
+	admits := s.admits
+	rep = v1Do(t, h, http.MethodPost, IssuePath, "application/json", validBody, "Authorization", "Bearer store-down")
+	if rep.status != 503 || rep.header.Get("Retry-After") == "" || strings.Contains(rep.raw, "database") {
+		t.Errorf("revocation check failed: %d %q %s", rep.status, rep.header.Get("Retry-After"), rep.raw)
+	}
+	if s.admits != admits {
+		t.Errorf("the issuer was asked %d times about an unchecked token", s.admits-admits)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pkid/pkid/api"
+	"github.com/pkid/pkid/auth"
 	"github.com/pkid/pkid/ceremony"
 	"github.com/pkid/pkid/hsm"
 	"github.com/pkid/pkid/issuer"
@@ -41,6 +42,7 @@ type resources struct {
 	ocsp      *issuer.OCSPResponder
 	limiter   *issuer.RateLimiter
 	admission *api.Admission
+	logins    *auth.LoginLimiter // machine identities' login limits: a reload resets no bucket
 	auditKey  crypto.PublicKey
 }
 
@@ -108,7 +110,7 @@ func openResources(ctx context.Context, cfg *Config, m *metrics.Metrics, log *sl
 		return nil, fmt.Errorf("audit key: %w", err)
 	}
 	r.service, err = issuer.NewService(issuer.ServiceConfig{Store: r.store, Lister: lister{r.store}, Observer: m,
-		AuditKey: sessionCounter{Signer: signer, ca: "audit", m: m}})
+		AuditKey: sessionCounter{Signer: signer, ca: "audit", m: m}, Node: cfg.nodeName})
 	if err != nil {
 		r.Close()
 		return nil, err
@@ -117,6 +119,11 @@ func openResources(ctx context.Context, cfg *Config, m *metrics.Metrics, log *sl
 	r.ocsp = issuer.NewOCSPResponder(r.service, cfg.ocsp, log)
 	r.limiter = issuer.NewRateLimiter(0, nil)
 	r.admission = api.NewAdmission(cfg.limits.maxConcurrent, cfg.limits.maxPerIdentity)
+	if r.logins, err = auth.NewLoginLimiter(auth.LoginLimits{PerClientPerMinute: cfg.tokens.PerClientPerMinute,
+		PerSourcePerMinute: cfg.tokens.PerSourcePerMinute, Burst: cfg.tokens.Burst}, nil); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("accessTokens: %w", err)
+	}
 	return r, nil
 }
 
@@ -153,6 +160,7 @@ type generation struct {
 	public     http.Handler // CRLs, CA certificates and OCSP
 	ocspKeys   []issuer.OCSPKey
 	probeLabel string // a CA key label the health probe reads
+	tokenKeyID string // the access-token key's id (safe to log; the same on every node that shares the key)
 	warnings   []string
 }
 
@@ -244,11 +252,27 @@ func buildGeneration(ctx context.Context, cfg *Config, res *resources, m *metric
 	if len(problems) > 0 {
 		return fail()
 	}
+	var machines api.MachineAuth
+	if cfg.machines != nil {
+		key, err := cfg.readTokenKey()
+		if err == nil {
+			var signer *auth.Signer
+			if signer, err = auth.NewSigner(key, nil); err == nil {
+				machines = machineAuth{auth.NewService(cfg.machines, signer, res.store, res.logins)}
+				g.tokenKeyID = signer.KeyID()
+			}
+		}
+		if err != nil {
+			add("accessTokens: %v", err)
+			return fail()
+		}
+	}
 	for _, w := range g.warnings {
 		log.Warn("configuration warning", "warning", w)
 	}
 	g.handler = api.NewHandler(api.Config{Issuer: g.issuer, Admission: res.admission, Logger: log, Metrics: m,
-		MaxBodyBytes: cfg.limits.maxBodyBytes, BodyReadTimeout: cfg.limits.bodyReadTimeout})
+		MaxBodyBytes: cfg.limits.maxBodyBytes, BodyReadTimeout: cfg.limits.bodyReadTimeout,
+		Machines: machines, Catalog: cfg.catalog})
 	g.public = public.NewHandler(public.Config{CRLs: res.crls, OCSP: res.ocsp, CAs: g.cas, Logger: log, Metrics: m})
 	return g, nil
 }

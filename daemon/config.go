@@ -7,11 +7,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/pkid/pkid/api"
+	"github.com/pkid/pkid/auth"
 	"github.com/pkid/pkid/issuer"
 	"github.com/pkid/pkid/policy"
 )
@@ -21,6 +25,7 @@ const (
 	DefaultListen        = "127.0.0.1:8443"
 	DefaultMetricsListen = "127.0.0.1:9464"
 	DefaultPINEnv        = "PKID_HSM_PIN"
+	DefaultNodeTimeout   = time.Minute
 	CredentialPINName    = "hsm-pin" // file name under $CREDENTIALS_DIRECTORY
 )
 
@@ -36,12 +41,48 @@ type ConfigFile struct {
 	MetricsPprof  bool                   `yaml:"metricsPprof"` // serve /debug/pprof/profile on the metrics listener (off by default)
 	TLS           TLSConfig              `yaml:"tls"`
 	Database      string                 `yaml:"database"`
+	NodeName      string                 `yaml:"nodeName"`    // default: the host name (DESIGN.md §16)
+	NodeTimeout   string                 `yaml:"nodeTimeout"` // default 1m: a node silent this long is taken for stopped
 	HSM           HSMConfig              `yaml:"hsm"`
 	Audit         AuditConfig            `yaml:"audit"`
 	CAs           []CAConfig             `yaml:"cas"`
 	Profiles      []issuer.ProfileConfig `yaml:"profiles"`
 	Limits        LimitsConfig           `yaml:"limits"`
+	// Infisical's v1 surface (DESIGN.md §15).
+	MachineIdentities []auth.MachineConfig `yaml:"machineIdentities"`
+	AccessTokens      AccessTokensConfig   `yaml:"accessTokens"`
+	Project           ProjectConfig        `yaml:"project"`
+	Applications      []ApplicationConfig  `yaml:"applications"`
 }
+
+// AccessTokensConfig says where the key that signs machine identities'
+// access tokens is (read like the PIN: a file, else the systemd credential
+// access-token-key; every node must have the same key) and how logins are
+// rate-limited.
+type AccessTokensConfig struct {
+	KeyFile            string `yaml:"keyFile"`
+	PerClientPerMinute int    `yaml:"loginsPerClientPerMinute"`
+	PerSourcePerMinute int    `yaml:"loginsPerSourcePerMinute"`
+	Burst              int    `yaml:"loginBurst"`
+}
+
+// ProjectConfig is the one project pkid presents to Infisical's clients.
+type ProjectConfig struct {
+	ID   string `yaml:"id"`
+	Slug string `yaml:"slug"`
+	Name string `yaml:"name"`
+}
+
+// ApplicationConfig groups profiles (by name) for Infisical's v2 agent
+// configs.
+type ApplicationConfig struct {
+	ID       string   `yaml:"id"`
+	Name     string   `yaml:"name"`
+	Profiles []string `yaml:"profiles"`
+}
+
+// CredentialTokenKeyName is the systemd credential holding the access-token key.
+const CredentialTokenKeyName = "access-token-key"
 
 // LimitsConfig bounds what one client can make the API listener hold.
 // Durations use the ms grammar; zero values take the defaults.
@@ -141,6 +182,8 @@ type Config struct {
 	metricsPprof  bool
 	tls           TLSConfig
 	database      string
+	nodeName      string
+	nodeTimeout   time.Duration
 	hsm           HSMConfig
 	poolWait      time.Duration
 	audit         AuditConfig
@@ -148,6 +191,10 @@ type Config struct {
 	profiles      []*issuer.Profile
 	profileFiles  []issuer.ProfileConfig
 	limits        limits
+	machineFiles  []auth.MachineConfig
+	machines      *auth.Machines // nil: no machine identities
+	tokens        AccessTokensConfig
+	catalog       api.Catalog
 	warnings      []string
 }
 
@@ -229,6 +276,20 @@ func NewConfig(f *ConfigFile, path string) (*Config, error) {
 		tls: f.TLS, database: abs(f.Database), hsm: f.HSM, audit: f.Audit, profileFiles: f.Profiles}
 	if c.listen == "" {
 		c.listen = DefaultListen
+	}
+	c.nodeName, c.nodeTimeout = f.NodeName, duration("nodeTimeout", f.NodeTimeout, DefaultNodeTimeout, add)
+	if c.nodeName == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			add("nodeName: not set and the host name is unknown: %v", err)
+		}
+		c.nodeName = host
+	}
+	if !nodeNamePattern.MatchString(c.nodeName) {
+		add("nodeName: %q must be 1-64 of A-Z, a-z, 0-9, '.', '_', '-'", c.nodeName)
+	}
+	if c.nodeTimeout < 10*time.Second {
+		add("nodeTimeout: %s is below the 10s floor (heartbeats are sent every quarter of it)", c.nodeTimeout)
 	}
 	if c.metricsListen == "" {
 		c.metricsListen = DefaultMetricsListen
@@ -366,10 +427,91 @@ func NewConfig(f *ConfigFile, path string) (*Config, error) {
 	if len(f.Profiles) == 0 {
 		add("profiles: none configured")
 	}
+	c.machineFiles, c.tokens = f.MachineIdentities, f.AccessTokens
+	c.tokens.KeyFile = abs(f.AccessTokens.KeyFile)
+	if len(f.MachineIdentities) > 0 {
+		m, err := auth.NewMachines(f.MachineIdentities)
+		if err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				add("machineIdentities: %s", line)
+			}
+		}
+		c.machines = m
+	}
+	if f.AccessTokens.PerClientPerMinute < 0 || f.AccessTokens.PerSourcePerMinute < 0 || f.AccessTokens.Burst < 0 {
+		add("accessTokens: login limits must not be negative")
+	}
+	c.catalog = newCatalog(f, c.profiles, add)
 	if len(p) > 0 {
 		return nil, &ConfigError{Path: path, Problems: p}
 	}
 	return c, nil
+}
+
+// newCatalog checks the project and the applications the v1 look-ups
+// answer (DESIGN.md §15).
+func newCatalog(f *ConfigFile, profiles []*issuer.Profile, add func(string, ...any)) api.Catalog {
+	var cat api.Catalog
+	if f.Project != (ProjectConfig{}) {
+		if _, err := uuid.Parse(f.Project.ID); err != nil || len(f.Project.ID) != 36 {
+			add("project.id: %q is not a UUID", f.Project.ID)
+		}
+		if !slugPattern.MatchString(f.Project.Slug) {
+			add("project.slug: %q must be 1-63 of a-z, 0-9, '-'", f.Project.Slug)
+		}
+		cat.Project = api.Project{ID: strings.ToLower(f.Project.ID), Slug: f.Project.Slug, Name: f.Project.Name}
+		if cat.Project.Name == "" {
+			cat.Project.Name = f.Project.Slug
+		}
+	}
+	byName := map[string]string{}
+	for _, p := range profiles {
+		byName[p.Name()] = p.ID()
+	}
+	seen := map[string]bool{}
+	for k, a := range f.Applications {
+		if _, err := uuid.Parse(a.ID); err != nil || len(a.ID) != 36 {
+			add("applications[%d].id: %q is not a UUID", k, a.ID)
+		}
+		if a.Name == "" || seen[a.Name] || seen[strings.ToLower(a.ID)] {
+			add("applications[%d]: a unique name and id are required", k)
+		}
+		seen[a.Name], seen[strings.ToLower(a.ID)] = true, true
+		app := api.Application{ID: strings.ToLower(a.ID), Name: a.Name}
+		for _, name := range a.Profiles {
+			id, ok := byName[name]
+			if !ok {
+				add("applications[%d].profiles: no profile named %q", k, name)
+				continue
+			}
+			app.ProfileIDs = append(app.ProfileIDs, id)
+		}
+		cat.Applications = append(cat.Applications, app)
+	}
+	return cat
+}
+
+var nodeNamePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+var slugPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// readTokenKey reads the access-token signing key: accessTokens.keyFile,
+// else the systemd credential access-token-key. The bytes are the key, as
+// read (no trimming: every node must read the same bytes).
+func (c *Config) readTokenKey() ([]byte, error) {
+	path := c.tokens.KeyFile
+	if path == "" {
+		dir := os.Getenv("CREDENTIALS_DIRECTORY")
+		if dir == "" {
+			return nil, fmt.Errorf("no access-token key: set accessTokens.keyFile or the systemd credential %s", CredentialTokenKeyName)
+		}
+		path = filepath.Join(dir, CredentialTokenKeyName)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the access-token key: %w", err)
+	}
+	return b, nil
 }
 
 // duration parses an optional duration setting in the ms grammar.

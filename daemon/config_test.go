@@ -162,3 +162,48 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// The v1 surface's settings are checked at start-up like the rest: node
+// name, machine identities, access-token limits, project and applications.
+func TestLoadConfigChecksV1Settings(t *testing.T) {
+	p := writeConfig(t, `
+nodeName: "node one"
+nodeTimeout: 2s
+machineIdentities:
+  - {name: demo-agent, clientId: not-a-uuid, clientSecretHash: nope}
+accessTokens: {loginsPerClientPerMinute: -1}
+project: {id: 42, slug: Not_A_Slug}
+applications:
+  - {id: 3b0ad0e6-8c16-4a3e-9d32-4d7b4b0b8a51, name: web, profiles: [nowhere]}
+  - {id: 3b0ad0e6-8c16-4a3e-9d32-4d7b4b0b8a51, name: web}
+`)
+	_, err := LoadConfig(p)
+	if err == nil {
+		t.Fatal("LoadConfig accepted a broken v1 section")
+	}
+	for _, want := range []string{
+		`nodeName: "node one" must be`, "nodeTimeout: 2s is below the 10s floor", "machineIdentities: ",
+		"accessTokens: login limits must not be negative", `project.id: "42" is not a UUID`,
+		`project.slug: "Not_A_Slug" must be`, `applications[0].profiles: no profile named "nowhere"`,
+		"applications[1]: a unique name and id are required",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing problem %q in:\n%v", want, err)
+		}
+	}
+}
+
+// The node name defaults to the host name, which DESIGN.md §16 names.
+func TestNodeNameDefaultsToHostName(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Skip("no host name:", err)
+	}
+	cfg, err := LoadConfig("../configs/pkid.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.nodeName != host || cfg.nodeTimeout != DefaultNodeTimeout {
+		t.Errorf("node %q timeout %s, want %q %s", cfg.nodeName, cfg.nodeTimeout, host, DefaultNodeTimeout)
+	}
+}

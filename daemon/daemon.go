@@ -67,6 +67,8 @@ type Daemon struct {
 	token        tokenProber
 	store        storeProber
 	probeTimeout time.Duration
+	node         string        // this node's name in the store (DESIGN.md §16)
+	nodeTimeout  time.Duration // a node silent this long is taken for stopped
 
 	stopping     atomic.Bool
 	reloading    atomic.Bool
@@ -84,10 +86,9 @@ func newMetrics(info Info, cfg *Config) *metrics.Metrics {
 		sessions = 8 // hsm's default
 	}
 	return metrics.New(metrics.Options{Version: info.Version, Commit: info.Commit, GoVersion: runtime.Version(),
-		Routes: []string{api.IssuePath, api.SignPath, api.RenewPath, api.CertificatePath, api.BodyPath, api.RevokePath,
-			public.RouteCRL, public.RouteCA, public.RouteOCSP, "/metrics", "/healthz", "/readyz"},
+		Routes:            append(api.Routes(), public.RouteCRL, public.RouteCA, public.RouteOCSP, "/metrics", "/healthz", "/readyz"),
 		SessionLimit:      sessions,
-		RejectReasons:     []string{api.RejectNoCredential, api.RejectAmbiguous, api.RejectUnusable, api.RejectNotAllowed},
+		RejectReasons:     []string{api.RejectNoCredential, api.RejectAmbiguous, api.RejectUnusable, api.RejectNotAllowed, api.RejectInvalidToken},
 		RevocationReasons: issuer.RevocationReasons, OCSPStatuses: issuer.OCSPStatuses})
 }
 
@@ -101,7 +102,8 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 		return err
 	}
 	tuneGC()
-	d := &Daemon{log: log, configPath: configPath, metrics: newMetrics(info, cfg), probeTimeout: probeTimeout}
+	d := &Daemon{log: log, configPath: configPath, metrics: newMetrics(info, cfg), probeTimeout: probeTimeout,
+		node: cfg.nodeName, nodeTimeout: cfg.nodeTimeout}
 	if d.res, err = openResources(ctx, cfg, d.metrics, log); err != nil {
 		return err
 	}
@@ -114,6 +116,11 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 	gen, err := buildGeneration(ctx, cfg, d.res, d.metrics, log)
 	if err != nil {
 		return err
+	}
+	// The heartbeat comes first: a node that reserves must be seen alive,
+	// or another node starting would take its pending rows for abandoned.
+	if err := d.res.store.Heartbeat(ctx, d.node, time.Now().UTC()); err != nil {
+		return fmt.Errorf("database: heartbeat of node %s: %w", d.node, err)
 	}
 	if err := d.recoverPending(ctx); err != nil {
 		return err
@@ -142,12 +149,13 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var background sync.WaitGroup
 	crlLoop := func(ctx context.Context) { d.res.crls.Run(ctx, d.res.store.RevocationCount) }
-	for _, loop := range []func(context.Context){d.probeLoop, d.housekeepingLoop, crlLoop, d.res.ocsp.Run} {
+	for _, loop := range []func(context.Context){d.probeLoop, d.heartbeatLoop, d.housekeepingLoop, crlLoop, d.res.ocsp.Run} {
 		background.Add(1)
 		go func() { defer background.Done(); loop(bg) }()
 	}
 	log.Info("serving", "listen", cfg.listen, "metricsListen", cfg.metricsListen, "publicListen", cfg.publicListen,
-		"profiles", len(cfg.profiles), "cas", len(gen.cas), "version", info.Version)
+		"profiles", len(cfg.profiles), "cas", len(gen.cas), "node", d.node, "machineIdentities", len(cfg.machineFiles),
+		"accessTokenKeyId", gen.tokenKeyID, "version", info.Version)
 	notify(log, sdnotify.SdNotifyReady)
 
 	hup := make(chan os.Signal, 1)
@@ -267,16 +275,19 @@ func (d *Daemon) recoverPending(ctx context.Context) error {
 		return nil
 	}
 	d.log.Warn("pending records left by an earlier run that stopped before finalizing them; resolving them as aborted", "count", n)
-	recovered, err := d.res.store.AbortPending(ctx,
+	recovered, err := d.res.store.AbortPending(ctx, d.node, d.nodeTimeout,
 		"recovered at start-up: the previous run stopped after reserving this serial and before finalizing; the certificate, if signed, was never returned", time.Now().UTC())
 	if err != nil {
 		return fmt.Errorf("resolving pending records: %w", err)
 	}
 	for _, r := range recovered {
-		d.log.Warn("resolved pending record", "certificateId", r.ID, "serial", r.Serial, "profile", r.Profile)
+		d.log.Warn("resolved pending record", "certificateId", r.ID, "serial", r.Serial, "crlNumber", r.CRLNumber,
+			"ca", r.CA, "profile", r.Profile, "node", r.Node, "tbsHash", r.TBSHash)
 	}
 	d.metrics.ObserveRecovered(len(recovered))
-	d.metrics.SetPending(0)
+	if n, err = d.res.store.CountPending(ctx); err == nil { // other nodes' rows in flight stay pending
+		d.metrics.SetPending(n)
+	}
 	return nil
 }
 
@@ -438,35 +449,54 @@ func (d *Daemon) watchdogTick() {
 	}
 }
 
-// housekeepingLoop anchors the audit chain with signed checkpoints and
-// writes the refusal summaries owed, until ctx ends.
-func (d *Daemon) housekeepingLoop(ctx context.Context) {
-	t := time.NewTicker(housekeeping)
+// heartbeatLoop tells the other nodes this one is alive, four times per
+// nodeTimeout, until ctx ends. A missed beat is logged; three in a row and
+// the others may resolve this node's in-flight reservations as abandoned.
+func (d *Daemon) heartbeatLoop(ctx context.Context) {
+	every(ctx, d.nodeTimeout/4, func(ctx context.Context) {
+		if err := d.res.store.Heartbeat(ctx, d.node, time.Now().UTC()); err != nil {
+			d.log.Warn("heartbeat not recorded", "node", d.node, "error", err)
+		}
+	})
+}
+
+// every calls fn each interval, with a deadline of probeTimeout, until ctx
+// ends.
+func every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
-	var lastSeq int64
-	var lastAt time.Time
-	if cp, err := d.res.store.LatestCheckpoint(ctx); err == nil {
-		lastSeq, lastAt = cp.Seq, cp.Time
-		d.metrics.SetAuditCheckpoint(cp.Time)
-	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		hctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		if err := d.res.service.FlushRefusals(hctx); err != nil {
+		tctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		fn(tctx)
+		cancel()
+	}
+}
+
+// housekeepingLoop anchors the audit chain with signed checkpoints and
+// writes the refusal summaries owed, until ctx ends.
+func (d *Daemon) housekeepingLoop(ctx context.Context) {
+	var lastSeq int64
+	var lastAt time.Time
+	if cp, err := d.res.store.LatestCheckpoint(ctx); err == nil {
+		lastSeq, lastAt = cp.Seq, cp.Time
+		d.metrics.SetAuditCheckpoint(cp.Time)
+	}
+	every(ctx, housekeeping, func(ctx context.Context) {
+		if err := d.res.service.FlushRefusals(ctx); err != nil {
 			d.log.Warn("writing refusal summaries", "error", err)
 		}
-		seq, _, err := d.res.store.AuditHead(hctx)
+		seq, _, err := d.res.store.AuditHead(ctx)
 		if err == nil && (seq-lastSeq >= checkpointEvery || (seq > lastSeq && time.Since(lastAt) >= checkpointAfter)) {
-			if cp := d.checkpoint(hctx); cp != nil {
+			if cp := d.checkpoint(ctx); cp != nil {
 				lastSeq, lastAt = cp.Seq, cp.Time
 			}
 		}
-		cancel()
-	}
+	})
 }
 
 // checkpoint signs and stores a checkpoint of the audit chain and logs it,

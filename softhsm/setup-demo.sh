@@ -11,6 +11,9 @@
 #   DIR/tls/intruder.pem, intruder-key.pem    valid, allowed on no profile
 #   DIR/audit/audit-key.pem          public half of the audit key (its private half is in the token)
 #                                    and an OCSP responder key per issuing CA, in the token
+#   DIR/identity/                    machine identity demo-agent (DESIGN.md §15): client-id,
+#                                    client-secret, static-token (mode 0600; the config keeps
+#                                    only their hashes) and token-key, which signs access tokens
 #   DIR/pkid.yaml                    three profiles: web-server, internal-services, prod-clients
 # No CA private key ever exists outside the token. Idempotent: a complete
 # DIR is kept (pkid.yaml is rewritten for PKID_API_ADDR / PKID_METRICS_ADDR /
@@ -29,6 +32,8 @@ CLIENT_ID=spiffe://example.internal/demo-client
 INTRUDER_ID=spiffe://example.internal/intruder
 # Profiles match typed identities (DESIGN.md §2): uri:, dns:, cn:, machine:.
 CLIENT_IDENTITY="uri:$CLIENT_ID"
+MACHINE=demo-agent
+MACHINE_IDENTITY="machine:$MACHINE"
 
 [ -x "$PKID" ] || { echo "setup-demo: $PKID not built (run make build)" >&2; exit 1; }
 command -v softhsm2-util >/dev/null || { echo "setup-demo: softhsm2-util missing (apt-get install softhsm2)" >&2; exit 1; }
@@ -41,8 +46,28 @@ done
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 
+# ensure_identity makes the demo machine identity once: its secrets stay in
+# DIR/identity (0600), the config gets their hashes from the stanzas pkid
+# printed. It needs no token, so an older demo directory gains it too.
+ensure_identity() {
+  local id="$DIR/identity"
+  [ -f "$id/.complete" ] && return 0
+  rm -rf "$id"
+  mkdir -p "$id"
+  chmod 700 "$id"
+  "$PKID" identity add --name "$MACHINE" --secret-file "$id/client-secret" >"$id/machine.yaml"
+  "$PKID" identity token --name "$MACHINE" --token-file "$id/static-token" >"$id/static-token.yaml"
+  sed -n 's/^    clientId: //p' "$id/machine.yaml" | tr -d '\n' >"$id/client-id"
+  (umask 077 && head -c 32 /dev/urandom >"$id/token-key")
+  touch "$id/.complete"
+}
+
 write_config() {
   local tmp="$DIR/.pkid.yaml.tmp"
+  local client_id secret_hash token_hash
+  client_id=$(cat "$DIR/identity/client-id")
+  secret_hash=$(sed -n 's/^    clientSecretHash: //p' "$DIR/identity/machine.yaml")
+  token_hash=$(sed -n 's/^      - //p' "$DIR/identity/static-token.yaml")
   cat >"$tmp" <<YAML
 # pkid demo configuration, written by softhsm/setup-demo.sh. Relative paths
 # are relative to this file. The token PIN is in hsm-pin, never here.
@@ -62,6 +87,29 @@ tls:
   key: tls/server-key.pem
   clientCAs: tls/ca.pem
 database: pkid.db
+# Infisical's v1 surface (DESIGN.md §15): the machine identity demo-agent
+# logs in with DIR/identity/client-id and client-secret (universal auth) or
+# sends DIR/identity/static-token as its Bearer (token auth).
+machineIdentities:
+  - name: $MACHINE
+    clientId: $client_id
+    clientSecretHash: $secret_hash
+    accessTokenTTL: 2h
+    accessTokenMaxTTL: 24h
+    staticTokens: [$token_hash]
+accessTokens:
+  keyFile: identity/token-key
+project:
+  id: 6e7c3d3a-52a4-4b8e-9d0c-2a6a4f2c1b11
+  slug: pkid-demo
+  name: pkid demo
+applications:
+  - id: 0c4f7a52-8d21-4f51-a3f4-9a1b2c3d4e5f
+    name: web
+    profiles: [web-server, internal-services]
+  - id: 5d2e8b90-1f3c-4a6b-8e7d-6c5b4a392817
+    name: clients
+    profiles: [prod-clients]
 audit:
   keyLabel: pkid-audit
   publicKey: audit/audit-key.pem
@@ -96,8 +144,8 @@ profiles:
   - id: b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e
     name: web-server
     ca: ec-issuing
-    allowedIdentities: ["$CLIENT_IDENTITY"]
-    managers: ["$CLIENT_IDENTITY"]
+    allowedIdentities: ["$CLIENT_IDENTITY", "$MACHINE_IDENTITY"]
+    managers: ["$CLIENT_IDENTITY", "$MACHINE_IDENTITY"]
     defaults:
       keyUsages: [digital_signature]
       extendedKeyUsages: [server_auth]
@@ -119,8 +167,8 @@ profiles:
   - id: a1e5a186-5d12-4ffb-81c5-2e93d83a049f
     name: internal-services
     ca: rsa-issuing
-    allowedIdentities: ["$CLIENT_IDENTITY"]
-    managers: ["$CLIENT_IDENTITY"]
+    allowedIdentities: ["$CLIENT_IDENTITY", "$MACHINE_IDENTITY"]
+    managers: ["$CLIENT_IDENTITY", "$MACHINE_IDENTITY"]
     defaults:
       keyUsages: [digital_signature, key_encipherment]  # key_encipherment is dropped for EC leaf keys
       extendedKeyUsages: [server_auth, client_auth]
@@ -158,8 +206,8 @@ profiles:
   - id: 13646ca2-2a8e-4d37-aa4e-641fc7771122
     name: prod-clients
     ca: ec-issuing
-    allowedIdentities: ["$CLIENT_IDENTITY"]
-    managers: ["$CLIENT_IDENTITY"]
+    allowedIdentities: ["$CLIENT_IDENTITY", "$MACHINE_IDENTITY"]
+    managers: ["$CLIENT_IDENTITY", "$MACHINE_IDENTITY"]
     defaults:
       keyUsages: [digital_signature]
       extendedKeyUsages: [client_auth]
@@ -179,6 +227,7 @@ YAML
 }
 
 if [ -f "$DIR/.complete" ]; then
+  ensure_identity
   write_config
   echo "setup-demo: $DIR is already set up; rewrote $DIR/pkid.yaml (api $API_ADDR, metrics $METRICS_ADDR, public $PUBLIC_ADDR)"
   exit 0
@@ -186,7 +235,7 @@ fi
 
 # Start from nothing: an interrupted earlier run may have left a token
 # with keys whose certificates were never written.
-rm -rf "$DIR/tokens" "$DIR/ca" "$DIR/tls" "$DIR/audit" "$DIR"/pkid.db* "$DIR/hsm-pin" "$DIR/hsm-so-pin"
+rm -rf "$DIR/tokens" "$DIR/ca" "$DIR/tls" "$DIR/audit" "$DIR/identity" "$DIR"/pkid.db* "$DIR/hsm-pin" "$DIR/hsm-so-pin"
 mkdir -p "$DIR/tokens" "$DIR/ca" "$DIR/tls" "$DIR/audit"
 chmod 700 "$DIR/tokens"
 cat >"$DIR/softhsm2.conf" <<CONF
@@ -232,6 +281,7 @@ tls=("${tok[@]}" --ca-label pkid-tls-ca --ca-cert "$DIR/tls/ca.pem" --validity 2
 "$PKID" ca issue-tls "${tls[@]}" --client --cn intruder --uri "$INTRUDER_ID" \
   --out "$DIR/tls/intruder.pem" --key-out "$DIR/tls/intruder-key.pem"
 
+ensure_identity
 write_config
 touch "$DIR/.complete"
 echo "setup-demo: ready in $DIR — run: bin/pkid serve --config $DIR/pkid.yaml"

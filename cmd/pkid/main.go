@@ -8,6 +8,8 @@
 //	pkid revoke --config F --serial S --reason R   revoke as the operator
 //	pkid crl show --config F --ca NAME   print a CA's current CRL
 //	pkid audit verify --config F     verify the audit log (chain, checkpoints, records)
+//	pkid identity add --name N       make a machine identity's client id, secret and config stanza
+//	pkid identity token --name N     make a static token for a machine identity
 //	pkid version
 package main
 
@@ -44,6 +46,8 @@ commands:
   revoke --config F --serial S --reason R   revoke a certificate as the operator (audited as local:<user>)
   crl show --config F --ca NAME print a CA's current CRL
   audit verify --config F       verify the audit log: its hash chain, signed checkpoints and records
+  identity add --name N         make a machine identity: client id, client secret (shown once), config stanza
+  identity token --name N       make a static token ("token auth") for a machine identity
   version                       print version information
 `
 
@@ -74,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdRevoke(ctx, args[1:], stdout)
 	case "crl":
 		err = cmdCRL(ctx, args[1:], stdout)
+	case "identity":
+		err = cmdIdentity(args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":
