@@ -1,0 +1,290 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pkid/pkid/record"
+)
+
+// op is one write handed to the writer goroutine.
+type op struct {
+	ctx context.Context
+	// chain: the write appends to the audit log or checks against it, so
+	// its group takes the chain-head lock first.
+	chain bool
+	fn    func(ctx context.Context, g *group) error
+	done  chan error // buffered: the writer never blocks on an abandoned op
+}
+
+// group is one transaction of the writer: its connection and, once
+// locked, the chain head as the transaction sees it.
+type group struct {
+	conn   *pgx.Conn
+	locked bool
+	seq    int64
+	hash   string
+}
+
+// submit hands fn to the writer and waits until its group is committed or
+// rolled back. Once submitted, the write is waited for even if ctx ends,
+// so the caller never misreports a write that became durable.
+func (d *DB) submit(ctx context.Context, chain bool, fn func(context.Context, *group) error) error {
+	o, err := d.enqueue(ctx, chain, fn)
+	if err != nil {
+		return err
+	}
+	return d.await(o, nil)
+}
+
+// submitBounded is submit for callers that must return by ctx's deadline
+// even if the writer is stuck (Check). Only writes whose outcome does not
+// matter once abandoned may use it.
+func (d *DB) submitBounded(ctx context.Context, chain bool, fn func(context.Context, *group) error) error {
+	o, err := d.enqueue(ctx, chain, fn)
+	if err != nil {
+		return err
+	}
+	return d.await(o, ctx.Done())
+}
+
+func (d *DB) enqueue(ctx context.Context, chain bool, fn func(context.Context, *group) error) (*op, error) {
+	select {
+	case <-d.quit:
+		return nil, record.ErrClosed
+	default:
+	}
+	o := &op{ctx: ctx, chain: chain, fn: fn, done: make(chan error, 1)}
+	select {
+	case d.ops <- o:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-d.quit:
+		return nil, record.ErrClosed
+	}
+	if d.queued != nil {
+		d.queued()
+	}
+	return o, nil
+}
+
+// await waits for o's answer; see store/sqlite for why checking o.done
+// once more after d.done cannot miss one.
+func (d *DB) await(o *op, abandon <-chan struct{}) error {
+	select {
+	case err := <-o.done:
+		return err
+	case <-abandon:
+		return o.ctx.Err()
+	case <-d.done:
+		select {
+		case err := <-o.done:
+			return err
+		default:
+			return record.ErrClosed
+		}
+	}
+}
+
+func (d *DB) writeLoop() {
+	defer close(d.done)
+	for {
+		var first *op
+		select {
+		case first = <-d.ops:
+		case <-d.quit:
+			select {
+			case first = <-d.ops:
+			default:
+				return
+			}
+		}
+		group := []*op{first}
+	gather:
+		for len(group) < maxGroup {
+			select {
+			case o := <-d.ops:
+				group = append(group, o)
+			default:
+				break gather
+			}
+		}
+		d.commitGroup(group)
+	}
+}
+
+// commitGroup runs the group's writes in one transaction on a connection
+// of its own, each inside a savepoint, and commits once. The statements
+// run under the group's own deadline (Options.WriteTimeout), not a
+// caller's: one caller's deadline must not interrupt a transaction that
+// holds other callers' writes, and no group may wait without bound (for a
+// lock another node holds, or a server that stopped answering).
+//
+// Whatever happens, the writer goes on to the next group: a broken
+// connection is dropped by the pool and the next group dials a new one.
+func (d *DB) commitGroup(ops []*op) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), d.writeTimeout)
+	defer cancel()
+	results := make([]error, len(ops))
+	fail := func(err error) {
+		for k, o := range ops {
+			if results[k] == nil {
+				o.done <- err
+			} else {
+				o.done <- results[k]
+			}
+		}
+	}
+	pc, err := d.pool.Acquire(ctx)
+	if err != nil {
+		fail(fmt.Errorf("writing to %s: %w", d.where, classify(err)))
+		return
+	}
+	// Release returns a connection left inside a transaction (a group that
+	// stopped half-way) to no one: the pool closes it instead.
+	defer pc.Release()
+	g := &group{conn: pc.Conn()}
+
+	chain := false
+	for _, o := range ops {
+		chain = chain || o.chain
+	}
+	xid, err := g.begin(ctx, chain)
+	if err != nil {
+		fail(fmt.Errorf("beginning a transaction on %s: %w", d.where, classify(err)))
+		return
+	}
+	seq0 := g.seq
+	for k, o := range ops {
+		if err := o.ctx.Err(); err != nil {
+			// Given up before its turn: nothing of it is written.
+			results[k] = err
+			continue
+		}
+		if _, err := g.conn.Exec(ctx, `SAVEPOINT w`); err != nil {
+			fail(fmt.Errorf("savepoint on %s: %w", d.where, classify(err)))
+			return
+		}
+		opSeq, opHash := g.seq, g.hash
+		if err := o.fn(ctx, g); err != nil {
+			results[k] = classify(err)
+			g.seq, g.hash = opSeq, opHash
+			// A savepoint keeps the others' writes; a connection that broke
+			// took the whole transaction with it.
+			if _, rerr := g.conn.Exec(ctx, `ROLLBACK TO SAVEPOINT w`); rerr != nil {
+				fail(fmt.Errorf("rolling back one write on %s: %w", d.where, classify(errors.Join(err, rerr))))
+				return
+			}
+		}
+		// Savepoints are not released: they nest, at most maxGroup deep,
+		// and each release would cost a round trip.
+	}
+	if g.seq != seq0 {
+		if _, err := g.conn.Exec(ctx, `UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, g.seq, g.hash); err != nil {
+			fail(fmt.Errorf("moving the audit chain head on %s: %w", d.where, classify(err)))
+			return
+		}
+	}
+	if err := d.commit(ctx, g, xid); err != nil {
+		fail(err)
+		return
+	}
+	d.statsMu.Lock()
+	d.stats.Commits++
+	d.stats.Writes += int64(len(ops))
+	d.statsMu.Unlock()
+	if d.onCommit != nil {
+		d.onCommit(time.Since(start), len(ops))
+	}
+	for k, o := range ops {
+		o.done <- results[k]
+	}
+}
+
+// begin opens the transaction, takes its transaction id (which a standby
+// cannot give: Check's proof that the server accepts writes, and what
+// commit asks about when the answer to COMMIT is lost) and, for a group
+// that touches the chain, locks the chain head and reads it — in one round
+// trip.
+func (g *group) begin(ctx context.Context, chain bool) (xid string, err error) {
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	if chain {
+		b.Queue(`SELECT pg_current_xact_id()::text, seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`).
+			QueryRow(func(r pgx.Row) error { return r.Scan(&xid, &g.seq, &g.hash) })
+	} else {
+		b.Queue(`SELECT pg_current_xact_id()::text`).QueryRow(func(r pgx.Row) error { return r.Scan(&xid) })
+	}
+	if err := g.conn.SendBatch(ctx, b).Close(); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", errors.New("the audit chain head is missing")
+		}
+		return "", err
+	}
+	g.locked = chain
+	return xid, nil
+}
+
+// commit commits the group's transaction. If the server's answer is lost,
+// the transaction may or may not have committed; commit then asks, on
+// another connection, until the group's deadline.
+func (d *DB) commit(ctx context.Context, g *group, xid string) error {
+	_, err := g.conn.Exec(ctx, `COMMIT`)
+	if err == nil {
+		return nil
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) || pgconn.SafeToRetry(err) {
+		// The server answered (it rolled back), or nothing was sent.
+		return fmt.Errorf("committing on %s: %w", d.where, classify(err))
+	}
+	for {
+		status, qerr := d.txStatus(ctx, xid)
+		switch {
+		case qerr == nil && status == "committed":
+			return nil
+		case qerr == nil && status != "in progress":
+			return fmt.Errorf("committing on %s (the transaction was rolled back): %w", d.where, classify(err))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("committing on %s: the answer was lost and the server could not be asked whether it "+
+				"committed, so the writes may be durable: %w", d.where, classify(errors.Join(err, ctx.Err())))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (d *DB) txStatus(ctx context.Context, xid string) (string, error) {
+	var status *string
+	if err := d.pool.QueryRow(ctx, `SELECT txid_status($1::bigint)`, xid).Scan(&status); err != nil {
+		return "", err
+	}
+	if status == nil {
+		// Too old to know (wrapped around): not this group's case.
+		return "aborted", nil
+	}
+	return *status, nil
+}
+
+// appendAudit appends ev to the chain inside the group's transaction.
+func (g *group) appendAudit(ctx context.Context, ev record.AuditEvent) error {
+	if !g.locked {
+		return errors.New("internal error: audit append in a group that does not hold the chain head")
+	}
+	body := record.EncodeEvent(ev)
+	seq := g.seq + 1
+	h := record.ChainHash(g.hash, seq, body)
+	if _, err := g.conn.Exec(ctx, `INSERT INTO audit (seq, at, event, prev_hash, hash) VALUES ($1, $2, $3, $4, $5)`,
+		seq, timeText(ev.Time), body, g.hash, h); err != nil {
+		return fmt.Errorf("appending audit entry %d: %w", seq, err)
+	}
+	g.seq, g.hash = seq, h
+	return nil
+}
