@@ -306,8 +306,8 @@ func unreachable(err error) bool {
 		switch {
 		case strings.HasPrefix(pe.Code, "08"), // connection exception
 			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // shutting down, crashed, starting up
-			pe.Code == "53300",                     // too many connections
-			pe.Code == "25006",                     // read-only transaction: a standby, during a failover
+			pe.Code == "53300",                    // too many connections
+			pe.Code == "25006",                    // read-only transaction: a standby, during a failover
 			pe.Code == "57014" && ctxTimeout(err): // our deadline cancelled the statement
 			return true
 		}

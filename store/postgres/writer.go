@@ -141,24 +141,33 @@ func (d *DB) commitGroup(ops []*op) {
 			}
 		}
 	}
-	pc, err := d.pool.Acquire(ctx)
-	if err != nil {
-		fail(fmt.Errorf("writing to %s: %w", d.where, classify(err)))
-		return
-	}
-	// Release returns a connection left inside a transaction (a group that
-	// stopped half-way) to no one: the pool closes it instead.
-	defer pc.Release()
-	g := &group{conn: pc.Conn()}
-
 	chain := false
 	for _, o := range ops {
 		chain = chain || o.chain
 	}
-	xid, err := g.begin(ctx, chain)
-	if err != nil {
-		fail(fmt.Errorf("beginning a transaction on %s: %w", d.where, classify(err)))
-		return
+	// A pooled connection may have died with a server that restarted since
+	// it was last used; nothing of the group has been sent when begin
+	// fails, so it is tried once more on a new connection.
+	var g *group
+	var xid string
+	for attempt := 0; ; attempt++ {
+		pc, err := d.pool.Acquire(ctx)
+		if err != nil {
+			fail(fmt.Errorf("writing to %s: %w", d.where, classify(err)))
+			return
+		}
+		// Release gives a connection left inside a transaction (a group
+		// that stopped half-way) to no one: the pool closes it instead.
+		defer pc.Release()
+		g = &group{conn: pc.Conn()}
+		if xid, err = g.begin(ctx, chain); err == nil {
+			break
+		}
+		if attempt == 1 || !unreachable(err) || ctx.Err() != nil {
+			fail(fmt.Errorf("beginning a transaction on %s: %w", d.where, classify(err)))
+			return
+		}
+		pc.Conn().Close(ctx) // so that the pool does not lend it again
 	}
 	seq0 := g.seq
 	for k, o := range ops {
