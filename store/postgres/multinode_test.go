@@ -272,8 +272,8 @@ func TestGuardsRefuseEdits(t *testing.T) {
 		{`UPDATE audit_checkpoints SET hash = ''`, false},
 		{`DELETE FROM audit_checkpoints`, false},
 		{`INSERT INTO audit_checkpoints VALUES (1, 'h', 'at', 'k', '\x01')`, false}, // not beyond the latest
-		{`UPDATE audit_head SET seq = 1`, false},                                   // back
-		{`UPDATE audit_head SET seq = 3`, false},                                   // to no entry
+		{`UPDATE audit_head SET seq = 1`, false},                                    // back
+		{`UPDATE audit_head SET seq = 3`, false},                                    // to no entry
 		{`DELETE FROM audit_head`, false},
 		{`INSERT INTO audit_head VALUES (2, 0, 'x')`, false},
 		{`DELETE FROM audit_legacy`, false},
