@@ -10,12 +10,20 @@
 // holds its write.
 //
 // One audit chain across nodes. A group that appends to the audit log
-// first locks the one-row audit_head table (SELECT … FOR UPDATE) and reads
-// the head under that lock — never from memory, since another node may
-// have appended since — so the nodes' groups append one after another and
-// the chain stays one chain. The lock, like the flush, is taken once per
-// group, not once per certificate. It is always the first lock a group
-// takes, so groups of different nodes cannot deadlock on it.
+// locks the one-row audit_head table (SELECT … FOR UPDATE) and reads the
+// head under that lock — never from memory, since another node may have
+// appended since — so the nodes' groups append one after another and the
+// chain stays one chain. The lock, like the flush, is taken once per group,
+// not once per certificate. A group runs its writes that do not touch the
+// chain (reservations, heartbeats, OCSP answers, tokens) first and takes
+// the head lock only for the rest and the commit, so the lock that
+// serializes the nodes is held as briefly as it can be; and since a group
+// holding it touches only committed rows, it never waits for a lock of
+// another node's group, so the two cannot deadlock.
+//
+// Round trips. A write's savepoint goes out with its first statement, a
+// record's change with its audit entry, the head's move with COMMIT, in
+// one pgx batch each: a certificate's two writes cost three round trips.
 //
 // Serial numbers are unique by constraint; CRL numbers only increase,
 // enforced by a trigger under a per-CA row lock; records are forward-only

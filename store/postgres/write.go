@@ -68,7 +68,7 @@ func (d *DB) Reserve(ctx context.Context, c *record.Certificate) error {
 	}
 	r.Status, r.DER, r.RevokedAt, r.RevocationReason, r.UpdatedAt = record.StatusPending, nil, time.Time{}, "", r.CreatedAt
 	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
-		_, err := g.conn.Exec(ctx, insertCertificate, certificateArgs(&r)...)
+		_, err := g.exec(ctx, insertCertificate, certificateArgs(&r)...)
 		if code, constraint := sqlState(err); code == stateUnique && constraint == "certificates_serial_key" {
 			return fmt.Errorf("reserving serial %s: %w", r.Serial, record.ErrDuplicateSerial)
 		}
@@ -82,8 +82,8 @@ func (d *DB) Reserve(ctx context.Context, c *record.Certificate) error {
 // certState reads and locks a certificate's status, serial and CA inside
 // the group's transaction.
 func (g *group) certState(ctx context.Context, id string) (status, serial, ca string, err error) {
-	err = g.conn.QueryRow(ctx, `SELECT status, serial, ca FROM certificates WHERE id = $1 FOR UPDATE`, id).
-		Scan(&status, &serial, &ca)
+	err = g.queryRow(ctx, `SELECT status, serial, ca FROM certificates WHERE id = $1 FOR UPDATE`, []any{id},
+		&status, &serial, &ca)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", "", "", record.ErrNotFound
 	}
@@ -120,11 +120,8 @@ func (d *DB) resolve(ctx context.Context, id, status string, der []byte, ev reco
 		if err != nil {
 			return fmt.Errorf("%s certificate %s: %w", verb, id, err)
 		}
-		if _, err := g.conn.Exec(ctx, `UPDATE certificates SET status = $1, der = $2, updated_at = $3
-			WHERE id = $4 AND status = 'pending'`, status, der, timeText(ev.Time), id); err != nil {
-			return fmt.Errorf("%s certificate %s: %w", verb, id, err)
-		}
-		return g.appendAudit(ctx, ev)
+		return g.appendAudit(ctx, ev, stmt{`UPDATE certificates SET status = $1, der = $2, updated_at = $3
+			WHERE id = $4 AND status = 'pending'`, []any{status, der, timeText(ev.Time), id}})
 	})
 }
 
@@ -161,12 +158,9 @@ func (d *DB) Revoke(ctx context.Context, id string, at time.Time, reason string,
 		if ev, err = contract.RevokeEvent(ev, id, serial, ca); err != nil {
 			return fmt.Errorf("revoking certificate %s: %w", id, err)
 		}
-		if _, err := g.conn.Exec(ctx, `UPDATE certificates SET status = 'revoked', revoked_at = $1,
+		return g.appendAudit(ctx, ev, stmt{`UPDATE certificates SET status = 'revoked', revoked_at = $1,
 			revocation_reason = $2, updated_at = $3 WHERE id = $4 AND status = 'issued'`,
-			timeText(at), reason, timeText(ev.Time), id); err != nil {
-			return fmt.Errorf("revoking certificate %s: %w", id, err)
-		}
-		return g.appendAudit(ctx, ev)
+			[]any{timeText(at), reason, timeText(ev.Time), id}})
 	})
 }
 
@@ -180,7 +174,7 @@ func (d *DB) ReserveCRL(ctx context.Context, c *record.CRL) error {
 	}
 	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
 		created := timeText(r.CreatedAt)
-		_, err := g.conn.Exec(ctx, `INSERT INTO crls (ca, number, this_update, next_update, tbs_hash, status, der,
+		_, err := g.exec(ctx, `INSERT INTO crls (ca, number, this_update, next_update, tbs_hash, status, der,
 			node, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', NULL, $6, $7, $7)`,
 			r.CA, r.Number, timeText(r.ThisUpdate), timeText(r.NextUpdate), r.TBSHash, r.Node, created)
 		switch code, _ := sqlState(err); {
@@ -208,7 +202,7 @@ func (d *DB) resolveCRL(ctx context.Context, ca string, number int64, status str
 	verb := map[string]string{record.StatusIssued: "finalizing", record.StatusAborted: "aborting"}[status]
 	return d.submit(ctx, true, func(ctx context.Context, g *group) error {
 		var have string
-		err := g.conn.QueryRow(ctx, `SELECT status FROM crls WHERE ca = $1 AND number = $2 FOR UPDATE`, ca, number).Scan(&have)
+		err := g.queryRow(ctx, `SELECT status FROM crls WHERE ca = $1 AND number = $2 FOR UPDATE`, []any{ca, number}, &have)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, record.ErrNotFound)
@@ -225,11 +219,8 @@ func (d *DB) resolveCRL(ctx context.Context, ca string, number int64, status str
 		if err != nil {
 			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, err)
 		}
-		if _, err := g.conn.Exec(ctx, `UPDATE crls SET status = $1, der = $2, updated_at = $3
-			WHERE ca = $4 AND number = $5 AND status = 'pending'`, status, der, timeText(ev.Time), ca, number); err != nil {
-			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, err)
-		}
-		return g.appendAudit(ctx, ev)
+		return g.appendAudit(ctx, ev, stmt{`UPDATE crls SET status = $1, der = $2, updated_at = $3
+			WHERE ca = $4 AND number = $5 AND status = 'pending'`, []any{status, der, timeText(ev.Time), ca, number}})
 	})
 }
 
@@ -249,7 +240,7 @@ func (d *DB) AbortPending(ctx context.Context, node string, staleAfter time.Dura
 	var out []store.Recovered
 	err := d.submit(ctx, true, func(ctx context.Context, g *group) error {
 		out = out[:0]
-		rows, err := g.conn.Query(ctx, `SELECT id, serial, profile, identity, request_id, ca, tbs_hash, node
+		rows, err := g.query(ctx, `SELECT id, serial, profile, identity, request_id, ca, tbs_hash, node
 			FROM certificates WHERE status = 'pending' AND `+mine("certificates")+` ORDER BY created_at, id FOR UPDATE`, node, stale)
 		if err != nil {
 			return fmt.Errorf("finding pending certificates: %w", err)
@@ -265,7 +256,7 @@ func (d *DB) AbortPending(ctx context.Context, node string, staleAfter time.Dura
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("finding pending certificates: %w", err)
 		}
-		rows, err = g.conn.Query(ctx, `SELECT ca, number, tbs_hash, node FROM crls
+		rows, err = g.query(ctx, `SELECT ca, number, tbs_hash, node FROM crls
 			WHERE status = 'pending' AND `+mine("crls")+` ORDER BY ca, number FOR UPDATE`, node, stale)
 		if err != nil {
 			return fmt.Errorf("finding pending CRLs: %w", err)
@@ -283,23 +274,18 @@ func (d *DB) AbortPending(ctx context.Context, node string, staleAfter time.Dura
 		}
 		for _, r := range out {
 			if r.CRLNumber != 0 {
-				if _, err := g.conn.Exec(ctx, `UPDATE crls SET status = 'aborted', updated_at = $1
-					WHERE ca = $2 AND number = $3 AND status = 'pending'`, timeText(at), r.CA, r.CRLNumber); err != nil {
+				if err := g.appendAudit(ctx, contract.RecoveredCRLEvent(r.CA, r.CRLNumber, reason, at),
+					stmt{`UPDATE crls SET status = 'aborted', updated_at = $1 WHERE ca = $2 AND number = $3 AND status = 'pending'`,
+						[]any{timeText(at), r.CA, r.CRLNumber}}); err != nil {
 					return fmt.Errorf("resolving pending CRL %d of %s: %w", r.CRLNumber, r.CA, err)
-				}
-				if err := g.appendAudit(ctx, contract.RecoveredCRLEvent(r.CA, r.CRLNumber, reason, at)); err != nil {
-					return err
 				}
 				continue
 			}
-			if _, err := g.conn.Exec(ctx, `UPDATE certificates SET status = 'aborted', updated_at = $1
-				WHERE id = $2 AND status = 'pending'`, timeText(at), r.ID); err != nil {
-				return fmt.Errorf("resolving pending certificate %s: %w", r.ID, err)
-			}
 			ev := contract.RecoveredCertificateEvent(&record.Certificate{ID: r.ID, Serial: r.Serial, Profile: r.Profile,
 				Identity: r.Identity, RequestID: r.RequestID, CA: r.CA}, reason, at)
-			if err := g.appendAudit(ctx, ev); err != nil {
-				return err
+			if err := g.appendAudit(ctx, ev, stmt{`UPDATE certificates SET status = 'aborted', updated_at = $1
+				WHERE id = $2 AND status = 'pending'`, []any{timeText(at), r.ID}}); err != nil {
+				return fmt.Errorf("resolving pending certificate %s: %w", r.ID, err)
 			}
 		}
 		return nil
@@ -319,14 +305,14 @@ func (d *DB) AddCheckpoint(ctx context.Context, cp record.Checkpoint) error {
 	}
 	return d.submit(ctx, true, func(ctx context.Context, g *group) error {
 		var latest int64
-		if err := g.conn.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM audit_checkpoints`).Scan(&latest); err != nil {
+		if err := g.queryRow(ctx, `SELECT coalesce(max(seq), 0) FROM audit_checkpoints`, nil, &latest); err != nil {
 			return fmt.Errorf("adding audit checkpoint %d: %w", cp.Seq, err)
 		}
 		if cp.Seq <= latest {
 			return fmt.Errorf("adding audit checkpoint %d: not beyond the latest checkpoint (%d): %w", cp.Seq, latest, record.ErrInvalidCheckpoint)
 		}
 		var hash string
-		err := g.conn.QueryRow(ctx, `SELECT hash FROM audit WHERE seq = $1`, cp.Seq).Scan(&hash)
+		err := g.queryRow(ctx, `SELECT hash FROM audit WHERE seq = $1`, []any{cp.Seq}, &hash)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return fmt.Errorf("adding audit checkpoint %d: no such entry: %w", cp.Seq, record.ErrInvalidCheckpoint)
@@ -335,7 +321,7 @@ func (d *DB) AddCheckpoint(ctx context.Context, cp record.Checkpoint) error {
 		case hash != cp.Hash:
 			return fmt.Errorf("adding audit checkpoint %d: the entry's hash is %s, not %s: %w", cp.Seq, hash, cp.Hash, record.ErrInvalidCheckpoint)
 		}
-		if _, err := g.conn.Exec(ctx, `INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5)`,
+		if _, err := g.exec(ctx, `INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5)`,
 			cp.Seq, cp.Hash, timeText(cp.Time), cp.KeyID, cp.Signature); err != nil {
 			return fmt.Errorf("adding audit checkpoint %d: %w", cp.Seq, err)
 		}
@@ -350,7 +336,7 @@ func (d *DB) Heartbeat(ctx context.Context, node string, at time.Time) error {
 		return err
 	}
 	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
-		if _, err := g.conn.Exec(ctx, `INSERT INTO nodes AS n (name, heartbeat_at) VALUES ($1, $2)
+		if _, err := g.exec(ctx, `INSERT INTO nodes AS n (name, heartbeat_at) VALUES ($1, $2)
 			ON CONFLICT (name) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at
 			WHERE EXCLUDED.heartbeat_at > n.heartbeat_at`, node, timeText(at)); err != nil {
 			return fmt.Errorf("recording the heartbeat of node %s: %w", node, err)
@@ -376,7 +362,7 @@ func (d *DB) PutOCSPResponses(ctx context.Context, rs []record.OCSPResponse) err
 		this[k], next[k], ders[k] = timeText(r.ThisUpdate), timeText(r.NextUpdate), r.DER
 	}
 	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
-		if _, err := g.conn.Exec(ctx, `INSERT INTO ocsp_responses AS o (ca, serial, status, this_update, next_update, der)
+		if _, err := g.exec(ctx, `INSERT INTO ocsp_responses AS o (ca, serial, status, this_update, next_update, der)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
 			ON CONFLICT (ca, serial) DO UPDATE SET status = EXCLUDED.status, this_update = EXCLUDED.this_update,
 				next_update = EXCLUDED.next_update, der = EXCLUDED.der
@@ -397,7 +383,7 @@ func (d *DB) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) e
 	}
 	now := timeText(time.Now())
 	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
-		if _, err := g.conn.Exec(ctx, `WITH purged AS (DELETE FROM revoked_tokens WHERE expires_at < $3 AND jti <> $1)
+		if _, err := g.exec(ctx, `WITH purged AS (DELETE FROM revoked_tokens WHERE expires_at < $3 AND jti <> $1)
 			INSERT INTO revoked_tokens AS t (jti, expires_at) VALUES ($1, $2)
 			ON CONFLICT (jti) DO UPDATE SET expires_at = greatest(t.expires_at, EXCLUDED.expires_at)`,
 			jti, timeText(expiresAt), now); err != nil {

@@ -29,6 +29,10 @@ type group struct {
 	locked bool
 	seq    int64
 	hash   string
+	// needSavepoint: the running write has not sent a statement yet, so
+	// its savepoint goes out with the first one (one round trip, not two);
+	// tookSavepoint: it did, so a failure rolls back to it.
+	needSavepoint, tookSavepoint bool
 }
 
 // submit hands fn to the writer and waits until its group is committed or
@@ -141,9 +145,16 @@ func (d *DB) commitGroup(ops []*op) {
 			}
 		}
 	}
-	chain := false
-	for _, o := range ops {
-		chain = chain || o.chain
+	// Writes that do not touch the chain run first, so that the chain-head
+	// lock — which serializes the groups of every node — is held only for
+	// the writes that need it and the commit.
+	var order []int
+	for _, chain := range []bool{false, true} {
+		for k, o := range ops {
+			if o.chain == chain {
+				order = append(order, k)
+			}
+		}
 	}
 	// A pooled connection may have died with a server that restarted since
 	// it was last used; nothing of the group has been sent when begin
@@ -160,7 +171,7 @@ func (d *DB) commitGroup(ops []*op) {
 		// that stopped half-way) to no one: the pool closes it instead.
 		defer pc.Release()
 		g = &group{conn: pc.Conn()}
-		if xid, err = g.begin(ctx, chain); err == nil {
+		if xid, err = g.begin(ctx); err == nil {
 			break
 		}
 		if attempt == 1 || !unreachable(err) || ctx.Err() != nil {
@@ -169,38 +180,50 @@ func (d *DB) commitGroup(ops []*op) {
 		}
 		pc.Conn().Close(ctx) // so that the pool does not lend it again
 	}
-	seq0 := g.seq
-	for k, o := range ops {
+	var seq0 int64
+	for _, k := range order {
+		o := ops[k]
 		if err := o.ctx.Err(); err != nil {
 			// Given up before its turn: nothing of it is written.
 			results[k] = err
 			continue
 		}
-		if _, err := g.conn.Exec(ctx, `SAVEPOINT w`); err != nil {
-			fail(fmt.Errorf("savepoint on %s: %w", d.where, classify(err)))
-			return
+		if o.chain && !g.locked {
+			if err := g.lockHead(ctx); err != nil {
+				fail(fmt.Errorf("locking the audit chain head on %s: %w", d.where, classify(err)))
+				return
+			}
+			seq0 = g.seq
 		}
+		g.needSavepoint, g.tookSavepoint = true, false
 		opSeq, opHash := g.seq, g.hash
-		if err := o.fn(ctx, g); err != nil {
-			results[k] = classify(err)
-			g.seq, g.hash = opSeq, opHash
-			// A savepoint keeps the others' writes; a connection that broke
-			// took the whole transaction with it.
+		err := o.fn(ctx, g)
+		if err == nil {
+			// Savepoints are not released: they nest, at most maxGroup
+			// deep, and each release would cost a round trip.
+			continue
+		}
+		results[k] = classify(err)
+		g.seq, g.hash = opSeq, opHash
+		switch {
+		case g.tookSavepoint:
+			// The savepoint keeps the others' writes.
 			if _, rerr := g.conn.Exec(ctx, `ROLLBACK TO SAVEPOINT w`); rerr != nil {
 				fail(fmt.Errorf("rolling back one write on %s: %w", d.where, classify(errors.Join(err, rerr))))
 				return
 			}
-		}
-		// Savepoints are not released: they nest, at most maxGroup deep,
-		// and each release would cost a round trip.
-	}
-	if g.seq != seq0 {
-		if _, err := g.conn.Exec(ctx, `UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, g.seq, g.hash); err != nil {
-			fail(fmt.Errorf("moving the audit chain head on %s: %w", d.where, classify(err)))
+		case g.conn.IsClosed() || g.conn.PgConn().TxStatus() != 'T':
+			// The savepoint itself failed: the transaction is gone.
+			fail(fmt.Errorf("writing to %s: %w", d.where, classify(err)))
 			return
 		}
+		// Otherwise the write refused before it sent anything.
 	}
-	if err := d.commit(ctx, g, xid); err != nil {
+	var moved bool
+	if g.locked && g.seq != seq0 {
+		moved = true
+	}
+	if err := d.commit(ctx, g, xid, moved); err != nil {
 		fail(err)
 		return
 	}
@@ -216,35 +239,44 @@ func (d *DB) commitGroup(ops []*op) {
 	}
 }
 
-// begin opens the transaction, takes its transaction id (which a standby
-// cannot give: Check's proof that the server accepts writes, and what
-// commit asks about when the answer to COMMIT is lost) and, for a group
-// that touches the chain, locks the chain head and reads it — in one round
+// begin opens the transaction and takes its transaction id — which a
+// standby cannot give (Check's proof that the server accepts writes), and
+// what commit asks about when the answer to COMMIT is lost — in one round
 // trip.
-func (g *group) begin(ctx context.Context, chain bool) (xid string, err error) {
+func (g *group) begin(ctx context.Context) (xid string, err error) {
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
-	if chain {
-		b.Queue(`SELECT pg_current_xact_id()::text, seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`).
-			QueryRow(func(r pgx.Row) error { return r.Scan(&xid, &g.seq, &g.hash) })
-	} else {
-		b.Queue(`SELECT pg_current_xact_id()::text`).QueryRow(func(r pgx.Row) error { return r.Scan(&xid) })
+	b.Queue(`SELECT pg_current_xact_id()::text`).QueryRow(func(r pgx.Row) error { return r.Scan(&xid) })
+	return xid, g.conn.SendBatch(ctx, b).Close()
+}
+
+// lockHead locks the chain head and reads it under the lock: another node
+// may have appended since this one last did.
+func (g *group) lockHead(ctx context.Context) error {
+	err := g.conn.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&g.seq, &g.hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errors.New("the audit chain head is missing")
 	}
-	if err := g.conn.SendBatch(ctx, b).Close(); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return "", errors.New("the audit chain head is missing")
-		}
-		return "", err
+	if err == nil {
+		g.locked = true
 	}
-	g.locked = chain
-	return xid, nil
+	return err
 }
 
 // commit commits the group's transaction. If the server's answer is lost,
 // the transaction may or may not have committed; commit then asks, on
 // another connection, until the group's deadline.
-func (d *DB) commit(ctx context.Context, g *group, xid string) error {
-	_, err := g.conn.Exec(ctx, `COMMIT`)
+func (d *DB) commit(ctx context.Context, g *group, xid string, moveHead bool) error {
+	var err error
+	if moveHead {
+		// The head moves and the transaction commits in one round trip.
+		b := &pgx.Batch{}
+		b.Queue(`UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, g.seq, g.hash)
+		b.Queue(`COMMIT`)
+		err = g.conn.SendBatch(ctx, b).Close()
+	} else {
+		_, err = g.conn.Exec(ctx, `COMMIT`)
+	}
 	if err == nil {
 		return nil
 	}
@@ -282,16 +314,97 @@ func (d *DB) txStatus(ctx context.Context, xid string) (string, error) {
 	return *status, nil
 }
 
-// appendAudit appends ev to the chain inside the group's transaction.
-func (g *group) appendAudit(ctx context.Context, ev record.AuditEvent) error {
+// batch sends stmts in one round trip, after the running write's
+// savepoint if it has not been taken yet, and returns their results.
+func (g *group) batch(ctx context.Context, stmts ...stmt) pgx.BatchResults {
+	b := &pgx.Batch{}
+	if g.needSavepoint {
+		b.Queue(`SAVEPOINT w`)
+	}
+	for _, st := range stmts {
+		b.Queue(st.sql, st.args...)
+	}
+	br := g.conn.SendBatch(ctx, b)
+	if g.needSavepoint {
+		g.needSavepoint = false
+		if _, err := br.Exec(); err != nil {
+			return failedBatch{br, err}
+		}
+		g.tookSavepoint = true
+	}
+	return br
+}
+
+// failedBatch answers every result with the savepoint's error.
+type failedBatch struct {
+	pgx.BatchResults
+	err error
+}
+
+func (f failedBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, f.err }
+func (f failedBatch) QueryRow() pgx.Row                { return errRow{f.err} }
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+type stmt struct {
+	sql  string
+	args []any
+}
+
+// exec runs one statement of the running write.
+func (g *group) exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	br := g.batch(ctx, stmt{sql, args})
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag, err
+}
+
+// queryRow runs one query of the running write and scans its one row.
+func (g *group) queryRow(ctx context.Context, sql string, args []any, dest ...any) error {
+	br := g.batch(ctx, stmt{sql, args})
+	err := br.QueryRow().Scan(dest...)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// query runs a query of the running write whose rows the caller reads
+// (the savepoint is taken on its own first).
+func (g *group) query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if g.needSavepoint {
+		if _, err := g.exec(ctx, `SELECT 1`); err != nil {
+			return nil, err
+		}
+	}
+	return g.conn.Query(ctx, sql, args...)
+}
+
+// appendAudit runs stmts (the record's change), then appends ev to the
+// chain, in one round trip.
+func (g *group) appendAudit(ctx context.Context, ev record.AuditEvent, stmts ...stmt) error {
 	if !g.locked {
 		return errors.New("internal error: audit append in a group that does not hold the chain head")
 	}
 	body := record.EncodeEvent(ev)
 	seq := g.seq + 1
 	h := record.ChainHash(g.hash, seq, body)
-	if _, err := g.conn.Exec(ctx, `INSERT INTO audit (seq, at, event, prev_hash, hash) VALUES ($1, $2, $3, $4, $5)`,
-		seq, timeText(ev.Time), body, g.hash, h); err != nil {
+	br := g.batch(ctx, append(stmts, stmt{`INSERT INTO audit (seq, at, event, prev_hash, hash) VALUES ($1, $2, $3, $4, $5)`,
+		[]any{seq, timeText(ev.Time), body, g.hash, h}})...)
+	var err error
+	for range len(stmts) + 1 {
+		if _, err = br.Exec(); err != nil {
+			break
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("appending audit entry %d: %w", seq, err)
 	}
 	g.seq, g.hash = seq, h
