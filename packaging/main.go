@@ -177,8 +177,9 @@ var (
 )
 
 // debianVersion turns what `git describe --tags --always --dirty` prints
-// into a Debian upstream version (deb-version(7)) that sorts the way the
-// builds were made, with no hyphen since the package has no Debian revision:
+// into a Debian upstream version (deb-version(7)) that dpkg sorts in the
+// order the commits were made (a dirty build after its commit), with no
+// hyphen since the package has no Debian revision:
 //
 //	v1.4.0                   1.4.0
 //	v1.4.0-3-g1a2b3c4        1.4.0+3.g1a2b3c4  (after 1.4.0, before 1.4.1)
