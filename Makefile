@@ -71,5 +71,10 @@ install: build
 	  useradd --system --home-dir /var/lib/pkid --shell /usr/sbin/nologin pkid; fi
 	@echo "installed; put the token PIN in /etc/pkid/hsm-pin (0600), then: systemctl daemon-reload && systemctl enable --now pkid"
 
+# dist/pkid_<version>_amd64.deb, built by nfpm in the separate packaging/ module.
+.PHONY: package
+package: build
+	cd packaging && $(GO) run . -root .. -bin ../$(BIN) -version '$(VERSION)' -out ../dist
+
 clean:
-	rm -rf bin
+	rm -rf bin dist
