@@ -6,7 +6,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 
-.PHONY: all build deps demo demo-setup test lint install fuzz soak bench clean
+.PHONY: all build deps demo demo-setup test lint install fuzz soak bench package clean
 
 all: build
 
@@ -25,15 +25,20 @@ demo: demo-setup
 
 # Every test: static checks, unit tests, conformance vectors and the
 # integration suite against a real SoftHSM2 token and the real daemon.
-test: PKID_EXTRA_PACKAGES = prometheus systemd
+# PostgreSQL's tests start their own throw-away servers; packaging/ is a
+# module of its own (nfpm stays out of pkid's go.mod) and installs, removes
+# and purges the .deb when run as root.
+test: PKID_EXTRA_PACKAGES = prometheus systemd postgresql
 test: deps build lint fuzz
-	PKID_REQUIRE_SOFTHSM=1 PKID_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+	PKID_REQUIRE_SOFTHSM=1 PKID_REQUIRE_POSTGRES=1 PKID_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 25m ./...
+	cd packaging && PKID_REQUIRE_PACKAGE=1 PKID_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m ./...
 
 # Every fuzz target briefly (make test) or for longer: make fuzz FUZZTIME=10m.
 # Seed corpora live in <package>/testdata/fuzz and are replayed by plain go test.
 FUZZTIME ?= 3s
 FUZZ_TARGETS := policy:FuzzParseDuration policy:FuzzMatchAgreesWithRegexp policy:FuzzParseSAN policy:FuzzSANPattern \
-	policy:FuzzParseCommonName issuer:FuzzCanonicalValueRoundTrip csr:FuzzParse api:FuzzDecodeRequest daemon:FuzzParseConfig
+	policy:FuzzParseCommonName issuer:FuzzCanonicalValueRoundTrip csr:FuzzParse api:FuzzDecodeRequest daemon:FuzzParseConfig \
+	auth:FuzzAuthenticate
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
 	  echo "fuzz $$fn ($(FUZZTIME))"; \
@@ -52,6 +57,7 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	cd packaging && $(GO) vet ./...
 	@./scripts/check-deps.sh
 
 PREFIX  ?= /usr/local
@@ -60,19 +66,20 @@ DESTDIR ?=
 # Installs the binary, the systemd unit and an example config (never
 # overwriting an existing /etc/pkid/pkid.yaml), and creates the pkid user.
 install: build
+	if [ -z "$(DESTDIR)" ] && ! id pkid >/dev/null 2>&1; then \
+	  useradd --system --home-dir /var/lib/pkid --shell /usr/sbin/nologin pkid; fi
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/pkid
 	install -D -m 0644 configs/pkid.service $(DESTDIR)/etc/systemd/system/pkid.service
 	install -d -m 0750 $(DESTDIR)/etc/pkid
 	[ -e $(DESTDIR)/etc/pkid/pkid.yaml ] || install -m 0640 configs/pkid.example.yaml $(DESTDIR)/etc/pkid/pkid.yaml
+	@: the service reads its config as group pkid, the unit runs as User=pkid
+	if [ -z "$(DESTDIR)" ]; then chgrp pkid /etc/pkid /etc/pkid/pkid.yaml; fi
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/pkid/README.md
 	install -D -m 0644 configs/prometheus.yml $(DESTDIR)$(PREFIX)/share/doc/pkid/prometheus.yml
 	install -D -m 0644 configs/alerts.yml $(DESTDIR)$(PREFIX)/share/doc/pkid/alerts.yml
-	if [ -z "$(DESTDIR)" ] && ! id pkid >/dev/null 2>&1; then \
-	  useradd --system --home-dir /var/lib/pkid --shell /usr/sbin/nologin pkid; fi
 	@echo "installed; put the token PIN in /etc/pkid/hsm-pin (0600), then: systemctl daemon-reload && systemctl enable --now pkid"
 
 # dist/pkid_<version>_amd64.deb, built by nfpm in the separate packaging/ module.
-.PHONY: package
 package: build
 	cd packaging && $(GO) run . -root .. -bin ../$(BIN) -version '$(VERSION)' -out ../dist
 

@@ -80,8 +80,10 @@ func openExistingStore(ctx context.Context, path string) (store.Store, *Config, 
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := os.Stat(cfg.database); err != nil {
-		return nil, nil, fmt.Errorf("database: %w", err)
+	if !cfg.postgres {
+		if _, err := os.Stat(cfg.database); err != nil {
+			return nil, nil, fmt.Errorf("database: %w", err)
+		}
 	}
 	st, err := openStore(ctx, cfg, nil)
 	return st, cfg, err

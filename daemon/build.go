@@ -27,6 +27,7 @@ import (
 	"github.com/pkid/pkid/public"
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store"
+	"github.com/pkid/pkid/store/postgres"
 	"github.com/pkid/pkid/store/sqlite"
 )
 
@@ -81,6 +82,18 @@ func openToken(h HSMConfig, poolWait time.Duration, log *slog.Logger) (*hsm.Toke
 
 // openStore opens the configured database.
 func openStore(ctx context.Context, cfg *Config, onCommit func(time.Duration, int)) (store.Store, error) {
+	if cfg.postgres {
+		password, err := cfg.readDatabasePassword()
+		if err != nil {
+			return nil, fmt.Errorf("database: %w", err)
+		}
+		db, err := postgres.Open(ctx, cfg.database, postgres.Options{Password: password, OnCommit: onCommit,
+			MaxConns: cfg.dbMaxConns, WriteTimeout: cfg.limits.databaseBusyTimeout})
+		if err != nil {
+			return nil, fmt.Errorf("database: %w", err)
+		}
+		return db, nil
+	}
 	db, err := sqlite.Open(ctx, cfg.database, sqlite.Options{OnCommit: onCommit, BusyTimeout: cfg.limits.databaseBusyTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)

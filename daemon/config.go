@@ -40,7 +40,11 @@ type ConfigFile struct {
 	MetricsTLS    *TLSConfig             `yaml:"metricsTLS"`   // optional: TLS (mTLS with clientCAs) for scrapers
 	MetricsPprof  bool                   `yaml:"metricsPprof"` // serve /debug/pprof/profile on the metrics listener (off by default)
 	TLS           TLSConfig              `yaml:"tls"`
-	Database      string                 `yaml:"database"`
+	Database      string                 `yaml:"database"` // a SQLite file, or postgres://… (DESIGN.md §16)
+	// DatabasePasswordFile holds PostgreSQL's password (else the systemd
+	// credential database-password, if there is one): never in the DSN.
+	DatabasePasswordFile string `yaml:"databasePasswordFile"`
+	DatabaseMaxConns     int    `yaml:"databaseMaxConns"` // PostgreSQL pool size; default 10
 	NodeName      string                 `yaml:"nodeName"`    // default: the host name (DESIGN.md §16)
 	NodeTimeout   string                 `yaml:"nodeTimeout"` // default 1m: a node silent this long is taken for stopped
 	HSM           HSMConfig              `yaml:"hsm"`
@@ -182,6 +186,9 @@ type Config struct {
 	metricsPprof  bool
 	tls           TLSConfig
 	database      string
+	postgres      bool // database is a PostgreSQL DSN
+	dbPassword    string
+	dbMaxConns    int
 	nodeName      string
 	nodeTimeout   time.Duration
 	hsm           HSMConfig
@@ -273,9 +280,20 @@ func NewConfig(f *ConfigFile, path string) (*Config, error) {
 		return s
 	}
 	c := &Config{path: path, listen: f.Listen, metricsListen: f.MetricsListen, publicListen: f.PublicListen, metricsPprof: f.MetricsPprof,
-		tls: f.TLS, database: abs(f.Database), hsm: f.HSM, audit: f.Audit, profileFiles: f.Profiles}
+		tls: f.TLS, database: f.Database, hsm: f.HSM, audit: f.Audit, profileFiles: f.Profiles}
 	if c.listen == "" {
 		c.listen = DefaultListen
+	}
+	c.postgres = strings.HasPrefix(f.Database, "postgres://") || strings.HasPrefix(f.Database, "postgresql://")
+	c.dbPassword, c.dbMaxConns = abs(f.DatabasePasswordFile), f.DatabaseMaxConns
+	if !c.postgres {
+		c.database = abs(f.Database)
+		if f.DatabasePasswordFile != "" || f.DatabaseMaxConns != 0 {
+			add("databasePasswordFile, databaseMaxConns: only for a postgres:// database")
+		}
+	}
+	if f.DatabaseMaxConns < 0 {
+		add("databaseMaxConns: %d is negative", f.DatabaseMaxConns)
 	}
 	c.nodeName, c.nodeTimeout = f.NodeName, duration("nodeTimeout", f.NodeTimeout, DefaultNodeTimeout, add)
 	if c.nodeName == "" {
@@ -494,6 +512,31 @@ func newCatalog(f *ConfigFile, profiles []*issuer.Profile, add func(string, ...a
 var nodeNamePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 var slugPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// CredentialDatabasePassword is the systemd credential holding PostgreSQL's password.
+const CredentialDatabasePassword = "database-password"
+
+// readDatabasePassword reads PostgreSQL's password: databasePasswordFile,
+// else the systemd credential database-password when it exists, else none
+// (peer or certificate authentication). A trailing newline is dropped.
+func (c *Config) readDatabasePassword() (string, error) {
+	path := c.dbPassword
+	if path == "" {
+		dir := os.Getenv("CREDENTIALS_DIRECTORY")
+		if dir == "" {
+			return "", nil
+		}
+		path = filepath.Join(dir, CredentialDatabasePassword)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return "", nil
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the database password: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
 
 // readTokenKey reads the access-token signing key: accessTokens.keyFile,
 // else the systemd credential access-token-key. The bytes are the key, as
