@@ -32,26 +32,26 @@ const (
 // ConfigFile is the config file as decoded, before validation. NewConfig
 // turns it into a Config.
 type ConfigFile struct {
-	Listen        string                 `yaml:"listen"`
-	MetricsListen string                 `yaml:"metricsListen"`
-	PublicListen  string                 `yaml:"publicListen"` // optional: CRLs, CA certificates, OCSP over plain HTTP
-	CRL           CRLConfig              `yaml:"crl"`
-	OCSP          OCSPConfig             `yaml:"ocsp"`
-	MetricsTLS    *TLSConfig             `yaml:"metricsTLS"`   // optional: TLS (mTLS with clientCAs) for scrapers
-	MetricsPprof  bool                   `yaml:"metricsPprof"` // serve /debug/pprof/profile on the metrics listener (off by default)
-	TLS           TLSConfig              `yaml:"tls"`
-	Database      string                 `yaml:"database"` // a SQLite file, or postgres://… (DESIGN.md §16)
+	Listen        string     `yaml:"listen"`
+	MetricsListen string     `yaml:"metricsListen"`
+	PublicListen  string     `yaml:"publicListen"` // optional: CRLs, CA certificates, OCSP over plain HTTP
+	CRL           CRLConfig  `yaml:"crl"`
+	OCSP          OCSPConfig `yaml:"ocsp"`
+	MetricsTLS    *TLSConfig `yaml:"metricsTLS"`   // optional: TLS (mTLS with clientCAs) for scrapers
+	MetricsPprof  bool       `yaml:"metricsPprof"` // serve /debug/pprof/profile on the metrics listener (off by default)
+	TLS           TLSConfig  `yaml:"tls"`
+	Database      string     `yaml:"database"` // a SQLite file, or postgres://… (DESIGN.md §16)
 	// DatabasePasswordFile holds PostgreSQL's password (else the systemd
 	// credential database-password, if there is one): never in the DSN.
-	DatabasePasswordFile string `yaml:"databasePasswordFile"`
-	DatabaseMaxConns     int    `yaml:"databaseMaxConns"` // PostgreSQL pool size; default 10
-	NodeName      string                 `yaml:"nodeName"`    // default: the host name (DESIGN.md §16)
-	NodeTimeout   string                 `yaml:"nodeTimeout"` // default 1m: a node silent this long is taken for stopped
-	HSM           HSMConfig              `yaml:"hsm"`
-	Audit         AuditConfig            `yaml:"audit"`
-	CAs           []CAConfig             `yaml:"cas"`
-	Profiles      []issuer.ProfileConfig `yaml:"profiles"`
-	Limits        LimitsConfig           `yaml:"limits"`
+	DatabasePasswordFile string                 `yaml:"databasePasswordFile"`
+	DatabaseMaxConns     int                    `yaml:"databaseMaxConns"` // PostgreSQL pool size; default 10
+	NodeName             string                 `yaml:"nodeName"`         // default: the host name (DESIGN.md §16)
+	NodeTimeout          string                 `yaml:"nodeTimeout"`      // default 1m: a node silent this long is taken for stopped
+	HSM                  HSMConfig              `yaml:"hsm"`
+	Audit                AuditConfig            `yaml:"audit"`
+	CAs                  []CAConfig             `yaml:"cas"`
+	Profiles             []issuer.ProfileConfig `yaml:"profiles"`
+	Limits               LimitsConfig           `yaml:"limits"`
 	// Infisical's v1 surface (DESIGN.md §15).
 	MachineIdentities []auth.MachineConfig `yaml:"machineIdentities"`
 	AccessTokens      AccessTokensConfig   `yaml:"accessTokens"`
