@@ -123,7 +123,10 @@ func openResources(ctx context.Context, cfg *Config, m *metrics.Metrics, log *sl
 		return nil, fmt.Errorf("audit key: %w", err)
 	}
 	r.service, err = issuer.NewService(issuer.ServiceConfig{Store: r.store, Lister: lister{r.store}, Observer: m,
-		AuditKey: sessionCounter{Signer: signer, ca: "audit", m: m}, Node: cfg.nodeName})
+		AuditKey: sessionCounter{Signer: signer, ca: "audit", m: m}, Node: cfg.nodeName,
+		// The store's lead lock and OCSP answers serve one node as well as
+		// several: answers survive a restart instead of being signed again.
+		Cluster: r.store})
 	if err != nil {
 		r.Close()
 		return nil, err

@@ -149,7 +149,8 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var background sync.WaitGroup
 	crlLoop := func(ctx context.Context) { d.res.crls.Run(ctx, d.res.store.RevocationCount) }
-	for _, loop := range []func(context.Context){d.probeLoop, d.heartbeatLoop, d.housekeepingLoop, crlLoop, d.res.ocsp.Run} {
+	ocspLoop := func(ctx context.Context) { d.res.ocsp.Run(ctx, d.res.store.RevocationCount) }
+	for _, loop := range []func(context.Context){d.probeLoop, d.heartbeatLoop, d.housekeepingLoop, crlLoop, ocspLoop} {
 		background.Add(1)
 		go func() { defer background.Done(); loop(bg) }()
 	}
@@ -227,9 +228,12 @@ loop:
 // GC defaults for the issuance hot path, unless the operator set GOGC or
 // GOMEMLIMIT: collect less often (each issuance allocates ~160 KB of
 // short-lived objects), under a soft memory limit that keeps RSS bounded.
+// The OCSP answer cache is most of a large CA's live heap (~1.5 KB per
+// certificate: 100 000 certificates hold ~150 MB); past a few hundred
+// thousand certificates, raise GOMEMLIMIT in the unit.
 const (
 	gcPercent   = 400
-	memoryLimit = 256 << 20
+	memoryLimit = 512 << 20
 )
 
 func tuneGC() {
@@ -569,15 +573,7 @@ func (d *Daemon) listenAPI(addr string, lim limits) (*http.Server, <-chan error,
 // that the CRL URLs in its certificates answer from the start. A CRL that
 // cannot be made is logged and counted; the publisher keeps trying.
 func (d *Daemon) publishCRLs(ctx context.Context) {
-	for _, ca := range d.gen.Load().cas {
-		if !ca.CanSign() {
-			continue
-		}
-		if _, err := d.res.crls.Refresh(ctx, ca.Name(), d.res.store.RevocationCount); err != nil {
-			d.metrics.ObserveCRLError(ca.Name())
-			d.log.Error("making the first CRL failed; retrying in the background", "ca", ca.Name(), "error", err)
-		}
-	}
+	d.res.crls.Publish(ctx, d.res.store.RevocationCount)
 }
 
 // listenPublic serves the current generation's CRLs and CA certificates

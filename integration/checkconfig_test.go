@@ -52,7 +52,7 @@ func TestCheckConfigRefuses(t *testing.T) {
 			return strings.Replace(c, "clientCAs: tls/ca.pem", "clientCAs: ca/root.pem", 1)
 		}, []string{"tls.clientCAs", "pkid Demo Root CA", "every certificate pkid issues would be a client identity", "allowIssuedClientCertificates"}},
 		{"untyped identity", func(c string) string {
-			return strings.Replace(c, `allowedIdentities: ["uri:spiffe://example.internal/demo-client"]`, `allowedIdentities: ["spiffe://example.internal/demo-client"]`, 1)
+			return strings.Replace(c, `allowedIdentities: ["uri:spiffe://example.internal/demo-client", "machine:demo-agent"]`, `allowedIdentities: ["spiffe://example.internal/demo-client", "machine:demo-agent"]`, 1)
 		}, []string{`write "uri:spiffe://example.internal/demo-client"`}},
 		{"a profile whose certificates could carry no EKU", func(c string) string {
 			return strings.Replace(c, "      extendedKeyUsages: [server_auth]\n", "      extendedKeyUsages: []\n", 1)

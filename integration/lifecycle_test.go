@@ -215,8 +215,8 @@ func TestLifecycle(t *testing.T) {
 			t.Fatalf("issue-tls: %v\n%s", err, out)
 		}
 		d.editConfig(t, func(c string) string {
-			c = strings.Replace(c, `allowedIdentities: ["uri:spiffe://example.internal/demo-client"]`,
-				`allowedIdentities: ["uri:spiffe://example.internal/demo-client", "uri:spiffe://example.internal/intruder"]`, 1)
+			c = strings.Replace(c, `allowedIdentities: ["uri:spiffe://example.internal/demo-client", "machine:demo-agent"]`,
+				`allowedIdentities: ["uri:spiffe://example.internal/demo-client", "machine:demo-agent", "uri:spiffe://example.internal/intruder"]`, 1)
 			return strings.Replace(strings.Replace(c, "tls/server.pem", "tls/server2.pem", 1), "tls/server-key.pem", "tls/server2-key.pem", 1)
 		})
 		d.cmd.Process.Signal(syscall.SIGHUP)

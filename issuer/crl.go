@@ -186,6 +186,10 @@ type CRLPublisher struct {
 	events  map[string]uint64 // CA → revocations recorded by this process
 	covered map[string]uint64 // CA → events the current CRL was built after
 	counted map[string]int64  // CA → revocations in the store when the current CRL was built
+	// leads holds, with a Cluster, the CAs whose CRLs this node makes: a
+	// lead is kept until Run ends (or the node dies and the database
+	// lets it go), so that one node makes them and the others adopt them.
+	leads map[string]func()
 }
 
 // NewCRLPublisher returns a publisher wired to s, so that every revocation
@@ -201,7 +205,8 @@ func NewCRLPublisher(s *Service, cfg CRLConfig, log *slog.Logger) *CRLPublisher 
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &CRLPublisher{service: s, cfg: cfg, log: log, wake: make(chan struct{}, 1), cas: map[string]*CA{},
-		current: map[string]*PublishedCRL{}, events: map[string]uint64{}, covered: map[string]uint64{}, counted: map[string]int64{}}
+		current: map[string]*PublishedCRL{}, events: map[string]uint64{}, covered: map[string]uint64{}, counted: map[string]int64{},
+		leads: map[string]func(){}}
 	s.onRevoke = append(s.onRevoke, func(ca, _ string) { p.revoked(ca) })
 	return p
 }
@@ -254,6 +259,7 @@ type RevocationCounter func(ctx context.Context, ca string) (int64, error)
 func (p *CRLPublisher) Run(ctx context.Context, counter RevocationCounter) {
 	poll := time.NewTicker(max(p.cfg.MaxDelay/2, 10*time.Millisecond))
 	defer poll.Stop()
+	defer p.releaseLeads()
 	batch := min(p.cfg.MaxDelay/4, time.Second)
 	for {
 		p.refreshDue(ctx, counter)
@@ -272,37 +278,130 @@ func (p *CRLPublisher) Run(ctx context.Context, counter RevocationCounter) {
 }
 
 // refreshDue makes a CRL for each CA that has none, whose current one is
-// past half-life, or that owes a revocation.
+// past half-life, or that owes a revocation. With a Cluster (DESIGN.md
+// §16) only the node holding a CA's lead makes its CRLs; every node adopts
+// the newest one in the store.
 func (p *CRLPublisher) refreshDue(ctx context.Context, counter RevocationCounter) {
-	now := p.service.clock.Now()
 	p.mu.Lock()
 	cas := make([]*CA, 0, len(p.cas))
 	for _, ca := range p.cas {
 		cas = append(cas, ca)
 	}
 	p.mu.Unlock()
-	var due []*CA
 	for _, ca := range cas {
-		stored := int64(-1)
-		if counter != nil {
-			if n, err := counter(ctx, ca.name); err == nil {
-				stored = n
+		if ctx.Err() != nil {
+			return
+		}
+		if c := p.service.cluster; c != nil {
+			if err := p.adopt(ctx, ca.name); err != nil {
+				p.log.Warn("reading the CA's latest CRL failed", "ca", ca.name, "error", err)
+			}
+			if !p.lead(ctx, c, ca.name) {
+				continue
 			}
 		}
-		p.mu.Lock()
-		cur := p.current[ca.name]
-		owes := p.events[ca.name] != p.covered[ca.name] || (stored >= 0 && stored != p.counted[ca.name])
-		p.mu.Unlock()
-		if cur == nil || owes || now.Sub(cur.ThisUpdate) >= p.cfg.Validity/2 {
-			due = append(due, ca)
+		if !p.due(ca.name, p.count(ctx, ca.name, counter)) {
+			continue
 		}
-	}
-	for _, ca := range due {
 		if _, err := p.Refresh(ctx, ca.name, counter); err != nil {
 			p.service.observer.ObserveCRLError(ca.name)
 			p.log.Error("making a CRL failed; the current one stays served", "ca", ca.name, "error", err)
 		}
 	}
+}
+
+// Publish does one round at once (the daemon's, before it reports ready):
+// afterwards every CA with a key has a CRL to serve, its own or adopted.
+func (p *CRLPublisher) Publish(ctx context.Context, counter RevocationCounter) {
+	p.refreshDue(ctx, counter)
+}
+
+// lead reports whether this node makes ca's CRLs, taking the lead if no
+// node has it.
+func (p *CRLPublisher) lead(ctx context.Context, c Cluster, ca string) bool {
+	p.mu.Lock()
+	held := p.leads[ca] != nil
+	p.mu.Unlock()
+	if held {
+		return true
+	}
+	release, ok, err := c.Lead(ctx, "crl:"+ca)
+	if err != nil || !ok {
+		return false
+	}
+	p.mu.Lock()
+	p.leads[ca] = release
+	p.mu.Unlock()
+	p.log.Info("making this CA's CRLs on this node", "ca", ca)
+	return true
+}
+
+// releaseLeads lets another node make the CRLs (when Run ends).
+func (p *CRLPublisher) releaseLeads() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for ca, release := range p.leads {
+		release()
+		delete(p.leads, ca)
+	}
+}
+
+// count reads the CA's revocation count in the store, -1 if unknown.
+func (p *CRLPublisher) count(ctx context.Context, ca string, counter RevocationCounter) int64 {
+	if counter == nil {
+		return -1
+	}
+	n, err := counter(ctx, ca)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// due reports whether the CA needs a new CRL.
+func (p *CRLPublisher) due(ca string, stored int64) bool {
+	now := p.service.clock.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := p.current[ca]
+	owes := p.events[ca] != p.covered[ca] || (stored >= 0 && stored != p.counted[ca])
+	return cur == nil || owes || now.Sub(cur.ThisUpdate) >= p.cfg.Validity/2
+}
+
+// adopt makes the store's newest CRL of ca the current one if another node
+// made it after this one's.
+func (p *CRLPublisher) adopt(ctx context.Context, ca string) error {
+	p.mu.Lock()
+	cur := p.current[ca]
+	p.mu.Unlock()
+	last, err := p.service.store.LastCRLNumber(ctx, ca)
+	if err != nil || (cur != nil && last <= cur.Number) {
+		return err // the cheap check: nothing newer was even reserved
+	}
+	rec, err := p.service.store.LatestCRL(ctx, ca)
+	if errors.Is(err, record.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cur != nil && rec.Number <= cur.Number {
+		return nil
+	}
+	parsed, err := x509.ParseRevocationList(rec.DER)
+	if err != nil {
+		return fmt.Errorf("the stored CRL %d does not parse: %w", rec.Number, err)
+	}
+	pub := &PublishedCRL{CA: ca, Number: rec.Number, ThisUpdate: rec.ThisUpdate, NextUpdate: rec.NextUpdate, DER: rec.DER,
+		Entries: len(parsed.RevokedCertificateEntries)}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.current[ca]; c != nil && c.Number >= pub.Number {
+		return nil
+	}
+	p.current[ca] = pub
+	p.service.observer.ObserveCRL(ca, rec.Number, rec.ThisUpdate, rec.NextUpdate)
+	return nil
 }
 
 // Refresh makes a new CRL for the named CA now and publishes it. What it
@@ -315,6 +414,7 @@ func (p *CRLPublisher) Refresh(ctx context.Context, caName string, counter Revoc
 	if ca == nil || lint == nil {
 		return nil, fmt.Errorf("no CA %q with a key", caName)
 	}
+	thisUpdate := p.service.clock.Now().UTC().Truncate(time.Second)
 	var count int64
 	if counter != nil {
 		n, err := counter(ctx, caName)
@@ -340,7 +440,6 @@ func (p *CRLPublisher) Refresh(ctx context.Context, caName string, counter Revoc
 	if err != nil {
 		return nil, err
 	}
-	thisUpdate := p.service.clock.Now().UTC().Truncate(time.Second)
 	rec, err := p.service.signCRL(ctx, &crlOrder{ca: ca, entries: entries, thisUpdate: thisUpdate,
 		nextUpdate: thisUpdate.Add(p.cfg.Validity), lint: lint.LintCRL})
 	if err != nil {

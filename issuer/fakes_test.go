@@ -149,6 +149,31 @@ func (s *memStore) CertificateByRequestID(_ context.Context, id string) (*record
 	return s.find(func(r *record.Certificate) bool { return r.CertificateRequestID == id })
 }
 
+func (s *memStore) crlCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.crls {
+		if c.Status == record.StatusIssued {
+			n++
+		}
+	}
+	return n
+}
+
+// revocationCount is the store's RevocationCount, for the pollers.
+func (s *memStore) revocationCount(_ context.Context, ca string) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, r := range s.records {
+		if r.CA == ca && r.Status == record.StatusRevoked {
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (s *memStore) Revoked(_ context.Context, ca string, fn func(record.RevokedEntry) error) error {
 	s.mu.Lock()
 	var out []record.RevokedEntry

@@ -338,3 +338,49 @@ func TestCRLPublisherRefreshes(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// Two nodes on one store (DESIGN.md §16): the node holding a CA's lead
+// makes its CRLs, after its own revocations and the other node's alike;
+// the other adopts them and makes none; when the leader stops, the other
+// takes over.
+func TestCRLTwoNodesShareTheWork(t *testing.T) {
+	h := newHarness(t, false)
+	cluster := newFakeCluster()
+	h.service.cluster = cluster
+	svcB, err := NewService(ServiceConfig{Store: h.store, Lister: h.store, Clock: h.clock, Cluster: cluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := CRLConfig{Validity: 24 * time.Hour, MaxDelay: time.Second}
+	a, b := NewCRLPublisher(h.service, cfg, nil), NewCRLPublisher(svcB, cfg, nil)
+	a.SetCAs([]*CA{h.ca}, &crlLinter{})
+	b.SetCAs([]*CA{h.ca}, &crlLinter{})
+	ctx := context.Background()
+	round := func() {
+		a.refreshDue(ctx, h.store.revocationCount)
+		b.refreshDue(ctx, h.store.revocationCount)
+	}
+	both := func(want int64, entries int) {
+		t.Helper()
+		ca, _ := a.Current(h.ca.Name())
+		cb, _ := b.Current(h.ca.Name())
+		if ca == nil || cb == nil || ca.Number != want || cb.Number != want || cb.Entries != entries || h.store.crlCount() != int(want) {
+			t.Fatalf("want CRL %d with %d entries on both nodes and %d in the store; A %+v, B %+v, store %d", want, entries, want, ca, cb, h.store.crlCount())
+		}
+	}
+	round()
+	both(1, 0)
+	revokedFixture(t, h, testNow.Add(time.Hour), "KEY_COMPROMISE")
+	b.refreshDue(ctx, h.store.revocationCount) // B sees it first, but A leads
+	round()
+	both(2, 1)
+	round()
+	both(2, 1) // nothing owed: no CRL more
+
+	a.releaseLeads() // A stops
+	revokedFixture(t, h, testNow.Add(time.Hour), "SUPERSEDED")
+	b.refreshDue(ctx, h.store.revocationCount)
+	if got, _ := b.Current(h.ca.Name()); got.Number != 3 || got.Entries != 2 {
+		t.Fatalf("B did not take over: %+v", got)
+	}
+}

@@ -97,8 +97,20 @@ type OCSPResponder struct {
 	responders map[string]*responder // by CA name
 	lint       Linter
 	cache      map[cacheKey]*OCSPAnswer
-	stale      map[cacheKey]bool // revoked since signed: re-sign at once
+	stale      map[cacheKey]bool // revoked here since signed: re-sign at once
+	// A cached answer is served without reading its record only while
+	// verified[key] equals its CA's epoch, which moves on with every
+	// revocation seen here or counted in the store (made by another node
+	// or by pkid revoke): then each answer is checked against its record
+	// once more, and re-signed only if the status changed.
+	epoch    map[string]uint64
+	verified map[cacheKey]uint64
+	counts   map[string]int64 // CA → revocations the store had at the last poll
+	fullDue  bool             // the next wake-up refreshes everything (new responders)
 }
+
+// revocationPoll is how often the store's revocation counts are read.
+const revocationPoll = time.Second
 
 // NewOCSPResponder returns a responder wired to s, so that every
 // revocation s records refreshes that certificate's answer.
@@ -113,7 +125,8 @@ func NewOCSPResponder(s *Service, cfg OCSPConfig, log *slog.Logger) *OCSPRespond
 		log = slog.New(slog.DiscardHandler)
 	}
 	o := &OCSPResponder{service: s, cfg: cfg, log: log, wake: make(chan struct{}, 1),
-		responders: map[string]*responder{}, cache: map[cacheKey]*OCSPAnswer{}, stale: map[cacheKey]bool{}}
+		responders: map[string]*responder{}, cache: map[cacheKey]*OCSPAnswer{}, stale: map[cacheKey]bool{},
+		epoch: map[string]uint64{}, verified: map[cacheKey]uint64{}, counts: map[string]int64{}}
 	s.onRevoke = append(s.onRevoke, o.revoked)
 	return o
 }
@@ -157,6 +170,9 @@ func (o *OCSPResponder) SetResponders(ctx context.Context, keys []OCSPKey, lint 
 			}
 		}
 	}
+	o.mu.Lock()
+	o.fullDue = true
+	o.mu.Unlock()
 	o.kick()
 	return errors.Join(errs...)
 }
@@ -285,6 +301,7 @@ func (o *OCSPResponder) issueCertificate(ctx context.Context, r *responder) (*x5
 
 func (o *OCSPResponder) revoked(ca, serial string) {
 	o.mu.Lock()
+	o.epoch[ca]++
 	for k := range o.cache {
 		if k.ca == ca && k.serial == serial {
 			o.stale[k] = true
@@ -305,6 +322,10 @@ func (o *OCSPResponder) kick() {
 // and reason) or unknown, signed by the CA's responder; unauthorized for a
 // CA pkid does not answer for; malformedRequest for what does not parse. A
 // request nonce is ignored (RFC 5019 §2.2.1).
+//
+// What the answer says is read from the certificate's record on every
+// request, so a revocation made anywhere — another node, `pkid revoke` —
+// is never answered good from a cache; the signature is what is cached.
 func (o *OCSPResponder) Respond(ctx context.Context, raw []byte) OCSPAnswer {
 	req, err := ocsp.ParseRequest(raw)
 	if err != nil || req.SerialNumber == nil || req.SerialNumber.Sign() < 0 {
@@ -320,23 +341,198 @@ func (o *OCSPResponder) Respond(ctx context.Context, raw []byte) OCSPAnswer {
 	}
 	now := o.service.clock.Now()
 	o.mu.RLock()
-	cached, stale := o.cache[key], o.stale[key]
+	cached, ep := o.cache[key], o.epoch[key.ca]
+	checked := cached != nil && o.verified[key] == ep && !o.stale[key]
 	o.mu.RUnlock()
-	if cached != nil && !stale && now.Before(cached.ThisUpdate.Add(o.cfg.Validity/2)) {
-		o.service.observer.ObserveOCSP(r.ca.name, cached.Status)
-		return *cached
+	if checked && now.Before(cached.ThisUpdate.Add(o.cfg.Validity/2)) {
+		return o.served(r, cached) // nothing was revoked since its record was read
 	}
-	a, err := o.sign(ctx, r, key, req.SerialNumber)
+	want, err := o.stateOf(ctx, r, key.serial, now)
 	if err != nil {
-		o.log.Error("signing an OCSP answer failed", "ca", r.ca.name, "serial", key.serial, "error", err)
-		if cached != nil && now.Before(cached.NextUpdate) {
-			o.service.observer.ObserveOCSP(r.ca.name, cached.Status)
-			return *cached // still valid: better than no answer
+		o.log.Error("reading the record an OCSP answer needs failed", "ca", r.ca.name, "serial", key.serial, "error", err)
+		if cached != nil && now.Before(cached.ThisUpdate.Add(o.cfg.Validity/2)) {
+			return o.served(r, cached) // the store is away: what was true less than half a validity ago
 		}
 		return o.unsigned(ocsp.TryLaterErrorResponse, OCSPTryLater, r.ca.name)
 	}
+	if o.fresh(cached, want, now) {
+		o.mu.Lock()
+		o.verified[key] = ep
+		o.mu.Unlock()
+		return o.served(r, cached)
+	}
+	if a := o.stored(ctx, r, key, want, now, ep); a != nil {
+		return o.served(r, a)
+	}
+	a, err := o.sign(ctx, r, key, req.SerialNumber, want, ep)
+	if err != nil {
+		o.log.Error("signing an OCSP answer failed", "ca", r.ca.name, "serial", key.serial, "error", err)
+		return o.unsigned(ocsp.TryLaterErrorResponse, OCSPTryLater, r.ca.name)
+	}
+	return o.served(r, a)
+}
+
+func (o *OCSPResponder) served(r *responder, a *OCSPAnswer) OCSPAnswer {
 	o.service.observer.ObserveOCSP(r.ca.name, a.Status)
 	return *a
+}
+
+// answerState is what a serial's answer must say now, from its record.
+type answerState struct {
+	status    string // OCSPGood, OCSPRevoked or OCSPUnknown
+	revokedAt time.Time
+	reason    int
+}
+
+func (o *OCSPResponder) stateOf(ctx context.Context, r *responder, serial string, now time.Time) (answerState, error) {
+	rec, err := o.service.store.CertificateBySerial(ctx, serial)
+	if errors.Is(err, record.ErrNotFound) {
+		return answerState{status: OCSPUnknown}, nil
+	}
+	if err != nil {
+		return answerState{}, fmt.Errorf("looking up serial %s: %w", serial, err)
+	}
+	return stateFromRecord(rec, r.ca.name, now), nil
+}
+
+func stateFromRecord(rec *record.Certificate, ca string, now time.Time) answerState {
+	switch {
+	case rec.CA != ca:
+	case rec.Status == record.StatusRevoked:
+		code, _ := ReasonCode(rec.RevocationReason)
+		return answerState{status: OCSPRevoked, revokedAt: rec.RevokedAt.UTC(), reason: code}
+	case rec.Status == record.StatusIssued && now.Before(rec.NotAfter):
+		return answerState{status: OCSPGood}
+	}
+	return answerState{status: OCSPUnknown}
+}
+
+// fresh reports whether a says what want says and is not past half-life.
+func (o *OCSPResponder) fresh(a *OCSPAnswer, want answerState, now time.Time) bool {
+	return a != nil && a.Status == want.status && now.Before(a.ThisUpdate.Add(o.cfg.Validity/2))
+}
+
+// stored returns the answer another node made for key, if the store holds
+// a fresh one that says what want says (only with a Cluster: nodes share
+// the SHA-1 answers RFC 5019 clients ask for).
+func (o *OCSPResponder) stored(ctx context.Context, r *responder, key cacheKey, want answerState, now time.Time, ep uint64) *OCSPAnswer {
+	c := o.service.cluster
+	if c == nil || want.status == OCSPUnknown || key.hash != crypto.SHA1 {
+		return nil
+	}
+	rs, err := c.OCSPResponse(ctx, r.ca.name, key.serial)
+	if err != nil {
+		if !errors.Is(err, record.ErrNotFound) {
+			o.log.Warn("reading a stored OCSP answer failed", "ca", r.ca.name, "serial", key.serial, "error", err)
+		}
+		return nil
+	}
+	a := &OCSPAnswer{DER: rs.DER, Status: rs.Status, ThisUpdate: rs.ThisUpdate, NextUpdate: rs.NextUpdate}
+	if !o.fresh(a, want, now) {
+		return nil
+	}
+	o.mu.Lock()
+	o.cache[key], o.verified[key] = a, ep
+	o.mu.Unlock()
+	return a
+}
+
+// errNotLeader: another node is making this CA's OCSP answers right now.
+var errNotLeader = errors.New("another node is making this CA's OCSP answers")
+
+// leadWait bounds how long an on-demand answer waits for the OCSP lead
+// (held at most for one pre-signing batch) before answering tryLater.
+const leadWait = 250 * time.Millisecond
+
+// leadSoon takes the CA's OCSP lead, waiting up to leadWait for a holder
+// to release it.
+func (o *OCSPResponder) leadSoon(ctx context.Context, c Cluster, ca string) (func(), error) {
+	deadline := time.NewTimer(leadWait)
+	defer deadline.Stop()
+	retry := time.NewTicker(leadWait / 10)
+	defer retry.Stop()
+	for {
+		release, ok, err := c.Lead(ctx, "ocsp:"+ca)
+		if err != nil {
+			return nil, fmt.Errorf("taking the OCSP lead: %w", err)
+		}
+		if ok {
+			return release, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
+			return nil, errNotLeader
+		case <-retry.C:
+		}
+	}
+}
+
+// sign makes the answer want says for serial. With a Cluster, a good or
+// revoked answer is made only under the CA's lead and stored for every
+// node; unknown answers name the serial asked for, are never stored, and
+// are rate-limited instead (random serials must not become signatures
+// without bound).
+func (o *OCSPResponder) sign(ctx context.Context, r *responder, key cacheKey, serial *big.Int, want answerState, ep uint64) (*OCSPAnswer, error) {
+	if want.status == OCSPUnknown {
+		if !r.unknown.Allow() {
+			return nil, errors.New("too many unknown serials asked for; answering tryLater")
+		}
+		return o.signAnswer(r, key, serial, want, ep)
+	}
+	c := o.service.cluster
+	if c == nil {
+		return o.signAnswer(r, key, serial, want, ep)
+	}
+	release, err := o.leadSoon(ctx, c, r.ca.name)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	a, err := o.signAnswer(r, key, serial, want, ep)
+	if err != nil {
+		return nil, err
+	}
+	if key.hash == crypto.SHA1 {
+		if err := c.PutOCSPResponses(ctx, []record.OCSPResponse{storedForm(key, a)}); err != nil {
+			o.log.Warn("storing an OCSP answer failed; the other nodes will make their own", "ca", r.ca.name, "serial", key.serial, "error", err)
+		}
+	}
+	return a, nil
+}
+
+func storedForm(key cacheKey, a *OCSPAnswer) record.OCSPResponse {
+	return record.OCSPResponse{CA: key.ca, Serial: key.serial, Status: a.Status, ThisUpdate: a.ThisUpdate, NextUpdate: a.NextUpdate, DER: a.DER}
+}
+
+// signAnswer has r's key sign the answer and caches it (unknown answers
+// are not cached: they would let random serials fill the cache).
+func (o *OCSPResponder) signAnswer(r *responder, key cacheKey, serial *big.Int, want answerState, ep uint64) (*OCSPAnswer, error) {
+	now := o.service.clock.Now().UTC().Truncate(time.Second)
+	tpl := ocsp.Response{Status: ocsp.Unknown, SerialNumber: serial, ThisUpdate: now, NextUpdate: now.Add(o.cfg.Validity),
+		IssuerHash: key.hash, Certificate: r.cert}
+	switch want.status {
+	case OCSPGood:
+		tpl.Status = ocsp.Good
+	case OCSPRevoked:
+		tpl.Status, tpl.RevokedAt, tpl.RevocationReason = ocsp.Revoked, want.revokedAt, want.reason
+	}
+	der, err := o.service.signOCSP(r, tpl)
+	if err != nil {
+		return nil, err
+	}
+	a := &OCSPAnswer{DER: der, Status: want.status, ThisUpdate: tpl.ThisUpdate, NextUpdate: tpl.NextUpdate}
+	o.mu.Lock()
+	delete(o.stale, key)
+	if want.status != OCSPUnknown {
+		o.cache[key], o.verified[key] = a, ep
+	} else {
+		delete(o.cache, key)
+		delete(o.verified, key)
+	}
+	o.mu.Unlock()
+	return a, nil
 }
 
 func (o *OCSPResponder) unsigned(der []byte, status, ca string) OCSPAnswer {
@@ -357,45 +553,6 @@ func (o *OCSPResponder) responderFor(req *ocsp.Request) *responder {
 	return nil
 }
 
-// sign makes the answer for serial from the store's record and caches it
-// (unknown answers are not cached: they cost a signature each and would let
-// random serials fill the cache; they are rate-limited instead).
-func (o *OCSPResponder) sign(ctx context.Context, r *responder, key cacheKey, serial *big.Int) (*OCSPAnswer, error) {
-	now := o.service.clock.Now().UTC().Truncate(time.Second)
-	tpl := ocsp.Response{Status: ocsp.Unknown, SerialNumber: serial, ThisUpdate: now, NextUpdate: now.Add(o.cfg.Validity),
-		IssuerHash: key.hash, Certificate: r.cert}
-	status := OCSPUnknown
-	rec, err := o.service.store.CertificateBySerial(ctx, key.serial)
-	switch {
-	case errors.Is(err, record.ErrNotFound):
-	case err != nil:
-		return nil, fmt.Errorf("looking up serial %s: %w", key.serial, err)
-	case rec.CA != r.ca.name:
-	case rec.Status == record.StatusRevoked:
-		code, _ := ReasonCode(rec.RevocationReason)
-		tpl.Status, tpl.RevokedAt, tpl.RevocationReason, status = ocsp.Revoked, rec.RevokedAt.UTC(), code, OCSPRevoked
-	case rec.Status == record.StatusIssued && now.Before(rec.NotAfter):
-		tpl.Status, status = ocsp.Good, OCSPGood
-	}
-	if status == OCSPUnknown && !r.unknown.Allow() {
-		return nil, errors.New("too many unknown serials asked for; answering tryLater")
-	}
-	der, err := o.service.signOCSP(r, tpl)
-	if err != nil {
-		return nil, err
-	}
-	a := &OCSPAnswer{DER: der, Status: status, ThisUpdate: tpl.ThisUpdate, NextUpdate: tpl.NextUpdate}
-	o.mu.Lock()
-	delete(o.stale, key)
-	if status != OCSPUnknown {
-		o.cache[key] = a
-	} else {
-		delete(o.cache, key)
-	}
-	o.mu.Unlock()
-	return a, nil
-}
-
 // signOCSP has a responder key in the token sign an OCSP answer and checks
 // it the way a relying party will: the responder certificate chains to the
 // CA and the signature verifies with it.
@@ -412,26 +569,43 @@ func (s *Service) signOCSP(r *responder, tpl ocsp.Response) ([]byte, error) {
 	return der, nil
 }
 
-// dueAnswers lists the serials of r's CA whose SHA-1 answer (what
-// RFC 5019 clients ask for) is missing, stale or past half-life: every
-// unexpired issued or revoked certificate but the responder certificates.
-func (o *OCSPResponder) dueAnswers(ctx context.Context, r *responder, now time.Time) ([]*big.Int, error) {
+// dueAnswer is a pre-signing job: a serial and what its answer must say.
+type dueAnswer struct {
+	key    cacheKey
+	serial *big.Int
+	want   answerState
+	ep     uint64 // the CA's epoch before its record was read
+}
+
+// presignBatch is how many answers one hold of the OCSP lead signs: the
+// other nodes' on-demand answers wait at most one batch.
+const presignBatch = 100
+
+// dueAnswers lists the certificates of r's CA whose SHA-1 answer (what
+// RFC 5019 clients ask for) is missing, stale or past half-life — here or,
+// with a Cluster, in the store: every unexpired issued or revoked
+// certificate but the responder certificates.
+func (o *OCSPResponder) dueAnswers(ctx context.Context, r *responder, now time.Time) ([]dueAnswer, error) {
 	if o.service.lister == nil {
 		return nil, errors.New("the signing service has no certificate lister")
 	}
-	var due []*big.Int
+	var due []dueAnswer
+	o.mu.RLock()
+	ep := o.epoch[r.ca.name]
+	o.mu.RUnlock()
 	for _, status := range []string{record.StatusIssued, record.StatusRevoked} {
 		err := o.service.lister.ListCertificates(ctx, r.ca.name, "", status, func(rec *record.Certificate) error {
 			if rec.Profile == OCSPResponderProfile || !now.Before(rec.NotAfter) {
 				return nil
 			}
 			k := cacheKey{ca: r.ca.name, serial: rec.Serial, hash: crypto.SHA1}
+			want := stateFromRecord(rec, r.ca.name, now)
 			o.mu.RLock()
 			a, stale := o.cache[k], o.stale[k]
 			o.mu.RUnlock()
-			if a == nil || stale || !now.Before(a.ThisUpdate.Add(o.cfg.Validity/2)) {
+			if stale || !o.fresh(a, want, now) {
 				if n, ok := new(big.Int).SetString(rec.Serial, 16); ok {
-					due = append(due, n)
+					due = append(due, dueAnswer{key: k, serial: n, want: want, ep: ep})
 				}
 			}
 			return nil
@@ -440,23 +614,137 @@ func (o *OCSPResponder) dueAnswers(ctx context.Context, r *responder, now time.T
 			return nil, err
 		}
 	}
-	return due, nil
+	if o.service.cluster == nil {
+		return due, nil
+	}
+	kept := due[:0]
+	for _, d := range due { // another node may have made them already
+		if o.stored(ctx, r, d.key, d.want, now, d.ep) == nil {
+			kept = append(kept, d)
+		}
+	}
+	return kept, nil
+}
+
+// presign signs due answers in batches; with a Cluster, each batch under
+// the CA's OCSP lead and stored for every node. A node that cannot take the
+// lead leaves the work to the node that has it.
+func (o *OCSPResponder) presign(ctx context.Context, r *responder, due []dueAnswer) {
+	c := o.service.cluster
+	for start := 0; start < len(due) && ctx.Err() == nil; start += presignBatch {
+		release := func() {}
+		if c != nil {
+			rel, ok, err := c.Lead(ctx, "ocsp:"+r.ca.name)
+			if err != nil {
+				o.log.Warn("taking the OCSP lead failed", "ca", r.ca.name, "error", err)
+			}
+			if err != nil || !ok {
+				return
+			}
+			release = rel
+		}
+		var put []record.OCSPResponse
+		for _, d := range due[start:min(start+presignBatch, len(due))] {
+			a, err := o.signAnswer(r, d.key, d.serial, d.want, d.ep)
+			if err != nil {
+				o.log.Error("pre-signing an OCSP answer failed", "ca", r.ca.name, "serial", d.key.serial, "error", err)
+				continue
+			}
+			put = append(put, storedForm(d.key, a))
+		}
+		if c != nil && len(put) > 0 {
+			if err := c.PutOCSPResponses(ctx, put); err != nil {
+				o.log.Warn("storing pre-signed OCSP answers failed", "ca", r.ca.name, "count", len(put), "error", err)
+			}
+		}
+		release()
+	}
 }
 
 // Run pre-signs and refreshes answers until ctx ends: every issued or
 // revoked certificate of every CA gets an answer, each is re-signed once
-// half its validity has passed (and at once after a revocation), and each
-// responder certificate is renewed when a third of its validity is left.
-func (o *OCSPResponder) Run(ctx context.Context) {
+// half its validity has passed (and at once after a revocation here), each
+// responder certificate is renewed when a third of its validity is left,
+// and counter (the store's revocation counts) is polled every second so
+// that revocations made elsewhere send cached answers back to their records.
+func (o *OCSPResponder) Run(ctx context.Context, counter RevocationCounter) {
 	tick := time.NewTicker(max(o.cfg.Validity/48, time.Second))
 	defer tick.Stop()
+	poll := time.NewTicker(revocationPoll)
+	defer poll.Stop()
+	o.refresh(ctx)
 	for {
-		o.refresh(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			o.refresh(ctx)
+		case <-poll.C:
+			o.pollRevocations(ctx, counter)
 		case <-o.wake:
+			o.mu.Lock()
+			full := o.fullDue
+			o.fullDue = false
+			o.mu.Unlock()
+			if full {
+				o.refresh(ctx)
+			} else {
+				o.refreshStale(ctx)
+			}
+		}
+	}
+}
+
+// pollRevocations moves a CA's epoch on when its revocation count changed.
+func (o *OCSPResponder) pollRevocations(ctx context.Context, counter RevocationCounter) {
+	if counter == nil {
+		return
+	}
+	o.mu.RLock()
+	cas := make([]string, 0, len(o.responders))
+	for name := range o.responders {
+		cas = append(cas, name)
+	}
+	o.mu.RUnlock()
+	for _, ca := range cas {
+		n, err := counter(ctx, ca)
+		if err != nil {
+			continue // the probe reports a store that is away
+		}
+		o.mu.Lock()
+		if prev, seen := o.counts[ca]; !seen || prev != n {
+			o.counts[ca] = n
+			o.epoch[ca]++
+		}
+		o.mu.Unlock()
+	}
+}
+
+// refreshStale re-signs only the answers of certificates revoked here
+// since they were signed: a revocation must not cost a pass over every
+// record.
+func (o *OCSPResponder) refreshStale(ctx context.Context) {
+	o.mu.RLock()
+	keys := make([]cacheKey, 0, len(o.stale))
+	for k := range o.stale {
+		keys = append(keys, k)
+	}
+	o.mu.RUnlock()
+	now := o.service.clock.Now()
+	for _, k := range keys {
+		o.mu.RLock()
+		r, ep := o.responders[k.ca], o.epoch[k.ca]
+		o.mu.RUnlock()
+		if r == nil || ctx.Err() != nil {
+			continue
+		}
+		n, _ := new(big.Int).SetString(k.serial, 16)
+		want, err := o.stateOf(ctx, r, k.serial, now)
+		if err == nil {
+			_, err = o.sign(ctx, r, k, n, want, ep)
+		}
+		if err != nil {
+			o.log.Error("re-signing a revoked certificate's OCSP answer failed", "ca", k.ca, "serial", k.serial, "error", err)
 		}
 	}
 }
@@ -484,15 +772,7 @@ func (o *OCSPResponder) refresh(ctx context.Context) {
 			o.log.Error("listing certificates to pre-sign OCSP answers failed", "ca", r.ca.name, "error", err)
 			continue
 		}
-		for _, n := range due {
-			if ctx.Err() != nil {
-				return
-			}
-			k := cacheKey{ca: r.ca.name, serial: hex.EncodeToString(n.Bytes()), hash: crypto.SHA1}
-			if _, err := o.sign(ctx, r, k, n); err != nil {
-				o.log.Error("pre-signing an OCSP answer failed", "ca", r.ca.name, "serial", k.serial, "error", err)
-			}
-		}
+		o.presign(ctx, r, due)
 		// Answers for other hash algorithms were made on demand; re-sign the
 		// stale ones the same way.
 		o.mu.RLock()
@@ -505,7 +785,14 @@ func (o *OCSPResponder) refresh(ctx context.Context) {
 		o.mu.RUnlock()
 		for _, k := range other {
 			n, _ := new(big.Int).SetString(k.serial, 16)
-			if _, err := o.sign(ctx, r, k, n); err != nil {
+			o.mu.RLock()
+			ep := o.epoch[k.ca]
+			o.mu.RUnlock()
+			want, err := o.stateOf(ctx, r, k.serial, now)
+			if err == nil {
+				_, err = o.sign(ctx, r, k, n, want, ep)
+			}
+			if err != nil && !errors.Is(err, errNotLeader) {
 				o.log.Error("refreshing an OCSP answer failed", "ca", r.ca.name, "serial", k.serial, "error", err)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"math/big"
+	"sync"
 	"testing"
 	"time"
 
@@ -191,5 +192,128 @@ func TestOCSPPreSigns(t *testing.T) {
 	leaf := parsePEM(t, res.Certificate)
 	if got, _ := h.ask(t, leaf, crypto.SHA1); string(got.DER) != string(a.DER) {
 		t.Error("a pre-signed answer was signed again on request")
+	}
+}
+
+// A revocation another process wrote (pkid revoke, another node) never
+// reaches this responder's hooks; once the store's revocation count has
+// been polled, the answer follows the record, and until then (at most a
+// second) the cache answers without a read per request.
+func TestOCSPFollowsTheRecordNotTheCache(t *testing.T) {
+	h := newOCSPHarness(t)
+	res, err := h.iss.Issue(context.Background(), h.meta, request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := parsePEM(t, res.Certificate)
+	if a, _ := h.ask(t, leaf, crypto.SHA1); a.Status != OCSPGood {
+		t.Fatalf("issued: %s", a.Status)
+	}
+	if a, _ := h.ask(t, leaf, crypto.SHA1); a.Status != OCSPGood {
+		t.Fatalf("answered from the cache: %s", a.Status)
+	}
+	if err := h.store.Revoke(context.Background(), res.CertificateID, testNow, "SUPERSEDED", record.AuditEvent{}); err != nil {
+		t.Fatal(err)
+	}
+	h.ocsp.pollRevocations(context.Background(), h.store.revocationCount)
+	if _, resp := h.ask(t, leaf, crypto.SHA1); resp == nil || resp.Status != ocsp.Revoked || resp.RevocationReason != ocsp.Superseded {
+		t.Fatalf("after a revocation behind the responder's back: %+v", resp)
+	}
+}
+
+// fakeCluster is the shared part of a store two nodes use, with a lead
+// lock the test can hold: the case real PostgreSQL cannot be made to show
+// on demand (another node mid-round).
+type fakeCluster struct {
+	mu     sync.Mutex
+	held   map[string]bool
+	stored map[string]record.OCSPResponse
+	puts   int
+}
+
+func newFakeCluster() *fakeCluster {
+	return &fakeCluster{held: map[string]bool{}, stored: map[string]record.OCSPResponse{}}
+}
+
+func (c *fakeCluster) Lead(_ context.Context, task string) (func(), bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held[task] {
+		return nil, false, nil
+	}
+	c.held[task] = true
+	var once sync.Once
+	return func() { once.Do(func() { c.mu.Lock(); delete(c.held, task); c.mu.Unlock() }) }, true, nil
+}
+
+func (c *fakeCluster) PutOCSPResponses(_ context.Context, rs []record.OCSPResponse) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range rs {
+		c.stored[r.CA+"/"+r.Serial] = r
+		c.puts++
+	}
+	return nil
+}
+
+func (c *fakeCluster) OCSPResponse(_ context.Context, ca, serial string) (*record.OCSPResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.stored[ca+"/"+serial]
+	if !ok {
+		return nil, record.ErrNotFound
+	}
+	return &r, nil
+}
+
+// Two nodes on one store: the node holding the lead pre-signs and stores;
+// the other serves the stored answer byte for byte, and while the lead is
+// held elsewhere it answers tryLater rather than a status the record no
+// longer has.
+func TestOCSPTwoNodes(t *testing.T) {
+	h := newOCSPHarness(t)
+	cluster := newFakeCluster()
+	h.service.cluster = cluster
+	res, err := h.iss.Issue(context.Background(), h.meta, request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := parsePEM(t, res.Certificate)
+	h.ocsp.refresh(context.Background())
+	if cluster.puts == 0 {
+		t.Fatal("the leading node stored no answer")
+	}
+
+	// Node B: its own service and responder on the same store and cluster.
+	svcB, err := NewService(ServiceConfig{Store: h.store, Lister: h.store, Clock: h.clock, Cluster: cluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &ocspHarness{harness: h.harness, key: h.key}
+	b.ocsp = NewOCSPResponder(svcB, OCSPConfig{Validity: 12 * time.Hour, ResponderValidity: 30 * 24 * time.Hour}, nil)
+	if err := b.ocsp.SetResponders(context.Background(), []OCSPKey{{CA: h.ca, Key: h.key}}, lintAll{}); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := cluster.OCSPResponse(context.Background(), h.ca.Name(), res.SerialNumber)
+	if a, _ := b.ask(t, leaf, crypto.SHA1); string(a.DER) != string(stored.DER) {
+		t.Error("node B signed its own answer instead of serving the stored one")
+	}
+
+	// Revoked behind both nodes' caches while another node holds the lead:
+	// tryLater, never the stored good answer.
+	release, _, _ := cluster.Lead(context.Background(), "ocsp:"+h.ca.Name())
+	if err := h.store.Revoke(context.Background(), res.CertificateID, testNow, "KEY_COMPROMISE", record.AuditEvent{}); err != nil {
+		t.Fatal(err)
+	}
+	b.ocsp.pollRevocations(context.Background(), h.store.revocationCount)
+	if a, _ := b.ask(t, leaf, crypto.SHA1); a.Status != OCSPTryLater {
+		t.Errorf("with the lead elsewhere and the record revoked: %s", a.Status)
+	}
+	release()
+	if _, resp := b.ask(t, leaf, crypto.SHA1); resp == nil || resp.Status != ocsp.Revoked {
+		t.Fatalf("with the lead free: %+v", resp)
+	}
+	if got, _ := cluster.OCSPResponse(context.Background(), h.ca.Name(), res.SerialNumber); got.Status != OCSPRevoked {
+		t.Errorf("the revoked answer was not stored for the other nodes: %s", got.Status)
 	}
 }

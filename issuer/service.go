@@ -59,6 +59,17 @@ type Store interface {
 	AddCheckpoint(ctx context.Context, cp record.Checkpoint) error
 }
 
+// Cluster is what nodes sharing one store need (DESIGN.md §16): a lock
+// that lets one node at a time make a CA's CRLs and OCSP answers, and the
+// stored answers every node serves. The store implements it.
+type Cluster interface {
+	// Lead takes the lock named task without waiting; ok is false when
+	// another node holds it. release is safe to call more than once.
+	Lead(ctx context.Context, task string) (release func(), ok bool, err error)
+	PutOCSPResponses(ctx context.Context, rs []record.OCSPResponse) error
+	OCSPResponse(ctx context.Context, ca, serial string) (*record.OCSPResponse, error)
+}
+
 // CertificateLister lists the records of a CA (of one profile and status
 // when not ""), for the OCSP responder's pre-signing.
 type CertificateLister interface {
@@ -77,6 +88,9 @@ type ServiceConfig struct {
 	// Node names the pkid node in every reservation it makes (DESIGN.md
 	// §16), so that recovery after a crash touches only its own rows.
 	Node string
+	// Cluster, when the store is shared with other nodes, makes CRLs and
+	// OCSP answers one node's work at a time; nil: this node is alone.
+	Cluster Cluster
 }
 
 // Service is the signing service of DESIGN.md §5: the only code in pkid
@@ -94,6 +108,7 @@ type Service struct {
 	auditKey crypto.Signer
 	auditID  string
 	node     string
+	cluster  Cluster
 
 	lintMu   sync.Mutex
 	lintKeys map[string]*lintIssuer // by CA issuer hash
@@ -116,7 +131,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, errors.New("issuer: the signing service needs a store")
 	}
 	s := &Service{store: cfg.Store, lister: cfg.Lister, observer: cfg.Observer, clock: cfg.Clock, rand: cfg.Rand,
-		auditKey: cfg.AuditKey, node: cfg.Node, lintKeys: map[string]*lintIssuer{}, refusals: newRefusalThrottle()}
+		auditKey: cfg.AuditKey, node: cfg.Node, cluster: cfg.Cluster, lintKeys: map[string]*lintIssuer{}, refusals: newRefusalThrottle()}
 	if s.observer == nil {
 		s.observer = NopObserver{}
 	}
