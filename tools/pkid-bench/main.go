@@ -2,8 +2,23 @@
 // demo fixture in a temporary directory, measures the floor — the CPU cost
 // of generating a leaf key and signing a certificate with the same token
 // key in-process, nothing else — and zlint's cost per certificate, starts
-// the real daemon, drives issue-certificate over keep-alive mTLS
-// connections from 127.0.0.1 for each case, and writes BENCHMARKS.md.
+// the real daemon and drives it over keep-alive connections from
+// 127.0.0.1, and writes BENCHMARKS.md. The parts, each of which -only can
+// run alone:
+//
+//	issue  issue-certificate, EC and RSA leaves, at each -concurrency
+//	csr    sign-certificate with EC P-256 CSRs built before the case,
+//	       at each -csr-concurrency, plus a 5 s daemon CPU profile at c=16
+//	ocsp   cached OCSP answers by POST and GET at -ocsp-concurrency, and
+//	       the time from a revocation to an answer that says revoked
+//	crl    -crl-entries revoked certificates written into the database
+//	       before the daemon starts; the CRL made at start, after one more
+//	       revocation, and under issuance load at concurrency 8
+//
+// ocsp, issue and csr share one daemon (in that order, so that the OCSP
+// revocation does not make the responder pre-sign answers for the
+// certificates the other parts issue); crl stops it, fills the database
+// and starts a second one on the same fixture.
 //
 // Every loop is bounded by time and count, and all traffic stays on
 // loopback. Results are measurements, never assertions.
@@ -11,165 +26,290 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
-
-	"github.com/pkid/pkid/ceremony"
-	"github.com/pkid/pkid/hsm"
-	"github.com/pkid/pkid/issuer"
-	"github.com/pkid/pkid/linter"
-	"github.com/pkid/pkid/softhsm"
 )
 
-type benchCase struct {
-	name        string
-	keyAlg      string
-	concurrency int
-	body        []byte
-}
+// The demo fixture's profiles (softhsm/setup-demo.sh, DESIGN.md §10).
+const (
+	webServerID        = "b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e"
+	internalServicesID = "a1e5a186-5d12-4ffb-81c5-2e93d83a049f"
+	demoIdentity       = "uri:spiffe://example.internal/demo-client"
+)
 
-type result struct {
-	benchCase
-	n             int
-	errors        int
-	elapsed       time.Duration
-	p50, p90, p99 time.Duration
-	cpuPerCert    time.Duration
-	peakRSS       int64
-	commitGroup   float64
-	floor         time.Duration
-	firstErr      string
+// API routes the bench drives.
+const (
+	issuePath  = "/api/v3/pki/certificates/issue-certificate"
+	signPath   = "/api/v3/pki/certificates/sign-certificate"
+	revokePath = "/api/v1/pki/certificates/%s/revoke"
+)
+
+// Request bodies of the issue-certificate cases.
+const (
+	ecBody = `{"profileId":"` + webServerID + `","commonName":"bench.example.internal","ttl":"1h",
+		"altNames":[{"type":"dns_name","value":"bench.example.internal"}],"signatureAlgorithm":"ECDSA-SHA256","keyAlgorithm":"EC_prime256v1"}`
+	rsaBody = `{"profileId":"` + internalServicesID + `","commonName":"bench.svc.example.internal","ttl":"1h",
+		"altNames":[{"type":"dns_name","value":"bench.svc.example.internal"}],"signatureAlgorithm":"RSA-SHA256","keyAlgorithm":"RSA_2048"}`
+	// An EC leaf on the RSA CA: cheap to issue, for a revocation on rsa-issuing.
+	ecOnRSABody = `{"profileId":"` + internalServicesID + `","commonName":"bench.svc.example.internal","ttl":"1h",
+		"altNames":[{"type":"dns_name","value":"bench.svc.example.internal"}],"signatureAlgorithm":"RSA-SHA256","keyAlgorithm":"EC_prime256v1"}`
+)
+
+// Parts of the benchmark, in the order they run.
+const (
+	partOCSP  = "ocsp"
+	partIssue = "issue"
+	partCSR   = "csr"
+	partCRL   = "crl"
+)
+
+type options struct {
+	bin, out        string
+	parts           map[string]bool
+	alg             string // issue cases: leaf key algorithm prefix (EC, RSA); "" for both
+	duration        time.Duration
+	rsaDuration     time.Duration
+	warmup          time.Duration
+	maxRequests     int
+	concurrency     []int
+	pprof           string
+	csrConcurrency  []int
+	csrPool         int
+	csrProfile      bool
+	csrPprof        string
+	crlEntries      int
+	crlWorkers      int
+	crlBefore       time.Duration
+	crlSettle       time.Duration
+	crlProfile      bool
+	crlPprof        string
+	ocspConcurrency int
+	ocspDuration    time.Duration
 }
 
 func main() {
-	bin := flag.String("bin", "bin/pkid", "pkid binary")
-	out := flag.String("out", "BENCHMARKS.md", "report file")
-	duration := flag.Duration("duration", 8*time.Second, "measured time per EC case")
-	rsaDuration := flag.Duration("rsa-duration", 20*time.Second, "measured time per RSA case and for the RSA floor: RSA key generation time is heavy-tailed, so its mean needs hundreds of samples")
-	warmup := flag.Duration("warmup", time.Second, "warm-up per case")
-	maxRequests := flag.Int("max-requests", 200000, "upper bound of requests per case")
-	concs := flag.String("concurrency", "1,8,32", "client concurrency levels")
-	profile := flag.String("pprof", "", "write a 5s daemon CPU profile of the EC c=32 case here")
-	only := flag.String("only", "", "run only the cases whose leaf key algorithm starts with this (EC or RSA)")
+	var o options
+	var only, concs, csrConcs string
+	flag.StringVar(&o.bin, "bin", "bin/pkid", "pkid binary")
+	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "report file")
+	flag.StringVar(&only, "only", "", "run only these parts, comma-separated: issue, csr, crl, ocsp (default all); EC or RSA alone means issue with -alg of that value")
+	flag.StringVar(&o.alg, "alg", "", "issue cases: only those whose leaf key algorithm starts with this (EC or RSA)")
+	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measured time per EC issue case and per CSR case")
+	flag.DurationVar(&o.rsaDuration, "rsa-duration", 20*time.Second, "measured time per RSA case and for the RSA floor: RSA key generation time is heavy-tailed, so its mean needs hundreds of samples")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up per case")
+	flag.IntVar(&o.maxRequests, "max-requests", 200000, "upper bound of requests per case")
+	flag.StringVar(&concs, "concurrency", "1,8,32", "issue cases: client concurrency levels")
+	flag.StringVar(&o.pprof, "pprof", "", "write a 5s daemon CPU profile of the EC issue c=32 case here")
+	flag.StringVar(&csrConcs, "csr-concurrency", "1,8,16,32", "CSR cases: client concurrency levels")
+	flag.IntVar(&o.csrPool, "csr-pool", 512, "distinct CSRs built before the CSR cases and sent round-robin")
+	flag.BoolVar(&o.csrProfile, "csr-profile", true, "take a 5 s daemon CPU profile while signing CSRs at c=16 (a separate run) and put its top entries in the report")
+	flag.StringVar(&o.csrPprof, "csr-pprof", "", "also keep that profile in this file")
+	flag.IntVar(&o.crlEntries, "crl-entries", 100000, "revoked certificates of ec-issuing written into the database before the daemon starts")
+	flag.IntVar(&o.crlWorkers, "crl-workers", 256, "goroutines writing them (group commit batches up to 256 writes)")
+	flag.DurationVar(&o.crlBefore, "crl-before", 4*time.Second, "issuance at c=8 measured right before the revocation that triggers a CRL")
+	flag.DurationVar(&o.crlSettle, "crl-settle", 5*time.Minute, "longest wait for the daemon to go idle after start (it pre-signs an OCSP answer for every certificate)")
+	flag.BoolVar(&o.crlProfile, "crl-profile", true, "after the CRL measurements, profile the daemon across one more revocation (a separate run) and put its top entries in the report")
+	flag.StringVar(&o.crlPprof, "crl-pprof", "", "also keep that profile in this file")
+	flag.IntVar(&o.ocspConcurrency, "ocsp-concurrency", 32, "OCSP cases: client concurrency")
+	flag.DurationVar(&o.ocspDuration, "ocsp-duration", 5*time.Second, "measured time per OCSP case")
 	flag.Parse()
-	if err := run(*bin, *out, *duration, *rsaDuration, *warmup, *maxRequests, *concs, *profile, *only); err != nil {
+	var err error
+	if o.parts, err = parseParts(only, &o.alg); err == nil {
+		if o.concurrency, err = parseInts(concs); err == nil {
+			o.csrConcurrency, err = parseInts(csrConcs)
+		}
+	}
+	if err == nil {
+		err = run(&o)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "pkid-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, out string, duration, rsaDuration, warmup time.Duration, maxRequests int, concs, profile, only string) error {
-	bin, err := filepath.Abs(bin)
+func parseParts(only string, alg *string) (map[string]bool, error) {
+	all := map[string]bool{partOCSP: true, partIssue: true, partCSR: true, partCRL: true}
+	if only == "" {
+		return all, nil
+	}
+	if only == "EC" || only == "RSA" { // the flag's earlier meaning
+		*alg = only
+		return map[string]bool{partIssue: true}, nil
+	}
+	parts := map[string]bool{}
+	for _, p := range strings.Split(only, ",") {
+		p = strings.TrimSpace(p)
+		if !all[p] {
+			return nil, fmt.Errorf("-only: unknown part %q (issue, csr, crl, ocsp)", p)
+		}
+		parts[p] = true
+	}
+	return parts, nil
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("concurrency %q: want positive integers, comma-separated", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// fixture is the demo environment the daemon serves.
+type fixture struct {
+	tmp, dir, config     string
+	api, metrics, public string
+}
+
+func (f *fixture) path(p ...string) string { return filepath.Join(append([]string{f.dir}, p...)...) }
+
+func run(o *options) error {
+	bin, err := filepath.Abs(o.bin)
 	if err != nil {
 		return err
 	}
+	o.bin = bin
 	tmp, err := os.MkdirTemp("", "pkid-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	dir := filepath.Join(tmp, "demo")
-	api, metrics := freeAddr(), freeAddr()
-	setup := exec.Command("softhsm/setup-demo.sh", dir)
-	setup.Env = append(os.Environ(), "PKID_BIN="+bin, "PKID_API_ADDR="+api, "PKID_METRICS_ADDR="+metrics, "PKID_PUBLIC_ADDR="+freeAddr())
-	if o, err := setup.CombinedOutput(); err != nil {
-		return fmt.Errorf("setup-demo.sh: %v\n%s", err, o)
+	fx := &fixture{tmp: tmp, dir: filepath.Join(tmp, "demo"), api: freeAddr(), metrics: freeAddr(), public: freeAddr()}
+	fx.config = fx.path("pkid.yaml")
+	setup := exec.Command("softhsm/setup-demo.sh", fx.dir)
+	setup.Env = append(os.Environ(), "PKID_BIN="+bin, "PKID_API_ADDR="+fx.api, "PKID_METRICS_ADDR="+fx.metrics, "PKID_PUBLIC_ADDR="+fx.public)
+	if out, err := setup.CombinedOutput(); err != nil {
+		return fmt.Errorf("setup-demo.sh: %v\n%s", err, out)
 	}
-	if profile != "" {
-		appendFile(filepath.Join(dir, "pkid.yaml"), "metricsPprof: true\n")
-	}
-	fmt.Println("measuring the floor (in-process: leaf key + signature by the token key)…")
-	floorEC, floorECRate, err := measureFloor(dir, "pkid-ec-issuing", "ca/ec-issuing.pem", "EC_prime256v1", 3*time.Second)
-	if err != nil {
-		return err
-	}
-	floorRSA, floorRSARate, err := measureFloor(dir, "pkid-rsa-issuing", "ca/rsa-issuing.pem", "RSA_2048", rsaDuration)
-	if err != nil {
-		return err
-	}
-	lintCost, err := measureLint(dir, 2*time.Second)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("floor EC %v/cert, RSA %v/cert; zlint %v/cert\n", floorEC, floorRSA, lintCost)
-
-	daemon := exec.Command(bin, "serve", "--config", filepath.Join(dir, "pkid.yaml"))
-	logFile, _ := os.Create(filepath.Join(tmp, "pkid.log"))
-	daemon.Stdout, daemon.Stderr = logFile, logFile
-	if err := daemon.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		daemon.Process.Signal(syscall.SIGTERM)
-		daemon.Wait()
-	}()
-	if err := waitReady(metrics, 60*time.Second); err != nil {
-		return err
-	}
-	client, err := newClient(dir)
-	if err != nil {
-		return err
-	}
-
-	ecBody := `{"profileId":"b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e","commonName":"bench.example.internal","ttl":"1h",
-		"altNames":[{"type":"dns_name","value":"bench.example.internal"}],"signatureAlgorithm":"ECDSA-SHA256","keyAlgorithm":"EC_prime256v1"}`
-	rsaBody := `{"profileId":"a1e5a186-5d12-4ffb-81c5-2e93d83a049f","commonName":"bench.svc.example.internal","ttl":"1h",
-		"altNames":[{"type":"dns_name","value":"bench.svc.example.internal"}],"signatureAlgorithm":"RSA-SHA256","keyAlgorithm":"RSA_2048"}`
-	var results []result
-	for _, spec := range []struct {
-		name, alg, body string
-		floor, duration time.Duration
-	}{{"EC_prime256v1 leaf, EC P-256 CA (web-server)", "EC_prime256v1", ecBody, floorEC, duration},
-		{"RSA_2048 leaf, RSA-3072 CA (internal-services)", "RSA_2048", rsaBody, floorRSA, rsaDuration}} {
-		if !strings.HasPrefix(spec.alg, only) {
-			continue
+	if o.pprof != "" || (o.parts[partCSR] && o.csrProfile) || (o.parts[partCRL] && o.crlProfile) {
+		if err := appendFile(fx.config, "metricsPprof: true\n"); err != nil {
+			return err
 		}
-		for _, c := range strings.Split(concs, ",") {
-			n, _ := strconv.Atoi(c)
-			bc := benchCase{name: spec.name, keyAlg: spec.alg, concurrency: n, body: []byte(spec.body)}
-			var prof func()
-			if profile != "" && spec.alg == "EC_prime256v1" && n == 32 {
-				prof = func() { fetchProfile(metrics, profile) }
-			}
-			r, err := runCase(client, api, metrics, daemon.Process.Pid, bc, warmup, spec.duration, maxRequests, prof)
-			if err != nil {
+	}
+	rep := &report{opts: o}
+	runEC := strings.HasPrefix("EC_prime256v1", o.alg)
+	runRSA := strings.HasPrefix("RSA_2048", o.alg)
+	if o.parts[partIssue] || o.parts[partCSR] {
+		fmt.Println("measuring the floor (in-process: leaf key + signature by the token key)…")
+		if rep.floorEC, rep.floorECRate, err = measureFloor(fx.dir, "pkid-ec-issuing", "ca/ec-issuing.pem", "EC_prime256v1", 3*time.Second); err != nil {
+			return err
+		}
+		fmt.Printf("floor EC %v/cert\n", rep.floorEC)
+	}
+	if o.parts[partIssue] {
+		if runRSA {
+			if rep.floorRSA, rep.floorRSARate, err = measureFloor(fx.dir, "pkid-rsa-issuing", "ca/rsa-issuing.pem", "RSA_2048", o.rsaDuration); err != nil {
 				return err
 			}
-			r.floor = spec.floor
-			fmt.Printf("%-48s c=%-3d %8.0f certs/s  p50 %-8v p99 %-8v cpu %v/cert (%.2f× floor)  errors %d  rss %d MiB  group %.1f\n",
-				spec.name, n, float64(r.n)/r.elapsed.Seconds(), r.p50, r.p99, r.cpuPerCert,
-				float64(r.cpuPerCert)/float64(r.floor), r.errors, r.peakRSS>>20, r.commitGroup)
-			results = append(results, r)
+			fmt.Printf("floor RSA %v/cert\n", rep.floorRSA)
+		}
+		if rep.lintCost, err = measureLint(2 * time.Second); err != nil {
+			return err
+		}
+		fmt.Printf("zlint %v/cert\n", rep.lintCost)
+	}
+
+	if o.parts[partOCSP] || o.parts[partIssue] || o.parts[partCSR] {
+		if err := runFirstDaemon(o, fx, rep, runEC, runRSA); err != nil {
+			return err
 		}
 	}
-	return writeReport(out, results, floorEC, floorECRate, floorRSA, floorRSARate, lintCost, duration, rsaDuration)
+	if o.parts[partCRL] {
+		if rep.crl, err = benchCRL(o, fx); err != nil {
+			return err
+		}
+	}
+	return writeReport(o.out, rep)
 }
 
-func appendFile(path, s string) {
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err == nil {
-		f.WriteString(s)
-		f.Close()
+// runFirstDaemon runs the parts that share a daemon on the fixture as
+// setup-demo.sh made it: ocsp, then issue, then csr.
+func runFirstDaemon(o *options, fx *fixture, rep *report, runEC, runRSA bool) error {
+	d, err := startDaemon(o.bin, fx, "pkid-1.log")
+	if err != nil {
+		return err
 	}
+	defer d.stop()
+	if err := d.waitReady(fx.metrics, 60*time.Second); err != nil {
+		return err
+	}
+	client, err := newClient(fx.dir)
+	if err != nil {
+		return err
+	}
+	if o.parts[partOCSP] {
+		if rep.ocsp, err = benchOCSP(o, fx, d, client); err != nil {
+			return d.withLog(err)
+		}
+	}
+	if o.parts[partIssue] {
+		for _, spec := range []struct {
+			name, alg, body string
+			floor, duration time.Duration
+			on              bool
+		}{{"EC_prime256v1 leaf, EC P-256 CA (web-server)", "EC_prime256v1", ecBody, rep.floorEC, o.duration, runEC},
+			{"RSA_2048 leaf, RSA-3072 CA (internal-services)", "RSA_2048", rsaBody, rep.floorRSA, o.rsaDuration, runRSA}} {
+			if !spec.on {
+				continue
+			}
+			for _, n := range o.concurrency {
+				var prof func()
+				if o.pprof != "" && spec.alg == "EC_prime256v1" && n == 32 {
+					prof = func() {
+						if err := fetchProfile(fx.metrics, o.pprof, 5); err != nil {
+							fmt.Fprintln(os.Stderr, "pprof:", err)
+						}
+					}
+				}
+				url, body := "https://"+fx.api+issuePath, []byte(spec.body)
+				l := load{concurrency: n, max: o.maxRequests, send: func(int) string { return post(client, url, "application/json", body) }}
+				r, err := measure(d, fx, l, o.warmup, spec.duration, prof)
+				if err != nil {
+					return d.withLog(fmt.Errorf("%s c=%d: %w", spec.name, n, err))
+				}
+				r.name, r.keyAlg, r.floor = spec.name, spec.alg, spec.floor
+				fmt.Printf("%-48s c=%-3d %8.0f certs/s  p50 %-8v p99 %-8v cpu %v/cert (%.2f× floor)  errors %d  rss %d MiB  group %.1f\n",
+					spec.name, n, r.rate(), r.p50, r.p99, r.cpuPerOp, ratio(r.cpuPerOp, r.floor), r.errors, r.peakRSS>>20, r.commitGroup)
+				rep.issue = append(rep.issue, r)
+			}
+		}
+	}
+	if o.parts[partCSR] {
+		if rep.csr, err = benchCSR(o, fx, d, client, rep.floorEC); err != nil {
+			return d.withLog(err)
+		}
+	}
+	return nil
+}
+
+func appendFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func freeAddr() string {
@@ -181,109 +321,80 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-// cpuNow is this process's user+system CPU time (SoftHSM2 runs in-process).
-func cpuNow() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+// daemon is a running `pkid serve`.
+type daemon struct {
+	cmd     *exec.Cmd
+	pid     int
+	logPath string
+	started time.Time
+	ready   time.Time
+	done    chan struct{} // closed when the process has exited
 }
 
-// measureFloor signs certificates with the CA key in the token, in this
-// process, one at a time: a fresh leaf key, x509.CreateCertificate with
-// the token signer. It returns CPU per certificate and the single-core rate.
-func measureFloor(dir, label, certFile, keyAlg string, budget time.Duration) (time.Duration, float64, error) {
-	os.Setenv("SOFTHSM2_CONF", filepath.Join(dir, "softhsm2.conf"))
-	pin, err := os.ReadFile(filepath.Join(dir, "hsm-pin"))
+// startDaemon starts pkid on the fixture and returns without waiting for
+// it to be ready, so that a caller can watch its start-up.
+func startDaemon(bin string, fx *fixture, logName string) (*daemon, error) {
+	d := &daemon{logPath: filepath.Join(fx.tmp, logName), done: make(chan struct{})}
+	logFile, err := os.Create(d.logPath)
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
-	tok, err := hsm.Open(hsm.Config{Module: softhsm.Module(), TokenLabel: "pkid-demo", PIN: strings.TrimSpace(string(pin))})
-	if err != nil {
-		return 0, 0, err
+	d.cmd = exec.Command(bin, "serve", "--config", fx.config)
+	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
+	d.started = time.Now()
+	if err := d.cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, err
 	}
-	defer tok.Close()
-	pemBytes, err := os.ReadFile(filepath.Join(dir, certFile))
-	if err != nil {
-		return 0, 0, err
-	}
-	ca, err := ceremony.ReadCertificate(pemBytes)
-	if err != nil {
-		return 0, 0, err
-	}
-	signer, err := tok.CheckCustody(label, ca.PublicKey)
-	if err != nil {
-		return 0, 0, err
-	}
-	one := func() error {
-		key, err := issuer.GenerateLeafKey(rand.Reader, keyAlg)
-		if err != nil {
-			return err
-		}
-		serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-		t := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: "floor.example.internal"},
-			DNSNames: []string{"floor.example.internal"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
-			BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-		_, err = x509.CreateCertificate(rand.Reader, t, ca, key.Public(), signer)
-		return err
-	}
-	for k := 0; k < 20; k++ { // warm up sessions and caches
-		if err := one(); err != nil {
-			return 0, 0, err
-		}
-	}
-	start, cpu0, n := time.Now(), cpuNow(), 0
-	for time.Since(start) < budget && n < 100000 {
-		if err := one(); err != nil {
-			return 0, 0, err
-		}
-		n++
-	}
-	elapsed := time.Since(start)
-	return (cpuNow() - cpu0) / time.Duration(n), float64(n) / elapsed.Seconds(), nil
+	logFile.Close() // the child has its own descriptor
+	d.pid = d.cmd.Process.Pid
+	go func() { d.cmd.Wait(); close(d.done) }()
+	return d, nil
 }
 
-// measureLint runs pkid's linter (the web-server registries) over a typical
-// server certificate and returns CPU per certificate.
-func measureLint(dir string, budget time.Duration) (time.Duration, error) {
-	l, err := linter.New(map[string][]string{"web-server": nil})
-	if err != nil {
-		return 0, err
-	}
-	key, _ := issuer.GenerateLeafKey(rand.Reader, "EC_prime256v1")
-	caKey, _ := issuer.GenerateLeafKey(rand.Reader, "EC_prime256v1")
-	anyPolicy, _ := x509.OIDFromInts([]uint64{2, 5, 29, 32, 0})
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "CA"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, SubjectKeyId: []byte{1}}
-	t := &x509.Certificate{SerialNumber: big.NewInt(1 << 62), Subject: pkix.Name{CommonName: "a.example.internal"},
-		DNSNames: []string{"a.example.internal"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, Policies: []x509.OID{anyPolicy}, SubjectKeyId: []byte{2}}
-	der, err := x509.CreateCertificate(rand.Reader, t, ca, key.Public(), caKey)
-	if err != nil {
-		return 0, err
-	}
-	ctx := context.Background()
-	start, cpu0, n := time.Now(), cpuNow(), 0
-	for time.Since(start) < budget {
-		if failed, err := l.Lint(ctx, "web-server", der); err != nil || len(failed) > 0 {
-			return 0, fmt.Errorf("lint of the sample: %v %v", failed, err)
-		}
-		n++
-	}
-	return (cpuNow() - cpu0) / time.Duration(n), nil
-}
-
-func waitReady(metrics string, within time.Duration) error {
+func (d *daemon) waitReady(metrics string, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
+		select {
+		case <-d.done:
+			return d.withLog(errors.New("the daemon exited during start-up"))
+		default:
+		}
 		if resp, err := http.Get("http://" + metrics + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
+				d.ready = time.Now()
 				return nil
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("the daemon was not ready within %s", within)
+	return d.withLog(fmt.Errorf("the daemon was not ready within %s", within))
+}
+
+// stop sends SIGTERM and waits (bounded) for the daemon to drain and exit.
+func (d *daemon) stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(45 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.done
+	}
+}
+
+// withLog adds the end of the daemon's log to err.
+func (d *daemon) withLog(err error) error {
+	b, _ := os.ReadFile(d.logPath)
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return fmt.Errorf("%w\ndaemon log (end):\n%s", err, b)
 }
 
 func newClient(dir string) (*http.Client, error) {
@@ -306,176 +417,25 @@ func newClient(dir string) (*http.Client, error) {
 	}}, nil
 }
 
-// daemonCPU reads utime+stime of pid from /proc.
-func daemonCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+// newPublicClient is a plain keep-alive HTTP/1.1 client for the public
+// listener, as relying parties use it.
+func newPublicClient() *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: 256, MaxIdleConnsPerHost: 256, DisableCompression: true, ForceAttemptHTTP2: false,
+	}}
 }
 
-func peakRSS(pid int) int64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-// commitStats returns the sum and count of pkid_db_commit_group_size.
-func commitStats(metrics string) (float64, float64) {
-	resp, err := http.Get("http://" + metrics + "/metrics")
+// post sends one request and reads the whole answer (so the connection is
+// reused); it returns "" for a 200 and a short description otherwise.
+func post(c *http.Client, url, contentType string, body []byte) string {
+	resp, err := c.Post(url, contentType, bytes.NewReader(body))
 	if err != nil {
-		return 0, 0
+		return err.Error()
 	}
-	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	var sum, count float64
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "pkid_db_commit_group_size_sum "); ok {
-			sum, _ = strconv.ParseFloat(v, 64)
-		}
-		if v, ok := strings.CutPrefix(l, "pkid_db_commit_group_size_count "); ok {
-			count, _ = strconv.ParseFloat(v, 64)
-		}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Sprintf("%d %.200s", resp.StatusCode, b)
 	}
-	return sum, count
-}
-
-func fetchProfile(metrics, path string) {
-	resp, err := http.Get("http://" + metrics + "/debug/pprof/profile?seconds=5")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pprof:", err)
-		return
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(path)
-	if err != nil {
-		return
-	}
-	io.Copy(f, resp.Body)
-	f.Close()
-}
-
-func runCase(client *http.Client, api, metrics string, pid int, bc benchCase, warmup, duration time.Duration, maxRequests int, prof func()) (result, error) {
-	url := "https://" + api + "/api/v3/pki/certificates/issue-certificate"
-	post := func() (time.Duration, string) {
-		start := time.Now()
-		resp, err := client.Post(url, "application/json", bytes.NewReader(bc.body))
-		if err != nil {
-			return time.Since(start), err.Error()
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return time.Since(start), fmt.Sprintf("%d %.200s", resp.StatusCode, b)
-		}
-		return time.Since(start), ""
-	}
-	drive := func(d time.Duration, record bool) ([]time.Duration, int, string) {
-		var mu sync.Mutex
-		var lat []time.Duration
-		errs, first := 0, ""
-		stop := time.Now().Add(d)
-		var wg sync.WaitGroup
-		var issued int
-		for w := 0; w < bc.concurrency; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for time.Now().Before(stop) {
-					mu.Lock()
-					if issued >= maxRequests {
-						mu.Unlock()
-						return
-					}
-					issued++
-					mu.Unlock()
-					l, e := post()
-					if !record {
-						continue
-					}
-					mu.Lock()
-					if e != "" {
-						errs++
-						if first == "" {
-							first = e
-						}
-					} else {
-						lat = append(lat, l)
-					}
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		return lat, errs, first
-	}
-	drive(warmup, false)
-	if prof != nil {
-		go prof()
-	}
-	sum0, cnt0 := commitStats(metrics)
-	cpu0, t0 := daemonCPU(pid), time.Now()
-	lat, errs, first := drive(duration, true)
-	elapsed, cpu := time.Since(t0), daemonCPU(pid)-cpu0
-	sum1, cnt1 := commitStats(metrics)
-	r := result{benchCase: bc, n: len(lat), errors: errs, elapsed: elapsed, peakRSS: peakRSS(pid), firstErr: first}
-	if len(lat) == 0 {
-		return r, fmt.Errorf("%s c=%d: no successful request (%s)", bc.name, bc.concurrency, first)
-	}
-	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
-	pct := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))].Round(10 * time.Microsecond) }
-	r.p50, r.p90, r.p99 = pct(.50), pct(.90), pct(.99)
-	r.cpuPerCert = cpu / time.Duration(len(lat))
-	if cnt1 > cnt0 {
-		r.commitGroup = (sum1 - sum0) / (cnt1 - cnt0)
-	}
-	return r, nil
-}
-
-func writeReport(path string, rs []result, floorEC time.Duration, floorECRate float64, floorRSA time.Duration, floorRSARate float64, lint, duration, rsaDuration time.Duration) error {
-	var b strings.Builder
-	model := "unknown"
-	if ci, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(ci), "\n") {
-			if v, ok := strings.CutPrefix(l, "model name\t: "); ok {
-				model = v
-				break
-			}
-		}
-	}
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d)/float64(time.Millisecond)) }
-	fmt.Fprintf(&b, "# pkid benchmarks\n\n")
-	fmt.Fprintf(&b, "Produced by `make bench` (`go run ./tools/pkid-bench -bin bin/pkid -out BENCHMARKS.md`) on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "Machine: %d cores (%s), %s, %s. The load generator runs on the same machine and shares its cores.\n\n", runtime.NumCPU(), model, runtime.GOOS+"/"+runtime.GOARCH, runtime.Version())
-	fmt.Fprintf(&b, "Every safety step is on: the serial is reserved durably before signing, the exact TBS is linted with zlint (RFC 5280 + CA/B Forum BR lints for server certificates), the token (SoftHSM2) signs, the signature and TBS are verified, and the record and its audit entry are committed (WAL, synchronous=FULL, grouped) before the response.\n\n")
-	fmt.Fprintf(&b, "## Floor (in-process, one core: leaf key generation + signing a certificate with the same token key; RSA over %s)\n\n", rsaDuration)
-	fmt.Fprintf(&b, "| leaf / CA | CPU per certificate (ms) | certificates/s on one core |\n|---|---:|---:|\n")
-	fmt.Fprintf(&b, "| EC_prime256v1 / EC P-256 | %s | %.0f |\n| RSA_2048 / RSA-3072 | %s | %.0f |\n\n", ms(floorEC), floorECRate, ms(floorRSA), floorRSARate)
-	fmt.Fprintf(&b, "zlint cost per server certificate (pkid's filtered registries, in-process): %s ms CPU.\n\n", ms(lint))
-	fmt.Fprintf(&b, "## End to end (real daemon, keep-alive mTLS, %s per EC case and %s per RSA case after a warm-up)\n\n", duration, rsaDuration)
-	fmt.Fprintf(&b, "| case | concurrency | certificates/s | p50 ms | p90 ms | p99 ms | errors | daemon CPU ms/cert | ÷ floor | peak RSS MiB | avg commit group |\n")
-	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, r := range rs {
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %s | %d | %s | %.2f | %d | %.1f |\n", r.name, r.concurrency, float64(r.n)/r.elapsed.Seconds(),
-			ms(r.p50), ms(r.p90), ms(r.p99), r.errors, ms(r.cpuPerCert), float64(r.cpuPerCert)/float64(r.floor), r.peakRSS>>20, r.commitGroup)
-	}
-	for _, r := range rs {
-		if r.firstErr != "" {
-			fmt.Fprintf(&b, "\nFirst error in %s c=%d: `%s`\n", r.name, r.concurrency, r.firstErr)
-		}
-	}
-	if notes, err := os.ReadFile("docs/benchmark-notes.md"); err == nil {
-		b.WriteString("\n")
-		b.Write(notes)
-	}
-	return os.WriteFile(path, []byte(b.String()), 0o644)
+	return ""
 }
