@@ -15,6 +15,9 @@ import (
 	"github.com/pkid/pkid/issuer"
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store"
+	"github.com/pkid/pkid/store/migrate"
+	"github.com/pkid/pkid/store/postgres"
+	"github.com/pkid/pkid/store/sqlite"
 )
 
 // Operator commands (`pkid records`, `pkid audit`, `pkid check-config`)
@@ -314,4 +317,62 @@ func ShowCRL(ctx context.Context, configPath, ca string) (*CRLView, error) {
 			Reason: issuer.ReasonName(e.ReasonCode)})
 	}
 	return v, nil
+}
+
+// MigrateReport is what `pkid store migrate` copied and verified.
+type MigrateReport struct {
+	migrate.Report
+	Audit *store.AuditReport
+}
+
+// MigrateStore copies the SQLite store at from into the PostgreSQL
+// database of the config at configPath (DESIGN.md §16), which must be
+// empty, then verifies the copied audit chain with the config's audit key
+// and checks that its head is the source's. The daemon must be stopped:
+// writes made during the copy would not be copied.
+func MigrateStore(ctx context.Context, configPath, from string) (*MigrateReport, error) {
+	cfg, err := LoadConfig(configPath)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.postgres {
+		return nil, fmt.Errorf("%w: the config's database must be the postgres:// target (it is %s)", ErrUsage, cfg.database)
+	}
+	key, err := readPublicKey(cfg.audit.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("audit.publicKey: %w", err)
+	}
+	if _, err := os.Stat(from); err != nil {
+		return nil, fmt.Errorf("--from: %w", err)
+	}
+	src, err := sqlite.Open(ctx, from, sqlite.Options{BusyTimeout: cfg.limits.databaseBusyTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("--from: %w", err)
+	}
+	defer closeStore(src)
+	srcSeq, srcHash, err := src.AuditHead(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the source's audit head: %w", err)
+	}
+	st, err := openStore(ctx, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer closeStore(st)
+	dst, ok := st.(*postgres.DB)
+	if !ok {
+		return nil, errors.New("the config's database did not open as PostgreSQL")
+	}
+	rep, err := migrate.Copy(ctx, src, dst)
+	if err != nil {
+		return nil, err
+	}
+	if rep.HeadSeq != srcSeq || rep.HeadHash != srcHash {
+		return nil, fmt.Errorf("the copy's audit head %d:%s is not the source's %d:%s", rep.HeadSeq, rep.HeadHash, srcSeq, srcHash)
+	}
+	audit, err := dst.VerifyAudit(ctx, store.VerifyOptions{Key: key, Anchor: &store.Anchor{Seq: srcSeq, Hash: srcHash}})
+	if err != nil {
+		return nil, fmt.Errorf("verifying the copied audit log: %w", err)
+	}
+	return &MigrateReport{Report: rep, Audit: audit}, nil
 }

@@ -8,6 +8,7 @@
 //	pkid revoke --config F --serial S --reason R   revoke as the operator
 //	pkid crl show --config F --ca NAME   print a CA's current CRL
 //	pkid audit verify --config F     verify the audit log (chain, checkpoints, records)
+//	pkid store migrate --config F --from DB   copy a SQLite store into PostgreSQL
 //	pkid identity add --name N       make a machine identity's client id, secret and config stanza
 //	pkid identity token --name N     make a static token for a machine identity
 //	pkid version
@@ -46,6 +47,7 @@ commands:
   revoke --config F --serial S --reason R   revoke a certificate as the operator (audited as local:<user>)
   crl show --config F --ca NAME print a CA's current CRL
   audit verify --config F       verify the audit log: its hash chain, signed checkpoints and records
+  store migrate --config F --from DB   copy a stopped node's SQLite store into the config's empty PostgreSQL database
   identity add --name N         make a machine identity: client id, client secret (shown once), config stanza
   identity token --name N       make a static token ("token auth") for a machine identity
   version                       print version information
@@ -78,6 +80,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdRevoke(ctx, args[1:], stdout)
 	case "crl":
 		err = cmdCRL(ctx, args[1:], stdout)
+	case "store":
+		err = cmdStore(ctx, args[1:], stdout)
 	case "identity":
 		err = cmdIdentity(args[1:], stdout)
 	case "version":
