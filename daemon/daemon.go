@@ -357,6 +357,13 @@ func restartOnly(a, b *Config) string {
 		return "crl"
 	case a.ocsp != b.ocsp:
 		return "ocsp"
+	case a.nodeName != b.nodeName || a.nodeTimeout != b.nodeTimeout:
+		return "nodeName and nodeTimeout"
+	case a.dbPassword != b.dbPassword || a.dbMaxConns != b.dbMaxConns:
+		return "databasePasswordFile and databaseMaxConns"
+	case a.tokens.PerClientPerMinute != b.tokens.PerClientPerMinute || a.tokens.PerSourcePerMinute != b.tokens.PerSourcePerMinute ||
+		a.tokens.Burst != b.tokens.Burst:
+		return "accessTokens login limits"
 	}
 	return ""
 }

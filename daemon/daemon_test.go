@@ -208,4 +208,15 @@ func TestRestartOnlySettings(t *testing.T) {
 	if got := restartOnly(a, &b); got != "database" {
 		t.Errorf("changed database: %q", got)
 	}
+	// The login limiter and the node's name outlive reloads.
+	b = *a
+	b.tokens.Burst = 99
+	if got := restartOnly(a, &b); got != "accessTokens login limits" {
+		t.Errorf("changed login burst: %q", got)
+	}
+	b = *a
+	b.nodeName = "elsewhere"
+	if got := restartOnly(a, &b); got != "nodeName and nodeTimeout" {
+		t.Errorf("changed node name: %q", got)
+	}
 }
