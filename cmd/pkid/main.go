@@ -1,6 +1,7 @@
 // Command pkid is the certificate authority daemon and its operator tools.
 //
 //	pkid serve        --config F     serve the API
+//	pkid dev [--json F]              serve a throw-away pkid on loopback (SoftHSM2 token in a temporary directory)
 //	pkid check-config --config F     check config, token, CAs and profiles; exit 1 on any problem
 //	pkid ca ...                      key ceremony: create CA keys in the token and their certificates
 //	pkid records list --config F     print certificate records as JSON lines
@@ -38,6 +39,9 @@ const usage = `usage: pkid <command> [flags]
 
 commands:
   serve --config F              serve the API over mutual TLS (and CRLs over plain HTTP)
+  dev [--json F]                serve a throw-away pkid on loopback: a fresh SoftHSM2 token, CAs,
+                                mTLS material and a machine identity in a temporary directory,
+                                all deleted on Ctrl-C or SIGTERM (--listen-host, --api-port, ...)
   check-config --config F       validate config, token, CA keys and profiles
   ca create-root ...            create a root CA key in the token and its certificate
   ca create-intermediate ...    create an intermediate CA key, signed by its parent in the token
@@ -68,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = cmdServe(ctx, args[1:], log)
+	case "dev":
+		err = cmdDev(ctx, args[1:], stdout, log)
 	case "check-config":
 		err = cmdCheckConfig(ctx, args[1:], stdout, log)
 	case "ca":
