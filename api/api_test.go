@@ -95,7 +95,8 @@ func (s *stubIssuer) Renew(_ context.Context, _ issuer.Meta, id string, removeRo
 		return nil, s.err
 	}
 	return &issuer.Result{Certificate: "C", IssuingCACertificate: "I", CertificateChain: "I", PrivateKey: "K", SerialNumber: "40ac",
-		CertificateID: "7434d7ca-1979-40b6-a381-a48f97d7b39c", CertificateRequestID: "8434d7ca-1979-40b6-a381-a48f97d7b39c"}, nil
+		CertificateID: "7434d7ca-1979-40b6-a381-a48f97d7b39c", CertificateRequestID: "8434d7ca-1979-40b6-a381-a48f97d7b39c",
+		Profile: "web-server"}, nil
 }
 
 func (s *stubIssuer) ByRequestID(ctx context.Context, m issuer.Meta, id string) (*issuer.Certificate, error) {

@@ -108,7 +108,7 @@ func (h *handler) renew(w http.ResponseWriter, r *http.Request, l *logLine, c *c
 	if err != nil {
 		return fromIssuer(err)
 	}
-	l.outcome, l.serial, l.status = issuer.OutcomeIssued, res.SerialNumber, http.StatusOK
+	l.profile, l.outcome, l.serial, l.status = res.Profile, issuer.OutcomeIssued, res.SerialNumber, http.StatusOK
 	writeJSON(w, http.StatusOK, renewResponse{Certificate: res.Certificate, IssuingCACertificate: res.IssuingCACertificate,
 		CertificateChain: res.CertificateChain, PrivateKey: res.PrivateKey, SerialNumber: res.SerialNumber,
 		CertificateID: res.CertificateID, CertificateRequestID: res.CertificateRequestID})

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -132,5 +133,36 @@ func TestRenewRoute(t *testing.T) {
 	}
 	if rep := request(t, &stubIssuer{}, http.MethodPost, "/api/v3/pki/certificates/not-a-uuid/renew", ""); rep.status != 422 {
 		t.Errorf("renew of a malformed id: %d %s", rep.status, rep.raw)
+	}
+}
+
+// issuanceRecorder keeps what the handler counts.
+type issuanceRecorder struct {
+	nopMetrics
+	mu     sync.Mutex
+	counts []string
+}
+
+func (m *issuanceRecorder) ObserveIssuance(profile, outcome string, _ time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.counts = append(m.counts, profile+" "+outcome)
+}
+
+// A renewal is counted under the profile of the certificate it renews, on
+// both routes, not under "unknown" (DESIGN.md §7 keeps that for unknown
+// profiles).
+func TestRenewalIsCountedUnderItsProfile(t *testing.T) {
+	for _, path := range []string{"/api/v3/pki/certificates/6434d7ca-1979-40b6-a381-a48f97d7b39c/renew",
+		"/api/v1/cert-manager/certificates/6434d7ca-1979-40b6-a381-a48f97d7b39c/renew"} {
+		m := &issuanceRecorder{}
+		h := NewHandler(Config{Issuer: &stubIssuer{}, Metrics: m, Now: func() time.Time { return now }})
+		r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(""))
+		r.TLS = tlsState("spiffe://example.internal/demo-client")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 || len(m.counts) != 1 || m.counts[0] != "web-server issued" {
+			t.Errorf("%s: %d, counted %v", path, w.Code, m.counts)
+		}
 	}
 }

@@ -319,7 +319,7 @@ func (h *handler) v1Renew(w http.ResponseWriter, r *http.Request, l *logLine, c 
 	if err != nil {
 		return fromIssuer(err)
 	}
-	l.outcome, l.serial, l.status = issuer.OutcomeIssued, res.SerialNumber, http.StatusOK
+	l.profile, l.outcome, l.serial, l.status = res.Profile, issuer.OutcomeIssued, res.SerialNumber, http.StatusOK
 	writeJSON(w, http.StatusOK, renewResponse{Certificate: res.Certificate, IssuingCACertificate: res.IssuingCACertificate,
 		CertificateChain: res.CertificateChain, PrivateKey: res.PrivateKey, SerialNumber: res.SerialNumber,
 		CertificateID: res.CertificateID})

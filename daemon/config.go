@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -433,7 +434,7 @@ func NewConfig(f *ConfigFile, path string) (*Config, error) {
 		} else {
 			c.profiles = append(c.profiles, prof)
 			for _, w := range prof.Warnings() {
-				c.warnings = append(c.warnings, where+".policy."+w)
+				c.warnings = append(c.warnings, where+"."+w)
 			}
 		}
 		if ca := cas[pf.CA]; pf.CA != "" && ca == nil {
@@ -460,10 +461,33 @@ func NewConfig(f *ConfigFile, path string) (*Config, error) {
 		add("accessTokens: login limits must not be negative")
 	}
 	c.catalog = newCatalog(f, c.profiles, add)
+	c.warnings = append(c.warnings, unknownMachines(f.Profiles, c.machines)...)
 	if len(p) > 0 {
 		return nil, &ConfigError{Path: path, Problems: p}
 	}
 	return c, nil
+}
+
+// unknownMachines warns about profile patterns naming a machine identity
+// that is not configured: a typo there fails closed, silently.
+func unknownMachines(profiles []issuer.ProfileConfig, machines *auth.Machines) []string {
+	var out []string
+	for k, pf := range profiles {
+		for field, raw := range map[string][]string{"allowedIdentities": pf.AllowedIdentities, "managers": pf.Managers} {
+			for j, s := range raw {
+				ip, err := policy.ParseIdentityPattern(s)
+				name, isMachine := strings.CutPrefix(ip.String(), "machine:")
+				if err != nil || !isMachine || strings.Contains(name, "*") {
+					continue
+				}
+				if machines == nil || !machines.Has(name) {
+					out = append(out, fmt.Sprintf("profiles[%d].%s[%d]: no machine identity named %q is configured", k, field, j, name))
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // newCatalog checks the project and the applications the v1 look-ups
@@ -486,6 +510,10 @@ func newCatalog(f *ConfigFile, profiles []*issuer.Profile, add func(string, ...a
 	for _, p := range profiles {
 		byName[p.Name()] = p.ID()
 	}
+	declared := map[string]bool{} // profiles in the file, built or not: a broken one is reported once, as itself
+	for _, p := range f.Profiles {
+		declared[p.Name] = true
+	}
 	seen := map[string]bool{}
 	for k, a := range f.Applications {
 		if _, err := uuid.Parse(a.ID); err != nil || len(a.ID) != 36 {
@@ -499,7 +527,9 @@ func newCatalog(f *ConfigFile, profiles []*issuer.Profile, add func(string, ...a
 		for _, name := range a.Profiles {
 			id, ok := byName[name]
 			if !ok {
-				add("applications[%d].profiles: no profile named %q", k, name)
+				if !declared[name] {
+					add("applications[%d].profiles: no profile named %q", k, name)
+				}
 				continue
 			}
 			app.ProfileIDs = append(app.ProfileIDs, id)

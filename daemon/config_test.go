@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pkid/pkid/issuer"
 )
 
 // Every config file the project ships decodes strictly and validates.
@@ -205,5 +207,27 @@ func TestNodeNameDefaultsToHostName(t *testing.T) {
 	}
 	if cfg.nodeName != host || cfg.nodeTimeout != DefaultNodeTimeout {
 		t.Errorf("node %q timeout %s, want %q %s", cfg.nodeName, cfg.nodeTimeout, host, DefaultNodeTimeout)
+	}
+}
+
+// A profile naming a machine identity nobody configured, or a pattern that
+// is matched in another form than written, loads with a warning.
+func TestConfigWarnsAboutIdentityPatterns(t *testing.T) {
+	cfg, err := LoadConfig("../configs/pkid.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &ConfigFile{Profiles: append([]issuer.ProfileConfig(nil), cfg.profileFiles...)}
+	f.Profiles[0].AllowedIdentities = []string{"machine:nobody", "machine:ci-*", "URI:spiffe://Example.Internal/x"}
+	got := strings.Join(unknownMachines(f.Profiles, nil), "\n")
+	if !strings.Contains(got, `profiles[0].allowedIdentities[0]: no machine identity named "nobody"`) || strings.Contains(got, "ci-*") {
+		t.Errorf("unknown machines: %s", got)
+	}
+	p, err := issuer.NewProfile(f.Profiles[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(p.Warnings(), "\n"); !strings.Contains(w, "allowedIdentities[2]") || !strings.Contains(w, "canonical") {
+		t.Errorf("no warning for a rewritten identity pattern: %q", w)
 	}
 }

@@ -359,8 +359,10 @@ func restartOnly(a, b *Config) string {
 		return "ocsp"
 	case a.nodeName != b.nodeName || a.nodeTimeout != b.nodeTimeout:
 		return "nodeName and nodeTimeout"
-	case a.dbPassword != b.dbPassword || a.dbMaxConns != b.dbMaxConns:
-		return "databasePasswordFile and databaseMaxConns"
+	case a.dbPassword != b.dbPassword || a.dbMaxConns != b.dbMaxConns || a.limits.databaseBusyTimeout != b.limits.databaseBusyTimeout:
+		return "databasePasswordFile, databaseMaxConns and limits.databaseBusyTimeout"
+	case a.metricsPprof != b.metricsPprof:
+		return "metricsPprof"
 	case a.tokens.PerClientPerMinute != b.tokens.PerClientPerMinute || a.tokens.PerSourcePerMinute != b.tokens.PerSourcePerMinute ||
 		a.tokens.Burst != b.tokens.Burst:
 		return "accessTokens login limits"

@@ -238,6 +238,7 @@ func (i *Issuer) result(ca *CA, rec *record.Certificate, removeRoots bool) *Resu
 		SerialNumber:         rec.Serial,
 		CertificateID:        rec.ID,
 		CertificateRequestID: rec.CertificateRequestID,
+		Profile:              rec.Profile,
 	}
 }
 

@@ -113,7 +113,9 @@ func NewProfile(cfg ProfileConfig) (*Profile, error) {
 		}
 	} else {
 		p.policy = pol
-		p.warnings = append(p.warnings, pol.Warnings()...)
+		for _, w := range pol.Warnings() {
+			p.warnings = append(p.warnings, "policy."+w)
+		}
 		// RFC 5280 §4.2.1.12: without an EKU a certificate is valid for
 		// any purpose, including signing code and OCSP answers.
 		if len(cfg.Defaults.ExtendedKeyUsages) == 0 && !pol.RequiresExtKeyUsage() {
@@ -125,6 +127,20 @@ func NewProfile(cfg ProfileConfig) (*Profile, error) {
 	}
 	p.allowed = parseIdentityPatterns("allowedIdentities", cfg.AllowedIdentities, add)
 	p.managers = parseIdentityPatterns("managers", cfg.Managers, add)
+	for _, list := range []struct {
+		field string
+		raw   []string
+		got   []policy.IdentityPattern
+	}{{"allowedIdentities", cfg.AllowedIdentities, p.allowed}, {"managers", cfg.Managers, p.managers}} {
+		if len(list.got) != len(list.raw) {
+			continue // a pattern failed: the problem is reported, the indexes no longer line up
+		}
+		for k, ip := range list.got {
+			if ip.Changed() {
+				p.warnings = append(p.warnings, fmt.Sprintf("%s[%d]: %q is matched as %q (canonical form)", list.field, k, list.raw[k], ip.String()))
+			}
+		}
+	}
 	if cfg.RateLimit.PerMinute < 0 || cfg.RateLimit.Burst < 0 {
 		add("rateLimit: must not be negative")
 	}

@@ -43,6 +43,7 @@ type Result struct {
 	SerialNumber         string
 	CertificateID        string
 	CertificateRequestID string
+	Profile              string // the profile's name, for the log and metrics
 }
 
 // Meta identifies the caller of one request.

@@ -46,6 +46,8 @@ commands:
   ca create-root ...            create a root CA key in the token and its certificate
   ca create-intermediate ...    create an intermediate CA key, signed by its parent in the token
   ca issue-tls ...              issue a TLS server or client certificate from a CA in the token
+  ca create-audit-key ...       create the key that signs audit checkpoints, in the token
+  ca create-ocsp-key ...        create a CA's delegated OCSP responder key, in the token
   records list --config F       print certificate records as JSON lines
   records show --config F S|ID  print one record with its PEM
   revoke --config F --serial S --reason R   revoke a certificate as the operator (audited as local:<user>)
