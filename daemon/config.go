@@ -362,6 +362,7 @@ func NewConfig(f *ConfigFile, path string) (*Config, error) {
 	c.ocsp = issuer.OCSPConfig{
 		Validity:          duration("ocsp.validity", f.OCSP.Validity, issuer.DefaultOCSPValidity, add),
 		ResponderValidity: duration("ocsp.responderValidity", f.OCSP.ResponderValidity, issuer.DefaultResponderValidity, add),
+		Shared:            strings.HasPrefix(f.Database, "postgres://") || strings.HasPrefix(f.Database, "postgresql://"),
 	}
 	if c.ocsp.ResponderValidity < 3*c.ocsp.Validity {
 		add("ocsp.responderValidity (%s) must be at least three times ocsp.validity (%s): answers must not outlive their responder", c.ocsp.ResponderValidity, c.ocsp.Validity)

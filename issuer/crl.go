@@ -320,17 +320,28 @@ func (p *CRLPublisher) Publish(ctx context.Context, counter RevocationCounter) {
 // node has it.
 func (p *CRLPublisher) lead(ctx context.Context, c Cluster, ca string) bool {
 	p.mu.Lock()
-	held := p.leads[ca] != nil
+	release := p.leads[ca]
 	p.mu.Unlock()
-	if held {
-		return true
+	if release != nil {
+		still, err := c.StillLeads(ctx, "crl:"+ca)
+		if err != nil {
+			return false // not knowing, make nothing this round
+		}
+		if still {
+			return true
+		}
+		release()
+		p.mu.Lock()
+		delete(p.leads, ca)
+		p.mu.Unlock()
+		p.log.Warn("lost this CA's CRL lead with its database connection", "ca", ca)
 	}
-	release, ok, err := c.Lead(ctx, "crl:"+ca)
+	rel, ok, err := c.Lead(ctx, "crl:"+ca)
 	if err != nil || !ok {
 		return false
 	}
 	p.mu.Lock()
-	p.leads[ca] = release
+	p.leads[ca] = rel
 	p.mu.Unlock()
 	p.log.Info("making this CA's CRLs on this node", "ca", ca)
 	return true

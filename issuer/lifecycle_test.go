@@ -346,8 +346,8 @@ func TestCRLPublisherRefreshes(t *testing.T) {
 func TestCRLTwoNodesShareTheWork(t *testing.T) {
 	h := newHarness(t, false)
 	cluster := newFakeCluster()
-	h.service.cluster = cluster
-	svcB, err := NewService(ServiceConfig{Store: h.store, Lister: h.store, Clock: h.clock, Cluster: cluster})
+	h.service.cluster = cluster.node()
+	svcB, err := NewService(ServiceConfig{Store: h.store, Lister: h.store, Clock: h.clock, Cluster: cluster.node()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,4 +383,17 @@ func TestCRLTwoNodesShareTheWork(t *testing.T) {
 	if got, _ := b.Current(h.ca.Name()); got.Number != 3 || got.Entries != 2 {
 		t.Fatalf("B did not take over: %+v", got)
 	}
+
+	// B loses the lead with its database connection and A takes it (and
+	// makes one CRL on taking over: it cannot know what B's covered). B
+	// must notice, or from then on every revocation would make two CRLs.
+	cluster.lose("crl:" + h.ca.Name())
+	a.refreshDue(ctx, h.store.revocationCount)
+	b.refreshDue(ctx, h.store.revocationCount)
+	both(4, 2)
+	revokedFixture(t, h, testNow.Add(time.Hour), "KEY_COMPROMISE")
+	b.refreshDue(ctx, h.store.revocationCount)
+	a.refreshDue(ctx, h.store.revocationCount)
+	b.refreshDue(ctx, h.store.revocationCount)
+	both(5, 3)
 }

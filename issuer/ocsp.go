@@ -49,6 +49,12 @@ var OCSPStatuses = []string{OCSPGood, OCSPRevoked, OCSPUnknown, OCSPUnauthorized
 type OCSPConfig struct {
 	Validity          time.Duration // nextUpdate = thisUpdate + Validity; default 12h
 	ResponderValidity time.Duration // default 30d; renewed at one third left
+	// Shared says other nodes write to the store (PostgreSQL): every
+	// answer then reads its record, so that a revocation made on another
+	// node is answered revoked by this one at once, not after the next
+	// poll of the revocation counts (up to a second). Alone, only
+	// `pkid revoke` from the shell writes behind this process's back.
+	Shared bool
 }
 
 // id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): relying parties need not
@@ -344,7 +350,7 @@ func (o *OCSPResponder) Respond(ctx context.Context, raw []byte) OCSPAnswer {
 	cached, ep := o.cache[key], o.epoch[key.ca]
 	checked := cached != nil && o.verified[key] == ep && !o.stale[key]
 	o.mu.RUnlock()
-	if checked && now.Before(cached.ThisUpdate.Add(o.cfg.Validity/2)) {
+	if checked && !o.cfg.Shared && now.Before(cached.ThisUpdate.Add(o.cfg.Validity/2)) {
 		return o.served(r, cached) // nothing was revoked since its record was read
 	}
 	want, err := o.stateOf(ctx, r, key.serial, now)

@@ -226,24 +226,55 @@ func TestOCSPFollowsTheRecordNotTheCache(t *testing.T) {
 // on demand (another node mid-round).
 type fakeCluster struct {
 	mu     sync.Mutex
-	held   map[string]bool
+	held   map[string]int // task → the holder's lease number
+	lease  int
 	stored map[string]record.OCSPResponse
 	puts   int
 }
 
 func newFakeCluster() *fakeCluster {
-	return &fakeCluster{held: map[string]bool{}, stored: map[string]record.OCSPResponse{}}
+	return &fakeCluster{held: map[string]int{}, stored: map[string]record.OCSPResponse{}}
 }
 
-func (c *fakeCluster) Lead(_ context.Context, task string) (func(), bool, error) {
+// node is one node's view of the cluster: the leases it took.
+func (c *fakeCluster) node() *fakeNode { return &fakeNode{fakeCluster: c, mine: map[string]int{}} }
+
+type fakeNode struct {
+	*fakeCluster
+	mine map[string]int
+}
+
+func (n *fakeNode) Lead(_ context.Context, task string) (func(), bool, error) {
+	c := n.fakeCluster
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.held[task] {
+	if c.held[task] != 0 {
 		return nil, false, nil
 	}
-	c.held[task] = true
-	var once sync.Once
-	return func() { once.Do(func() { c.mu.Lock(); delete(c.held, task); c.mu.Unlock() }) }, true, nil
+	c.lease++
+	lease := c.lease
+	c.held[task], n.mine[task] = lease, lease
+	return func() { // a lease already lost frees nobody else's
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.held[task] == lease {
+			delete(c.held, task)
+		}
+	}, true, nil
+}
+
+func (n *fakeNode) StillLeads(_ context.Context, task string) (bool, error) {
+	c := n.fakeCluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return n.mine[task] != 0 && c.held[task] == n.mine[task], nil
+}
+
+// lose drops a lead as a database restart would, behind its holder's back.
+func (c *fakeCluster) lose(task string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.held, task)
 }
 
 func (c *fakeCluster) PutOCSPResponses(_ context.Context, rs []record.OCSPResponse) error {
@@ -273,7 +304,7 @@ func (c *fakeCluster) OCSPResponse(_ context.Context, ca, serial string) (*recor
 func TestOCSPTwoNodes(t *testing.T) {
 	h := newOCSPHarness(t)
 	cluster := newFakeCluster()
-	h.service.cluster = cluster
+	h.service.cluster = cluster.node()
 	res, err := h.iss.Issue(context.Background(), h.meta, request(t))
 	if err != nil {
 		t.Fatal(err)
@@ -285,7 +316,7 @@ func TestOCSPTwoNodes(t *testing.T) {
 	}
 
 	// Node B: its own service and responder on the same store and cluster.
-	svcB, err := NewService(ServiceConfig{Store: h.store, Lister: h.store, Clock: h.clock, Cluster: cluster})
+	svcB, err := NewService(ServiceConfig{Store: h.store, Lister: h.store, Clock: h.clock, Cluster: cluster.node()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +332,7 @@ func TestOCSPTwoNodes(t *testing.T) {
 
 	// Revoked behind both nodes' caches while another node holds the lead:
 	// tryLater, never the stored good answer.
-	release, _, _ := cluster.Lead(context.Background(), "ocsp:"+h.ca.Name())
+	release, _, _ := cluster.node().Lead(context.Background(), "ocsp:"+h.ca.Name()) // a third node
 	if err := h.store.Revoke(context.Background(), res.CertificateID, testNow, "KEY_COMPROMISE", record.AuditEvent{}); err != nil {
 		t.Fatal(err)
 	}
@@ -315,5 +346,26 @@ func TestOCSPTwoNodes(t *testing.T) {
 	}
 	if got, _ := cluster.OCSPResponse(context.Background(), h.ca.Name(), res.SerialNumber); got.Status != OCSPRevoked {
 		t.Errorf("the revoked answer was not stored for the other nodes: %s", got.Status)
+	}
+}
+
+// With a store other nodes write to, the record is read on every request:
+// a revocation made elsewhere is answered revoked at once, with no poll.
+func TestOCSPSharedStoreReadsTheRecordEveryTime(t *testing.T) {
+	h := newOCSPHarness(t)
+	h.ocsp.cfg.Shared = true
+	res, err := h.iss.Issue(context.Background(), h.meta, request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := parsePEM(t, res.Certificate)
+	if a, _ := h.ask(t, leaf, crypto.SHA1); a.Status != OCSPGood {
+		t.Fatalf("issued: %s", a.Status)
+	}
+	if err := h.store.Revoke(context.Background(), res.CertificateID, testNow, "KEY_COMPROMISE", record.AuditEvent{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, resp := h.ask(t, leaf, crypto.SHA1); resp == nil || resp.Status != ocsp.Revoked {
+		t.Fatalf("right after a revocation made elsewhere: %+v", resp)
 	}
 }

@@ -66,6 +66,9 @@ type Cluster interface {
 	// Lead takes the lock named task without waiting; ok is false when
 	// another node holds it. release is safe to call more than once.
 	Lead(ctx context.Context, task string) (release func(), ok bool, err error)
+	// StillLeads reports whether a lead taken earlier is still held (it
+	// is lost with its database connection).
+	StillLeads(ctx context.Context, task string) (bool, error)
 	PutOCSPResponses(ctx context.Context, rs []record.OCSPResponse) error
 	OCSPResponse(ctx context.Context, ca, serial string) (*record.OCSPResponse, error)
 }

@@ -69,9 +69,14 @@ type Store interface {
 	// node at a time makes a CA's CRL and OCSP answers, DESIGN §16). ok is
 	// false when another holder has it. release gives it back and is safe
 	// to call more than once. A lock that is lost with its database
-	// connection is not reported, so a holder keeps it for one round of
-	// work (make the CRL, store it, release) rather than for its lifetime.
+	// connection is not reported by Lead itself: a holder that keeps it
+	// for longer than one round of work asks StillLeads before each round.
 	Lead(ctx context.Context, task string) (release func(), ok bool, err error)
+	// StillLeads reports whether this store still holds the lock named
+	// task that an earlier Lead took: false if it was released, or lost
+	// with its database connection (a restarted server, a dropped link),
+	// in which case it is given up here too and another node may take it.
+	StillLeads(ctx context.Context, task string) (bool, error)
 
 	// PutOCSPResponses stores pre-signed OCSP answers, replacing the
 	// stored answer for each (CA, serial), in one durable transaction. An

@@ -356,6 +356,43 @@ func (d *DB) Lead(ctx context.Context, task string) (func(), bool, error) {
 	return func() { once.Do(func() { d.releaseLead(l) }) }, true, nil
 }
 
+// StillLeads asks, on the connection that holds task's lock, whether its
+// session still holds it. A connection that cannot answer has lost it (a
+// session lock lives exactly as long as its session): it is dropped, so
+// the lock is free for another node if the server still had it.
+func (d *DB) StillLeads(ctx context.Context, task string) (bool, error) {
+	if err := d.closing(); err != nil {
+		return false, err
+	}
+	d.leadMu.Lock()
+	var l *lead
+	for h := range d.leads {
+		if h.task == task {
+			l = h
+		}
+	}
+	d.leadMu.Unlock()
+	if l == nil {
+		return false, nil
+	}
+	var held bool
+	// A bigint advisory key shows in pg_locks as its high and low halves.
+	hi, lo := int64(uint64(l.key)>>32), int64(uint32(uint64(l.key)))
+	err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+		AND granted AND objsubid = 1 AND classid::bigint = $1 AND objid::bigint = $2)`, hi, lo).Scan(&held)
+	if err != nil && ctx.Err() != nil {
+		return false, fmt.Errorf("checking the lead of %s: %w", task, classify(err))
+	}
+	if err != nil || !held {
+		d.leadMu.Lock()
+		delete(d.leads, l)
+		d.leadMu.Unlock()
+		l.conn.Hijack().Close(context.Background())
+		return false, nil
+	}
+	return true, nil
+}
+
 // releaseLead unlocks l and returns its connection, unless Close already
 // dropped it. A connection that cannot unlock is closed, which ends the
 // session and so the lock.

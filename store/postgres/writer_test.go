@@ -234,3 +234,56 @@ func TestCrashUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d writes durable, %d failed while the server was down, %d entries", ok.Load(), failed.Load(), rep.Entries)
 }
+
+// A lead lives as long as its session: after a server restart the holder
+// learns from StillLeads that it lost it, and another node can take it —
+// and, once given up, so can the old holder again.
+func TestLeadLostWithItsConnection(t *testing.T) {
+	ctx := context.Background()
+	srv := pgtest.StartServer(t)
+	dsn := srv.NewDatabase(t)
+	open := func() *DB {
+		d, err := Open(ctx, dsn, Options{Password: srv.Password()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close(ctx) })
+		return d
+	}
+	a, b := open(), open()
+	if _, ok, err := a.Lead(ctx, "crl:ec-issuing"); err != nil || !ok {
+		t.Fatalf("Lead = %v, %v", ok, err)
+	}
+	if _, ok, _ := b.Lead(ctx, "crl:ec-issuing"); ok {
+		t.Fatal("two nodes hold one lead")
+	}
+	if held, err := a.StillLeads(ctx, "crl:ec-issuing"); err != nil || !held {
+		t.Fatalf("StillLeads of a held lead = %v, %v", held, err)
+	}
+	if err := srv.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if held, _ := a.StillLeads(ctx, "crl:ec-issuing"); held {
+		t.Fatal("the holder still believes it leads after the server restarted")
+	}
+	// A pooled connection the restart killed fails its first use (and
+	// is dropped): a node's next round tries again, as this does.
+	lead := func(d *DB) (func(), bool, error) {
+		release, ok, err := d.Lead(ctx, "crl:ec-issuing")
+		if errors.Is(err, record.ErrUnavailable) {
+			release, ok, err = d.Lead(ctx, "crl:ec-issuing")
+		}
+		return release, ok, err
+	}
+	release, ok, err := lead(b)
+	if err != nil || !ok {
+		t.Fatalf("the other node cannot take the lost lead: %v, %v", ok, err)
+	}
+	release()
+	if _, ok, err := lead(a); err != nil || !ok {
+		t.Errorf("the old holder cannot take the lead back: %v, %v", ok, err)
+	}
+}

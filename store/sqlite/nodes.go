@@ -145,3 +145,14 @@ func (d *DB) TokenRevoked(ctx context.Context, jti string) (bool, error) {
 	}
 	return n > 0, nil
 }
+
+// StillLeads reports whether task's lead is held here: with one process
+// on the file, a lead is lost only by releasing it.
+func (d *DB) StillLeads(ctx context.Context, task string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	d.leads.mu.Lock()
+	defer d.leads.mu.Unlock()
+	return d.leads.held[task], nil
+}

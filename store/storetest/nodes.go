@@ -112,7 +112,13 @@ func testLead(t *testing.T, f *fixture) {
 	if !ok {
 		t.Fatal("Lead of another task refused")
 	}
+	if held, err := f.s().StillLeads(f.ctx, "crl:ec-issuing"); err != nil || !held {
+		t.Errorf("StillLeads of a held lead = %v, %v", held, err)
+	}
 	other()
+	if held, err := f.s().StillLeads(f.ctx, "crl:rsa-issuing"); err != nil || held {
+		t.Errorf("StillLeads after release = %v, %v", held, err)
+	}
 	release()
 	release() // harmless
 	again, ok := lead("crl:ec-issuing")
