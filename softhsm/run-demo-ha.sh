@@ -110,14 +110,29 @@ fi
 PKID_BIN=$PKID PKID_DATABASE="postgres://pkid@127.0.0.1:$PORT/pkid?sslmode=disable" PKID_DATABASE_PASSWORD_FILE=$PWFILE \
   "$here/setup-demo-ha.sh" "$DIR" >&2
 
-# Each node's output, prefixed with its name; $! is pkid itself.
+api() { sed -n 's/^listen: "\(.*\)"$/\1/p' "$DIR/$1.yaml"; }
+# listening ADDR PID: waits until ADDR takes connections, false if PID dies
+# first (or after a minute).
+listening() {
+  local i
+  for i in $(seq 1 600); do
+    (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+# One node after the other: SoftHSM2 (2.6.1) can fail one of two processes
+# that open the same token at the same instant (CKR_GENERAL_ERROR); once a
+# node listens, it is done with opening. Each node's output is prefixed
+# with its name; $! is pkid itself.
 for node in node-a node-b; do
   "$PKID" serve --config "$DIR/$node.yaml" > >(sed -u "s/^/[$node] /") 2>&1 &
   pids+=($!)
+  listening "$(api "$node")" "$!" || { echo "run-demo-ha: $node did not start" >&2; exit 1; }
 done
-api() { sed -n 's/^listen: "\(.*\)"$/\1/p' "$DIR/$1.yaml"; }
 cat >&2 <<EOF
-run-demo-ha: node-a (https://$(api node-a)) and node-b (https://$(api node-b)) are starting,
+run-demo-ha: node-a (https://$(api node-a)) and node-b (https://$(api node-b)) are serving,
 run-demo-ha: on one database and one token ($DIR/tokens). Issue from either, e.g. node-b:
   curl --cacert $DIR/tls/ca.pem --cert $DIR/tls/client.pem --key $DIR/tls/client-key.pem \\
     -H 'Content-Type: application/json' https://$(api node-b)/api/v3/pki/certificates/issue-certificate \\
