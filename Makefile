@@ -2,11 +2,12 @@
 GO       ?= go
 BIN      := bin/pkid
 DEMO_DIR ?= demo
+DEMO_HA_DIR ?= demo-ha
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 
-.PHONY: all build deps demo demo-setup test lint install fuzz soak bench package clean
+.PHONY: all build deps demo demo-setup demo-ha test lint install fuzz soak bench package clean
 
 all: build
 
@@ -22,6 +23,12 @@ demo-setup: deps build
 # Runs pkid on the embedded defaults: SoftHSM2 token + SQLite under $(DEMO_DIR)/.
 demo: demo-setup
 	$(BIN) serve --config $(DEMO_DIR)/pkid.yaml
+
+# Two nodes on PostgreSQL (DESIGN.md §16): a throw-away server under
+# $(DEMO_HA_DIR)/pg, node-a and node-b on one token; Ctrl-C stops all.
+demo-ha: PKID_EXTRA_PACKAGES = postgresql
+demo-ha: deps build
+	./softhsm/run-demo-ha.sh $(DEMO_HA_DIR)
 
 # Every test: static checks, unit tests, conformance vectors and the
 # integration suite against a real SoftHSM2 token and the real daemon.
