@@ -423,6 +423,9 @@ func (d *DB) dropLeads() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for l := range held {
+		// Unlock first: a closed connection's lock is freed only once the
+		// server notices, and another node asking at once would be refused.
+		l.conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, l.key)
 		l.conn.Hijack().Close(ctx)
 	}
 }
