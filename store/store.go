@@ -129,6 +129,9 @@ type Store interface {
 	// *AuditProblem; other errors mean the check could not run.
 	VerifyAudit(ctx context.Context, o VerifyOptions) (*AuditReport, error)
 
+	// ACME holds the ACME server's state (DESIGN §17).
+	ACME
+
 	// Check reports whether the store is writable and not full. It returns
 	// by ctx's deadline even if the writer is stuck.
 	Check(ctx context.Context) error

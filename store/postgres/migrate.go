@@ -18,8 +18,9 @@ import (
 // LatestSchemaVersion is the schema this release writes. Version 1 is the
 // whole store contract of SQLite schema version 3: records with their node,
 // CRLs, the audit log with its head, checkpoints and legacy boundary, node
-// heartbeats, OCSP answers and revoked tokens.
-const LatestSchemaVersion = 1
+// heartbeats, OCSP answers and revoked tokens; version 2 the ACME server's
+// state, as SQLite schema 4 adds it.
+const LatestSchemaVersion = 2
 
 // The migrations are embedded so a binary carries the schema it needs; the
 // file name's number is the version. Read-only after build.

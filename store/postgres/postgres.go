@@ -65,6 +65,7 @@ import (
 
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store"
+	"github.com/pkid/pkid/store/internal/acmesql"
 )
 
 // maxGroup bounds how many writes share one transaction. PostgreSQL keeps
@@ -104,6 +105,10 @@ type DB struct {
 
 	statsMu sync.Mutex
 	stats   Stats
+
+	// The ACME part of the contract (DESIGN §17), in SQL shared with
+	// store/sqlite.
+	*acmesql.Store
 }
 
 var _ store.Store = (*DB)(nil)
@@ -212,6 +217,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	if d.writeTimeout <= 0 {
 		d.writeTimeout = defaultWriteTimeout
 	}
+	d.Store = acmesql.New(d.acmeBackend())
 	go d.writeLoop()
 	return d, nil
 }

@@ -18,8 +18,9 @@ import (
 // first release's schema; version 2 adds revocation, the reservation's
 // forensic fields, CRLs, audit checkpoints and the legacy-entry boundary;
 // version 3 the reserving node of each record, node heartbeats, pre-signed
-// OCSP answers and revoked access tokens.
-const LatestSchemaVersion = 3
+// OCSP answers and revoked access tokens; version 4 the ACME server's
+// accounts, EAB keys, orders, authorizations, challenges and nonces.
+const LatestSchemaVersion = 4
 
 // The migrations are embedded so a binary carries the schema it needs; the
 // file name's number is the version. Read-only after build.

@@ -41,6 +41,7 @@ import (
 
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store"
+	"github.com/pkid/pkid/store/internal/acmesql"
 )
 
 // maxGroup bounds how many writes share one transaction.
@@ -69,6 +70,10 @@ type DB struct {
 	stmts statements
 
 	leads leads
+
+	// The ACME part of the contract (DESIGN §17), in SQL shared with
+	// store/postgres.
+	*acmesql.Store
 
 	statsMu  sync.Mutex
 	stats    Stats
@@ -134,6 +139,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		sqlDB.Close()
 		return nil, fmt.Errorf("opening database %s: %w", path, err)
 	}
+	d.Store = acmesql.New(d.acmeBackend())
 	go d.writeLoop()
 	return d, nil
 }

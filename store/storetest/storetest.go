@@ -95,6 +95,10 @@ func Run(t *testing.T, open func(t *testing.T) Harness) {
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"CancelledBeforeSubmit", testCancelledBeforeSubmit},
 		{"CheckAndClose", testCheckAndClose},
+		{"ACMEAccounts", testACMEAccounts},
+		{"ACMEOrders", testACMEOrders},
+		{"ACMENonces", testACMENonces},
+		{"ACMEConcurrentTransitions", testACMEConcurrentTransitions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
