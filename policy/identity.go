@@ -160,8 +160,10 @@ func ParseIdentity(s string) (Identity, error) {
 		return Identity{kind: kind, value: value}, nil
 	case identityMachine:
 		return MachineIdentity(value)
+	case identityACME:
+		return ACMEIdentity(value)
 	default:
-		return Identity{}, fmt.Errorf("identity %q: unknown type %q (want uri, dns, cn or machine)", s, kind)
+		return Identity{}, fmt.Errorf("identity %q: unknown type %q (want uri, dns, cn, machine or acme)", s, kind)
 	}
 }
 
@@ -174,7 +176,7 @@ func (id Identity) String() string {
 	return id.kind + ":" + id.value
 }
 
-// Kind is "uri", "dns", "cn" or "machine"; "" for the zero Identity.
+// Kind is "uri", "dns", "cn", "machine" or "acme"; "" for the zero Identity.
 func (id Identity) Kind() string { return id.kind }
 
 // Value is the canonical value after the type, e.g.
@@ -205,6 +207,8 @@ func ParseIdentityPattern(s string) (IdentityPattern, error) {
 	kind, value, ok := strings.Cut(s, ":")
 	lower := strings.ToLower(kind)
 	switch {
+	case ok && lower == identityACME:
+		return IdentityPattern{}, fmt.Errorf("%q: ACME accounts are not listed; a profile with acme.enabled lets its accounts issue under its policy", s)
 	case !ok || !IsOneOf([]string{identityURI, identityDNS, identityCN, identityMachine}, lower):
 		return IdentityPattern{}, fmt.Errorf("%q has no identity type; write %q", s, guessIdentityType(s)+":"+s)
 	case value == "":
