@@ -40,6 +40,12 @@ func (i *Issuer) Sign(ctx context.Context, meta Meta, req SignRequest) (*Result,
 	if err != nil {
 		return nil, i.refuse(ctx, meta, p.name, err)
 	}
+	return i.signCSR(ctx, meta, p, in, c, req.ApplicationID, req.RemoveRootsFromChain)
+}
+
+// signCSR plans the certificate of a verified CSR (policy and CA checks)
+// and has the pipeline sign it.
+func (i *Issuer) signCSR(ctx context.Context, meta Meta, p *Profile, in planInput, c *csr.Request, applicationID string, removeRoots bool) (*Result, error) {
 	pl, err := i.plan(p, in)
 	if err != nil {
 		return nil, i.refuse(ctx, meta, p.name, err)
@@ -47,11 +53,11 @@ func (i *Issuer) Sign(ctx context.Context, meta Meta, req SignRequest) (*Result,
 	if err := ctx.Err(); err != nil {
 		return nil, unavailable("request cancelled", err)
 	}
-	rec, err := i.sign(ctx, meta, pl, c.PublicKey, c.DER, "", req.ApplicationID)
+	rec, err := i.sign(ctx, meta, pl, c.PublicKey, c.DER, "", applicationID)
 	if err != nil {
 		return nil, err
 	}
-	return i.result(pl.ca, rec, req.RemoveRootsFromChain), nil
+	return i.result(pl.ca, rec, removeRoots), nil
 }
 
 // csrInput verifies the CSR (its form, self-signature, key and requested
@@ -61,7 +67,7 @@ func (i *Issuer) csrInput(p *Profile, req SignRequest) (planInput, *csr.Request,
 	if err != nil {
 		var ce *csr.Error
 		if errors.As(err, &ce) {
-			return planInput{}, nil, Errorf(KindBadRequest, "Invalid CSR: %s", ce.Reason)
+			return planInput{}, nil, badCSR("Invalid CSR: %s", ce.Reason)
 		}
 		return planInput{}, nil, internal(err)
 	}
@@ -70,13 +76,13 @@ func (i *Issuer) csrInput(p *Profile, req SignRequest) (planInput, *csr.Request,
 	_, in.ecLeaf = c.PublicKey.(*ecdsa.PublicKey)
 	if c.CommonName != "" {
 		if in.commonName, err = policy.ParseCommonName(c.CommonName); err != nil {
-			return planInput{}, nil, Errorf(KindBadRequest, "Invalid CSR: its common name %q: %v", c.CommonName, err)
+			return planInput{}, nil, badCSR("Invalid CSR: its common name %q: %v", c.CommonName, err)
 		}
 	}
 	for _, a := range c.AltNames {
 		s, err := policy.ParseSAN(a.Type, a.Value)
 		if err != nil {
-			return planInput{}, nil, Errorf(KindBadRequest, "Invalid CSR: its %s SAN %q: %v", a.Type, a.Value, err)
+			return planInput{}, nil, badCSR("Invalid CSR: its %s SAN %q: %v", a.Type, a.Value, err)
 		}
 		in.altNames = append(in.altNames, s)
 	}
@@ -358,7 +364,9 @@ func (s *Service) revoke(ctx context.Context, rec *record.Certificate, at time.T
 	err := s.store.Revoke(context.WithoutCancel(ctx), rec.ID, at, reason, ev)
 	switch {
 	case errors.Is(err, record.ErrAlreadyRevoked):
-		return nil, Errorf(KindBadRequest, "Certificate already revoked")
+		e := Errorf(KindBadRequest, "Certificate already revoked")
+		e.Cause = record.ErrAlreadyRevoked // ACME answers alreadyRevoked (RFC 8555 §7.6)
+		return nil, e
 	case errors.Is(err, record.ErrNotRevocable), errors.Is(err, record.ErrNotFound):
 		return nil, Errorf(KindNotFound, "Certificate not found")
 	case err != nil:

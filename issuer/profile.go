@@ -29,6 +29,7 @@ type ProfileConfig struct {
 	Managers          []string        `yaml:"managers"`
 	RateLimit         RateLimitConfig `yaml:"rateLimit"`
 	LintExclusions    []string        `yaml:"lintExclusions"`
+	ACME              ACMEConfig      `yaml:"acme"` // DESIGN §17
 }
 
 // DefaultsConfig are the usages a certificate gets when its request names none.
@@ -56,6 +57,7 @@ type Profile struct {
 	rate                   RateLimitConfig
 	lintExclusions         []string
 	warnings               []string
+	acme                   acmeSettings
 }
 
 // namePattern is what profile names and slugs must look like: they are
@@ -122,7 +124,8 @@ func NewProfile(cfg ProfileConfig) (*Profile, error) {
 			add("defaults.extendedKeyUsages: empty and policy.extendedKeyUsages requires none, so a certificate could carry no EKU (valid for any purpose); name the default EKUs")
 		}
 	}
-	if len(cfg.AllowedIdentities) == 0 {
+	p.acme = parseACME(cfg.ACME, p.policy, add)
+	if len(cfg.AllowedIdentities) == 0 && !cfg.ACME.Enabled { // an ACME-only profile admits its accounts
 		add("allowedIdentities: empty, so no client could ever use the profile")
 	}
 	p.allowed = parseIdentityPatterns("allowedIdentities", cfg.AllowedIdentities, add)

@@ -29,3 +29,10 @@ func ACMEIdentity(name string) (Identity, error) {
 func (p *Policy) EvaluateNames(sans []SAN) []string {
 	return p.evaluateAltNames(UniqueSANs(sans))
 }
+
+// AllowsSANType reports whether the policy lets some SAN of type typ
+// through: its rule has an allowed or a required pattern.
+func (p *Policy) AllowsSANType(typ string) bool {
+	r := p.altNames[typ]
+	return r != nil && (len(r.allowed) > 0 || len(r.required) > 0)
+}
