@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/ThalesGroup/crypto11 v1.6.2
 	github.com/coreos/go-systemd/v22 v22.7.0
+	github.com/go-jose/go-jose/v4 v4.1.9
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/google/uuid v1.6.0
 	github.com/gorilla/mux v1.8.1

@@ -298,5 +298,9 @@ func (c *Certificate) ACMEChain() (string, error) {
 	if c.CA == nil {
 		return "", fmt.Errorf("the CA of certificate %s is no longer configured", c.Record.ID)
 	}
-	return pemString("CERTIFICATE", c.Record.DER) + "\n" + c.CA.Chain(true) + "\n", nil
+	out := pemString("CERTIFICATE", c.Record.DER) + "\n"
+	if chain := c.CA.Chain(true); chain != "" { // "" when the issuing CA is a root
+		out += chain + "\n"
+	}
+	return out, nil
 }
