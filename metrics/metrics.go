@@ -38,6 +38,8 @@ type Options struct {
 	RevocationReasons          []string // the reasons a revocation may carry (the issuer's vocabulary)
 	OCSPStatuses               []string // the statuses of OCSP answers (the issuer's vocabulary)
 	RejectReasons              []string // why a client identity is refused (the API's vocabulary)
+	// The ACME server's vocabularies (DESIGN §17).
+	ACMEOrderOutcomes, ACMEChallengeTypes, ACMEValidationOutcomes []string
 }
 
 // Metrics holds every collector of pkid.
@@ -71,6 +73,7 @@ type Metrics struct {
 	ocspResponses    *prometheus.CounterVec
 	logins           *prometheus.CounterVec
 	ocspResponder    *prometheus.GaugeVec
+	acme             *acmeMetrics
 
 	reasons      []string
 	ocspStatuses []string
@@ -141,6 +144,7 @@ func New(o Options) *Metrics {
 		ocspResponder: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name("ocsp", "responder_not_after_timestamp_seconds"),
 			Help: "Expiry of each CA's delegated OCSP responder certificate."}, []string{"ca"}),
 	}
+	m.acme = newACMEMetrics(o)
 	m.ocspStatuses = o.OCSPStatuses
 	m.reasons = o.RevocationReasons
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: name("", "build_info"), Help: "Build information; always 1.",
@@ -150,6 +154,7 @@ func New(o Options) *Metrics {
 		m.sessionsLimit, m.notAfter, m.pending, m.httpRequests, m.httpInFlight, m.httpDuration, m.lintFailures, m.commitDuration,
 		m.commitGroupSize, m.identityRejected, m.reloads, m.recovered, m.checkpoint, m.revocations, m.crlNumber,
 		m.crlNextUpdate, m.crlThisUpdate, m.crlErrors, m.ocspResponses, m.ocspResponder, m.logins, build,
+		m.acme.orders, m.acme.validations,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: namespace}))
 	m.sessionsLimit.Set(float64(o.SessionLimit))
 	for _, r := range o.RejectReasons {
@@ -179,6 +184,7 @@ func (m *Metrics) SetConfig(profiles, cas []string) {
 			m.ocspResponses.WithLabelValues(c, st)
 		}
 	}
+	m.acme.start(profiles)
 	for _, p := range append(profiles, Unknown) {
 		pm[p] = true
 		for _, o := range Outcomes {

@@ -48,3 +48,26 @@ pkid_hsm_sessions_limit 0
 		t.Error(err)
 	}
 }
+
+func TestACMECountersAreBoundedAndStartAtZero(t *testing.T) {
+	m := New(Options{Profiles: []string{"web-server"}, ACMEOrderOutcomes: []string{"created", "valid"},
+		ACMEChallengeTypes: []string{"http-01"}, ACMEValidationOutcomes: []string{"valid", "invalid"}})
+	if got := testutil.ToFloat64(m.acme.orders.WithLabelValues("web-server", "valid")); got != 0 {
+		t.Errorf("orders{web-server,valid} = %v before any order", got)
+	}
+	if n := testutil.CollectAndCount(m.acme.validations); n != 2 {
+		t.Errorf("%d validation series at start, want http-01 × 2 outcomes", n)
+	}
+	m.ObserveACMEOrder("web-server", "valid")
+	m.ObserveACMEOrder("attacker", "'; DROP")
+	m.ObserveACMEValidation("email-reply-00", "valid")
+	if got := testutil.ToFloat64(m.acme.orders.WithLabelValues("web-server", "valid")); got != 1 {
+		t.Errorf("orders{web-server,valid} = %v", got)
+	}
+	if got := testutil.ToFloat64(m.acme.orders.WithLabelValues(Unknown, Unknown)); got != 1 {
+		t.Errorf("raw input became a label: unknown × unknown = %v", got)
+	}
+	if got := testutil.ToFloat64(m.acme.validations.WithLabelValues(Unknown, "valid")); got != 1 {
+		t.Errorf("an unknown challenge type was not counted as unknown: %v", got)
+	}
+}
