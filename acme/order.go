@@ -255,7 +255,8 @@ func (s *Server) order(ctx context.Context, x *exchange, req *request, args []st
 	if p != nil {
 		return nil, p
 	}
-	return &reply{status: http.StatusOK, body: x.orderBody(o, statuses)}, nil
+	body := x.orderBody(o, statuses)
+	return &reply{status: http.StatusOK, body: body, retryAfter: body.Status == record.ACMEProcessing}, nil
 }
 
 // loadAuthz finds the signer's authorization with id.
@@ -281,6 +282,16 @@ func (x *exchange) challengeBody(az *record.ACMEAuthorization, c record.ACMEChal
 		out.Error = lostProblem
 	}
 	return out
+}
+
+// validating reports a challenge of az being checked.
+func validating(az *record.ACMEAuthorization, now time.Time) bool {
+	for _, c := range az.Challenges {
+		if challengeStatus(c, now) == record.ACMEProcessing {
+			return true
+		}
+	}
+	return false
 }
 
 func (x *exchange) authzBody(az *record.ACMEAuthorization) authzJSON {
@@ -319,7 +330,8 @@ func (s *Server) authorization(ctx context.Context, x *exchange, req *request, a
 		}
 		az.Status = record.ACMEDeactivated
 	}
-	return &reply{status: http.StatusOK, body: x.authzBody(az)}, nil
+	body := x.authzBody(az)
+	return &reply{status: http.StatusOK, body: body, retryAfter: body.Status == record.ACMEPending && validating(az, s.now())}, nil
 }
 
 // challenge serves a challenge: read it (POST-as-GET), or, with a JSON
@@ -340,7 +352,8 @@ func (s *Server) challenge(ctx context.Context, x *exchange, req *request, args 
 		return nil, notFound("Challenge not found")
 	}
 	rep := func() (*reply, *problem) {
-		return &reply{status: http.StatusOK, body: x.challengeBody(az, az.Challenges[k]),
+		body := x.challengeBody(az, az.Challenges[k])
+		return &reply{status: http.StatusOK, body: body, retryAfter: body.Status == record.ACMEProcessing,
 			links: []string{`<` + x.authzURL(az.ID) + `>;rel="up"`}}, nil
 	}
 	if req.postAsGet() {

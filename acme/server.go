@@ -239,6 +239,7 @@ type reply struct {
 	contentType string
 	location    string
 	links       []string // extra Link values, e.g. `<…>;rel="up"`
+	retryAfter  bool     // work is in progress: poll again in a second (RFC 8555 §8.2)
 }
 
 // ServeHTTP serves everything under PathPrefix.
@@ -409,6 +410,9 @@ func (x *exchange) send(rep *reply) int {
 	}
 	if rep.location != "" {
 		h.Set("Location", rep.location)
+	}
+	if rep.retryAfter {
+		h.Set("Retry-After", "1")
 	}
 	switch {
 	case rep.raw != nil:
