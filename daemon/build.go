@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pkid/pkid/acme"
 	"github.com/pkid/pkid/api"
 	"github.com/pkid/pkid/auth"
 	"github.com/pkid/pkid/ceremony"
@@ -45,6 +46,7 @@ type resources struct {
 	admission *api.Admission
 	logins    *auth.LoginLimiter // machine identities' login limits: a reload resets no bucket
 	auditKey  crypto.PublicKey
+	acme      *acme.Runtime // ACME rate limits and challenge validations in flight
 }
 
 // storeCloseTimeout bounds how long closing waits for the store's writer:
@@ -54,6 +56,11 @@ const storeCloseTimeout = 10 * time.Second
 // Close releases the store (committing what was submitted) and then the token.
 func (r *resources) Close() error {
 	var errs []error
+	if r.acme != nil { // validations write to the store: stop them first
+		ctx, cancel := context.WithTimeout(context.Background(), storeCloseTimeout)
+		errs = append(errs, r.acme.Close(ctx))
+		cancel()
+	}
 	if r.store != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), storeCloseTimeout)
 		errs = append(errs, r.store.Close(ctx))
@@ -104,7 +111,7 @@ func openStore(ctx context.Context, cfg *Config, onCommit func(time.Duration, in
 // openResources opens the token and the database named by cfg, checks the
 // audit key's custody, and builds the state that outlives reloads.
 func openResources(ctx context.Context, cfg *Config, m *metrics.Metrics, log *slog.Logger) (*resources, error) {
-	r := &resources{}
+	r := &resources{acme: acme.NewRuntime()}
 	var err error
 	if r.token, err = openToken(cfg.hsm, cfg.poolWait, log); err != nil {
 		return nil, err
@@ -289,6 +296,10 @@ func buildGeneration(ctx context.Context, cfg *Config, res *resources, m *metric
 	g.handler = api.NewHandler(api.Config{Issuer: g.issuer, Admission: res.admission, Logger: log, Metrics: m,
 		MaxBodyBytes: cfg.limits.maxBodyBytes, BodyReadTimeout: cfg.limits.bodyReadTimeout,
 		Machines: machines, Catalog: cfg.catalog})
+	if g.handler, err = withACME(g.handler, cfg, g.issuer, res, m, log); err != nil {
+		add("%v", err)
+		return fail()
+	}
 	g.public = public.NewHandler(public.Config{CRLs: res.crls, OCSP: res.ocsp, CAs: g.cas, Logger: log, Metrics: m})
 	return g, nil
 }

@@ -58,6 +58,7 @@ type ConfigFile struct {
 	AccessTokens      AccessTokensConfig   `yaml:"accessTokens"`
 	Project           ProjectConfig        `yaml:"project"`
 	Applications      []ApplicationConfig  `yaml:"applications"`
+	ACME              ACMEConfig           `yaml:"acme"` // DESIGN.md §17
 }
 
 // AccessTokensConfig says where the key that signs machine identities'
@@ -203,6 +204,7 @@ type Config struct {
 	machines      *auth.Machines // nil: no machine identities
 	tokens        AccessTokensConfig
 	catalog       api.Catalog
+	acme          acmeSettings
 	warnings      []string
 }
 
@@ -463,6 +465,7 @@ func NewConfig(f *ConfigFile, path string) (*Config, error) {
 	}
 	c.catalog = newCatalog(f, c.profiles, add)
 	c.warnings = append(c.warnings, unknownMachines(f.Profiles, c.machines)...)
+	c.acme = newACMESettings(f.ACME, f.Profiles, abs, add)
 	if len(p) > 0 {
 		return nil, &ConfigError{Path: path, Problems: p}
 	}

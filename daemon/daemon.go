@@ -85,11 +85,13 @@ func newMetrics(info Info, cfg *Config) *metrics.Metrics {
 	if sessions == 0 {
 		sessions = 8 // hsm's default
 	}
-	return metrics.New(metrics.Options{Version: info.Version, Commit: info.Commit, GoVersion: runtime.Version(),
+	o := metrics.Options{Version: info.Version, Commit: info.Commit, GoVersion: runtime.Version(),
 		Routes:            append(api.Routes(), public.RouteCRL, public.RouteCA, public.RouteOCSP, "/metrics", "/healthz", "/readyz"),
 		SessionLimit:      sessions,
 		RejectReasons:     []string{api.RejectNoCredential, api.RejectAmbiguous, api.RejectUnusable, api.RejectNotAllowed, api.RejectInvalidToken},
-		RevocationReasons: issuer.RevocationReasons, OCSPStatuses: issuer.OCSPStatuses})
+		RevocationReasons: issuer.RevocationReasons, OCSPStatuses: issuer.OCSPStatuses}
+	acmeMetricOptions(&o)
+	return metrics.New(o)
 }
 
 // Serve runs pkid until ctx ends: it builds and checks everything, listens,

@@ -12,6 +12,7 @@
 //	pkid store migrate --config F --from DB   copy a SQLite store into PostgreSQL
 //	pkid identity add --name N       make a machine identity's client id, secret and config stanza
 //	pkid identity token --name N     make a static token for a machine identity
+//	pkid acme eab add --config F --profile P   make an ACME external account binding key
 //	pkid version
 package main
 
@@ -56,6 +57,7 @@ commands:
   store migrate --config F --from DB   copy a stopped node's SQLite store into the config's empty PostgreSQL database
   identity add --name N         make a machine identity: client id, client secret (shown once), config stanza
   identity token --name N       make a static token ("token auth") for a machine identity
+  acme eab add --config F --profile P [--key-file F]   make an ACME external account binding key (shown once)
   version                       print version information
 `
 
@@ -92,6 +94,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdStore(ctx, args[1:], stdout)
 	case "identity":
 		err = cmdIdentity(args[1:], stdout)
+	case "acme":
+		err = cmdACME(ctx, args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":
