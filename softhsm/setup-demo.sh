@@ -14,10 +14,14 @@
 #   DIR/identity/                    machine identity demo-agent (DESIGN.md §15): client-id,
 #                                    client-secret, static-token (mode 0600; the config keeps
 #                                    only their hashes) and token-key, which signs access tokens
-#   DIR/pkid.yaml                    three profiles: web-server, internal-services, prod-clients
+#   DIR/acme/                        ACME (DESIGN.md §17): eab-secret, from which external account
+#                                    binding keys are derived, and one such key for web-server's
+#                                    directory, made by pkid acme eab add: eab-kid, eab-hmac-key (0600)
+#   DIR/pkid.yaml                    three profiles: web-server (also served by ACME, with EAB),
+#                                    internal-services, prod-clients
 # No CA private key ever exists outside the token. Idempotent: a complete
 # DIR is kept (pkid.yaml is rewritten for PKID_API_ADDR / PKID_METRICS_ADDR /
-# PKID_PUBLIC_ADDR);
+# PKID_PUBLIC_ADDR / PKID_ACME_HTTP_PORT / PKID_ACME_TLS_ALPN_PORT);
 # an incomplete one is rebuilt.
 set -euo pipefail
 
@@ -25,6 +29,10 @@ DIR=${1:?usage: setup-demo.sh DIR}
 API_ADDR=${PKID_API_ADDR:-127.0.0.1:8443}
 METRICS_ADDR=${PKID_METRICS_ADDR:-127.0.0.1:9464}
 PUBLIC_ADDR=${PKID_PUBLIC_ADDR:-127.0.0.1:8080}
+# Where ACME challenges are checked: the demo's names resolve to 127.0.0.1
+# (acme.hostOverrides), and clients answer on unprivileged ports.
+ACME_HTTP_PORT=${PKID_ACME_HTTP_PORT:-8402}
+ACME_TLS_ALPN_PORT=${PKID_ACME_TLS_ALPN_PORT:-8403}
 here=$(cd "$(dirname "$0")" && pwd)
 PKID=${PKID_BIN:-$here/../bin/pkid}
 TOKEN=pkid-demo
@@ -46,20 +54,38 @@ done
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 
+# begin_part D succeeds when part D of the demo is still to be made, after
+# making D afresh and private; it fails when D/.complete says it is made.
+begin_part() {
+  [ -f "$1/.complete" ] && return 1
+  rm -rf "$1"
+  mkdir -p "$1"
+  chmod 700 "$1"
+}
+
 # ensure_identity makes the demo machine identity once: its secrets stay in
 # DIR/identity (0600), the config gets their hashes from the stanzas pkid
 # printed. It needs no token, so an older demo directory gains it too.
 ensure_identity() {
   local id="$DIR/identity"
-  [ -f "$id/.complete" ] && return 0
-  rm -rf "$id"
-  mkdir -p "$id"
-  chmod 700 "$id"
+  begin_part "$id" || return 0
   "$PKID" identity add --name "$MACHINE" --secret-file "$id/client-secret" >"$id/machine.yaml"
   "$PKID" identity token --name "$MACHINE" --token-file "$id/static-token" >"$id/static-token.yaml"
   sed -n 's/^    clientId: //p' "$id/machine.yaml" | tr -d '\n' >"$id/client-id"
   (umask 077 && head -c 32 /dev/urandom >"$id/token-key")
   touch "$id/.complete"
+}
+
+# ensure_acme makes the EAB secret and one EAB key for web-server's ACME
+# directory, once (an older demo directory gains them too). The key's MAC
+# is written to DIR/acme/eab-hmac-key; the database keeps only its hash.
+ensure_acme() {
+  local a="$DIR/acme"
+  begin_part "$a" || return 0
+  (umask 077 && head -c 32 /dev/urandom >"$a/eab-secret")
+  "$PKID" acme eab add --config "$DIR/pkid.yaml" --profile web-server --key-file "$a/eab-hmac-key" >"$a/eab.txt"
+  sed -n 's/^kid: //p' "$a/eab.txt" | tr -d '\n' >"$a/eab-kid"
+  touch "$a/.complete"
 }
 
 write_config() {
@@ -110,6 +136,20 @@ applications:
   - id: 5d2e8b90-1f3c-4a6b-8e7d-6c5b4a392817
     name: clients
     profiles: [prod-clients]
+# What every profile's ACME server shares (DESIGN.md §17). In production
+# http-01 and tls-alpn-01 connect to ports 80 and 443 of the names a client
+# orders, as DNS resolves them; the demo's names do not exist, so they are
+# pointed at 127.0.0.1 (hostOverrides takes loopback addresses only) and
+# clients answer on unprivileged ports.
+acme:
+  eabKeyFile: acme/eab-secret
+  httpPort: $ACME_HTTP_PORT
+  tlsALPNPort: $ACME_TLS_ALPN_PORT
+  hostOverrides:
+    example.internal: 127.0.0.1
+    www.example.internal: 127.0.0.1
+    app.example.internal: 127.0.0.1
+    api.example.internal: 127.0.0.1
 audit:
   keyLabel: pkid-audit
   publicKey: audit/audit-key.pem
@@ -144,6 +184,9 @@ profiles:
   - id: b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e
     name: web-server
     ca: ec-issuing
+    # ACME at https://$API_ADDR/acme/web-server/directory, for accounts
+    # bound to a key from pkid acme eab add (DIR/acme/eab-kid, eab-hmac-key).
+    acme: {enabled: true, externalAccountRequired: true}
     allowedIdentities: ["$CLIENT_IDENTITY", "$MACHINE_IDENTITY"]
     managers: ["$CLIENT_IDENTITY", "$MACHINE_IDENTITY"]
     defaults:
@@ -229,13 +272,14 @@ YAML
 if [ -f "$DIR/.complete" ]; then
   ensure_identity
   write_config
+  ensure_acme
   echo "setup-demo: $DIR is already set up; rewrote $DIR/pkid.yaml (api $API_ADDR, metrics $METRICS_ADDR, public $PUBLIC_ADDR)"
   exit 0
 fi
 
 # Start from nothing: an interrupted earlier run may have left a token
 # with keys whose certificates were never written.
-rm -rf "$DIR/tokens" "$DIR/ca" "$DIR/tls" "$DIR/audit" "$DIR/identity" "$DIR"/pkid.db* "$DIR/hsm-pin" "$DIR/hsm-so-pin"
+rm -rf "$DIR/tokens" "$DIR/ca" "$DIR/tls" "$DIR/audit" "$DIR/identity" "$DIR/acme" "$DIR"/pkid.db* "$DIR/hsm-pin" "$DIR/hsm-so-pin"
 mkdir -p "$DIR/tokens" "$DIR/ca" "$DIR/tls" "$DIR/audit"
 chmod 700 "$DIR/tokens"
 cat >"$DIR/softhsm2.conf" <<CONF
@@ -283,5 +327,6 @@ tls=("${tok[@]}" --ca-label pkid-tls-ca --ca-cert "$DIR/tls/ca.pem" --validity 2
 
 ensure_identity
 write_config
+ensure_acme
 touch "$DIR/.complete"
 echo "setup-demo: ready in $DIR — run: bin/pkid serve --config $DIR/pkid.yaml"
