@@ -24,8 +24,8 @@ func cmdStore(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "copied %d certificates, %d CRLs, %d audit entries, %d checkpoints, %d OCSP answers, %d revoked tokens\n",
-		rep.Certificates, rep.CRLs, rep.AuditEntries, rep.Checkpoints, rep.OCSPResponses, rep.RevokedTokens)
+	fmt.Fprintf(stdout, "copied %d certificates, %d CRLs, %d audit entries, %d checkpoints, %d OCSP answers, %d revoked tokens, %d rows of ACME state\n",
+		rep.Certificates, rep.CRLs, rep.AuditEntries, rep.Checkpoints, rep.OCSPResponses, rep.RevokedTokens, rep.ACMERows)
 	fmt.Fprintf(stdout, "audit chain verified on the target: %d entries, %d signed checkpoints, head %d:%s (the source's)\n",
 		rep.Audit.Entries, rep.Audit.Checkpoints, rep.HeadSeq, rep.HeadHash)
 	return nil

@@ -28,6 +28,7 @@ type Report struct {
 	Checkpoints   int64
 	OCSPResponses int64
 	RevokedTokens int64
+	ACMERows      int64 // EAB keys, accounts, orders, authorizations and challenges
 	// LegacyEntries are the first entries of a log written before issued
 	// entries carried derSha256 (SQLite schema version 1); the boundary is
 	// copied so the target's VerifyAudit accepts them as the source's did.
@@ -48,7 +49,7 @@ func Copy(ctx context.Context, from *sqlite.DB, to *postgres.DB) (Report, error)
 	err := from.Export(ctx, func(s dump.Snapshot) error {
 		n, err := to.Import(ctx, s)
 		rep = Report{Certificates: n.Certificates, CRLs: n.CRLs, AuditEntries: n.Entries, Checkpoints: n.Checkpoints,
-			OCSPResponses: n.OCSPResponses, RevokedTokens: n.Tokens, LegacyEntries: n.LegacyThrough,
+			OCSPResponses: n.OCSPResponses, RevokedTokens: n.Tokens, ACMERows: n.ACMERows, LegacyEntries: n.LegacyThrough,
 			HeadSeq: n.HeadSeq, HeadHash: n.HeadHash}
 		return err
 	})

@@ -152,6 +152,7 @@ func TestCopy(t *testing.T) {
 	if err := src.RevokeToken(ctx, "jti-1", time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
+	acmeOrder, acmeAuthz := acmeState(t, src)
 	want, err := src.VerifyAudit(ctx, store.VerifyOptions{Key: key.Public()})
 	if err != nil {
 		t.Fatalf("VerifyAudit of the source: %v", err)
@@ -170,7 +171,7 @@ func TestCopy(t *testing.T) {
 		t.Fatalf("Copy: %v", err)
 	}
 	wantRep := Report{Certificates: 30, CRLs: 3, AuditEntries: want.Entries, Checkpoints: 2, OCSPResponses: 2, RevokedTokens: 1,
-		HeadSeq: srcSeq, HeadHash: srcHash}
+		ACMERows: 6, HeadSeq: srcSeq, HeadHash: srcHash}
 	if rep != wantRep {
 		t.Errorf("Copy report\n%+v\nwant\n%+v", rep, wantRep)
 	}
@@ -199,6 +200,7 @@ func TestCopy(t *testing.T) {
 	if ok, err := dst.TokenRevoked(ctx, "jti-1"); err != nil || !ok {
 		t.Errorf("TokenRevoked after the copy = %v, %v", ok, err)
 	}
+	sameACMEState(t, src, dst, acmeOrder, acmeAuthz)
 	if l, err := dst.LatestCRL(ctx, "ec-issuing"); err != nil || l.Number != 3 {
 		t.Errorf("LatestCRL after the copy = %+v, %v", l, err)
 	}
@@ -275,5 +277,56 @@ func TestCopyKeepsLegacyBoundary(t *testing.T) {
 	got, err := dst.VerifyAudit(ctx, store.VerifyOptions{})
 	if err != nil || got.LegacyEntries != 1 || got.Entries != 2 || got.Certificates != 1 {
 		t.Fatalf("VerifyAudit of the copy = %+v, %v", got, err)
+	}
+}
+
+// acmeState puts an EAB key, the account it binds, an order and its
+// authorization with two challenges (one failed) into s.
+func acmeState(t *testing.T, s *sqlite.DB) (order, authz string) {
+	t.Helper()
+	ctx := context.Background()
+	const profile = "11111111-0000-4000-8000-000000000001"
+	if err := s.AddACMEEABKey(ctx, &record.ACMEEABKey{KeyID: "kid-1", ProfileID: profile, KeyHash: hexHash("mac"), CreatedAt: at(1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateACMEAccount(ctx, &record.ACMEAccount{ID: "acct-1", ProfileID: profile, KeyID: "thumb", Key: []byte(`{"kty":"EC"}`),
+		Contacts: []string{"mailto:ops@example.internal"}, Status: record.ACMEValid, EABKeyID: "kid-1", CreatedAt: at(2)}); err != nil {
+		t.Fatal(err)
+	}
+	o := &record.ACMEOrder{ID: "order-1", AccountID: "acct-1", ProfileID: profile, Status: record.ACMEPending,
+		Identifiers: []record.ACMEIdentifier{{Type: "dns", Value: "a.example.internal"}}, AuthorizationIDs: []string{"authz-1"},
+		Expires: at(3).Add(time.Hour), CreatedAt: at(3)}
+	az := &record.ACMEAuthorization{ID: "authz-1", OrderID: o.ID, AccountID: "acct-1", ProfileID: profile,
+		Identifier: o.Identifiers[0], Status: record.ACMEPending, Expires: o.Expires, CreatedAt: at(3),
+		Challenges: []record.ACMEChallenge{{Type: "http-01", Token: "t1", Status: record.ACMEPending}, {Type: "dns-01", Token: "t2", Status: record.ACMEPending}}}
+	if err := s.CreateACMEOrder(ctx, o, []*record.ACMEAuthorization{az}); err != nil {
+		t.Fatal(err)
+	}
+	failed := az.Challenges[1]
+	failed.Status, failed.Problem, failed.UpdatedAt = record.ACMEInvalid, []byte(`{"type":"urn:ietf:params:acme:error:dns"}`), at(4)
+	if err := s.UpdateACMEChallenge(ctx, az.ID, failed.Type, record.ACMEPending, failed, record.ACMEInvalid); err != nil {
+		t.Fatal(err)
+	}
+	return o.ID, az.ID
+}
+
+// sameACMEState checks that dst reads the ACME state as src does.
+func sameACMEState(t *testing.T, src *sqlite.DB, dst *postgres.DB, order, authz string) {
+	t.Helper()
+	ctx := context.Background()
+	for what, read := range map[string]func(store.Store) (any, error){
+		"EAB key":       func(s store.Store) (any, error) { return s.ACMEEABKey(ctx, "kid-1") },
+		"account":       func(s store.Store) (any, error) { return s.ACMEAccount(ctx, "acct-1") },
+		"order":         func(s store.Store) (any, error) { return s.ACMEOrder(ctx, order) },
+		"authorization": func(s store.Store) (any, error) { return s.ACMEAuthorization(ctx, authz) },
+	} {
+		a, err1 := read(src)
+		b, err2 := read(dst)
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("ACME %s\nin SQLite %+v\nin PostgreSQL %+v", what, a, b)
+		}
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 // Import copies s into this database in one transaction, refusing (with
 // an error wrapping dump.ErrNotEmpty) a database that holds any record,
-// entry, checkpoint, OCSP answer or revoked token. Rows are copied as
+// entry, checkpoint, OCSP answer, revoked token, EAB key or ACME account. Rows are copied as
 // stored — audit entries verbatim, records in the state they reached — by
 // COPY, with the guards on (rows are inserted, never updated), so a source
 // that breaks them (a CRL number out of order) fails the copy. It is for
@@ -38,7 +38,8 @@ func (d *DB) Import(ctx context.Context, s dump.Snapshot) (dump.Counts, error) {
 	var used bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM certificates) OR EXISTS (SELECT 1 FROM crls)
 		OR EXISTS (SELECT 1 FROM audit) OR EXISTS (SELECT 1 FROM audit_checkpoints)
-		OR EXISTS (SELECT 1 FROM ocsp_responses) OR EXISTS (SELECT 1 FROM revoked_tokens)`).Scan(&used); err != nil {
+		OR EXISTS (SELECT 1 FROM ocsp_responses) OR EXISTS (SELECT 1 FROM revoked_tokens)
+		OR EXISTS (SELECT 1 FROM acme_eab_keys) OR EXISTS (SELECT 1 FROM acme_accounts)`).Scan(&used); err != nil {
 		return n, fmt.Errorf("importing into %s: %w", d.where, classify(err))
 	}
 	if used || headSeq != 0 {
@@ -102,6 +103,13 @@ func (d *DB) Import(ctx context.Context, s dump.Snapshot) (dump.Counts, error) {
 		if *st.into, err = copyIn(st.table, st.columns, st.rows); err != nil {
 			return n, fmt.Errorf("importing into %s: %w", d.where, err)
 		}
+	}
+	for _, r := range s.ACME {
+		count, err := copyIn(r.Table, r.Columns, r.Rows)
+		if err != nil {
+			return n, fmt.Errorf("importing into %s: %w", d.where, err)
+		}
+		n.ACMERows += count
 	}
 	n.HeadHash = headHash
 	if n.HeadSeq != 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/pkid/pkid/record"
+	"github.com/pkid/pkid/store/internal/acmesql"
 	"github.com/pkid/pkid/store/internal/dump"
 )
 
@@ -71,6 +72,18 @@ func (d *DB) Export(ctx context.Context, fn func(dump.Snapshot) error) error {
 			tk.ExpiresAt, err = parseTime(exp)
 			return tk, err
 		}, `SELECT jti, expires_at FROM revoked_tokens ORDER BY jti`),
+	}
+	for _, t := range acmesql.Tables {
+		columns := t.ColumnNames()
+		s.ACME = append(s.ACME, dump.Rows{Table: t.Name, Columns: columns,
+			Rows: rowsOf(ctx, tx, func(rows *sql.Rows) ([]any, error) {
+				values := make([]any, len(columns))
+				into := make([]any, len(columns))
+				for k := range values {
+					into[k] = &values[k]
+				}
+				return values, rows.Scan(into...)
+			}, `SELECT `+t.Columns+` FROM `+t.Name+` ORDER BY `+t.OrderBy)})
 	}
 	return fn(s)
 }

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pkid/pkid/record"
@@ -134,6 +135,34 @@ func (s *Store) ACMEEABKey(ctx context.Context, keyID string) (*record.ACMEEABKe
 }
 
 const accountColumns = `id, profile_id, key_id, jwk, contacts, status, eab_kid, created_at, updated_at`
+
+// Table is one table of the ACME state as both backends lay it out, for
+// a copy of a whole store (store/migrate).
+type Table struct {
+	Name    string
+	Columns string // in the order of the copy
+	OrderBy string
+}
+
+// ColumnNames are t's columns, one name each.
+func (t Table) ColumnNames() []string {
+	names := strings.Split(t.Columns, ",")
+	for k, n := range names {
+		names[k] = strings.TrimSpace(n)
+	}
+	return names
+}
+
+// Tables are the ACME tables a store copy carries, each after those it
+// references. Nonces are not copied: they live minutes, and a client
+// asks for a new one when refused.
+var Tables = []Table{
+	{"acme_eab_keys", "kid, profile_id, key_hash, account_id, created_at, bound_at", "kid"},
+	{"acme_accounts", accountColumns, "id"},
+	{"acme_orders", orderColumns, "id"},
+	{"acme_authorizations", authzColumns, "id"},
+	{"acme_challenges", "authz_id, position, type, token, status, validated_at, problem, updated_at", "authz_id, position"},
+}
 
 func scanAccount(scan func(dest ...any) error) (*record.ACMEAccount, error) {
 	var a record.ACMEAccount

@@ -46,12 +46,23 @@ type Snapshot struct {
 	Checkpoints   iter.Seq2[record.Checkpoint, error]
 	OCSP          iter.Seq2[record.OCSPResponse, error]
 	Tokens        iter.Seq2[Token, error]
+	// ACME are the ACME server's tables, which both backends lay out
+	// alike, row by row as the source's driver reads them.
+	ACME []Rows
+}
+
+// Rows are the rows of one table, in its columns' order.
+type Rows struct {
+	Table   string
+	Columns []string
+	Rows    iter.Seq2[[]any, error]
 }
 
 // Counts says how many rows of each kind were copied, and where the
 // chain's head is.
 type Counts struct {
 	Certificates, CRLs, Entries, Checkpoints, OCSPResponses, Tokens int64
+	ACMERows                                                        int64
 	LegacyThrough                                                   int64
 	HeadSeq                                                         int64
 	HeadHash                                                        string
