@@ -35,7 +35,7 @@ demo-ha: deps build
 # PostgreSQL's tests start their own throw-away servers; packaging/ is a
 # module of its own (nfpm stays out of pkid's go.mod) and installs, removes
 # and purges the .deb when run as root.
-test: PKID_EXTRA_PACKAGES = prometheus systemd postgresql
+test: PKID_EXTRA_PACKAGES = prometheus systemd postgresql certbot
 test: deps build lint fuzz
 	PKID_REQUIRE_SOFTHSM=1 PKID_REQUIRE_POSTGRES=1 PKID_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 25m ./...
 	cd packaging && PKID_REQUIRE_PACKAGE=1 PKID_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m ./...
@@ -46,7 +46,7 @@ test: deps build lint fuzz
 FUZZTIME ?= 3s
 FUZZ_TARGETS := policy:FuzzParseDuration policy:FuzzMatchAgreesWithRegexp policy:FuzzParseSAN policy:FuzzSANPattern \
 	policy:FuzzParseCommonName issuer:FuzzCanonicalValueRoundTrip csr:FuzzParse api:FuzzDecodeRequest daemon:FuzzParseConfig \
-	auth:FuzzAuthenticate
+	auth:FuzzAuthenticate acme:FuzzParseJWS
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
 	  echo "fuzz $$fn ($(FUZZTIME))"; \
