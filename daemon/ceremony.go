@@ -63,10 +63,15 @@ func ParseValidity(s string) (time.Duration, error) { return policy.ParseDuratio
 // CreateRoot generates a CA key labelled label in the token and writes its
 // self-signed certificate to out.
 func (c *Ceremony) CreateRoot(label string, kt KeyType, spec CASpec, out string) (*x509.Certificate, error) {
+	return c.selfSigned(c.tok.GenerateCAKey, label, kt, spec, out)
+}
+
+func (c *Ceremony) selfSigned(generate func(string, hsm.KeyType) (crypto.Signer, error), label string, kt KeyType,
+	spec CASpec, out string) (*x509.Certificate, error) {
 	if err := refuseExisting(out); err != nil {
 		return nil, err
 	}
-	signer, err := c.tok.GenerateCAKey(label, kt)
+	signer, err := generate(label, kt)
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +80,16 @@ func (c *Ceremony) CreateRoot(label string, kt KeyType, spec CASpec, out string)
 		return nil, err
 	}
 	return cert, writeFile(out, ceremony.PEM(cert), 0o644)
+}
+
+// CreateMTLSCA generates the key of the mTLS CA — the CA that certifies
+// only the API listener and its clients — and writes its self-signed
+// certificate (path length 0) to out. Its key carries the mTLS marker:
+// issue-tls signs with no other key, and the daemon accepts it as no CA,
+// audit or OCSP key.
+func (c *Ceremony) CreateMTLSCA(label string, kt KeyType, spec CASpec, out string) (*x509.Certificate, error) {
+	spec.MaxPathLen = 0
+	return c.selfSigned(c.tok.GenerateMTLSCAKey, label, kt, spec, out)
 }
 
 // CreateIntermediate generates a CA key labelled label and writes to out
@@ -137,8 +152,13 @@ type TLSRequest struct {
 // signed by the mTLS CA key in the token, with a fresh software key
 // written to KeyOut (mode 0600).
 func (c *Ceremony) IssueTLS(r TLSRequest) error {
-	ca, signer, err := c.loadCA(r.CALabel, r.CACert)
+	ca, signer, err := c.loadKey(r.CALabel, r.CACert, c.tok.CheckMTLSCustody)
 	if err != nil {
+		var ce *hsm.CustodyError
+		if errors.As(err, &ce) && ce.Attribute == "role" {
+			return fmt.Errorf("%w: issue-tls signs only with the mTLS CA key made by `pkid ca create-mtls-ca`; "+
+				"certificates from an issuing CA go through the daemon, where they are linted, recorded and audited", err)
+		}
 		return err
 	}
 	spec := ceremony.TLSSpec{CommonName: r.CommonName, DNSNames: r.DNS, Server: r.Server, Client: r.Client, Validity: r.Validity}
@@ -167,8 +187,13 @@ func (c *Ceremony) IssueTLS(r TLSRequest) error {
 }
 
 // loadCA reads a CA certificate and finds its key in the token, checking
-// custody and that the two match.
+// custody, that the key is a daemon CA key (never the mTLS CA), and that
+// the two match.
 func (c *Ceremony) loadCA(label, certPath string) (*x509.Certificate, crypto.Signer, error) {
+	return c.loadKey(label, certPath, c.tok.CheckCustody)
+}
+
+func (c *Ceremony) loadKey(label, certPath string, check func(string, crypto.PublicKey) (crypto.Signer, error)) (*x509.Certificate, crypto.Signer, error) {
 	if label == "" || certPath == "" {
 		return nil, nil, errors.New("a key label and a certificate file are required")
 	}
@@ -180,7 +205,7 @@ func (c *Ceremony) loadCA(label, certPath string) (*x509.Certificate, crypto.Sig
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", certPath, err)
 	}
-	signer, err := c.tok.CheckCustody(label, cert.PublicKey)
+	signer, err := check(label, cert.PublicKey)
 	if err != nil {
 		return nil, nil, err
 	}

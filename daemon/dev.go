@@ -272,7 +272,7 @@ func devCeremony(ctx context.Context, tp TokenParams, dir, host string) error {
 		func() error { return c.CreateAuditKey("pkid-audit", "ec-p256", path("audit", "audit-key.pem")) },
 		func() error { return c.CreateOCSPKey("pkid-ocsp-ec-issuing", "ec-p256") },
 		func() error {
-			_, err := c.CreateRoot("pkid-tls-ca", "ec-p256", CASpec{CommonName: "pkid Dev mTLS CA", Organization: "pkid dev",
+			_, err := c.CreateMTLSCA("pkid-tls-ca", "ec-p256", CASpec{CommonName: "pkid Dev mTLS CA", Organization: "pkid dev",
 				Validity: 10 * year}, path("tls", "ca.pem"))
 			return err
 		},

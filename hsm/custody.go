@@ -1,7 +1,9 @@
 package hsm
 
 import (
+	"bytes"
 	"crypto"
+	"crypto/rand"
 	"fmt"
 
 	"github.com/miekg/pkcs11"
@@ -36,25 +38,78 @@ var requiredAttributes = []struct {
 	{pkcs11.CKA_SIGN, "CKA_SIGN", true},
 }
 
+// KeyRole says which job a key in the token was created for. A key has
+// one: the daemon's keys (CAs, the audit key, OCSP responders) sign only
+// through its pipeline, and the mTLS CA key only the API listener's TLS
+// material in the key ceremony.
+type KeyRole int
+
+const (
+	// RoleDaemon: a CA, audit or OCSP responder key.
+	RoleDaemon KeyRole = iota
+	// RoleMTLSCA: the CA of the API listener and its clients.
+	RoleMTLSCA
+)
+
+func (r KeyRole) String() string {
+	if r == RoleMTLSCA {
+		return "mTLS CA key"
+	}
+	return "CA, audit or OCSP key"
+}
+
+// mtlsCAMarker starts the CKA_ID of an mTLS CA key. CKA_ID is fixed at
+// creation; the rest of it is random, as for every other key.
+var mtlsCAMarker = []byte("pkid-mtls-ca:")
+
+func newKeyID(role KeyRole) ([]byte, error) {
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return nil, fmt.Errorf("hsm: key id: %w", err)
+	}
+	if role == RoleMTLSCA {
+		id = append(append([]byte{}, mtlsCAMarker...), id...)
+	}
+	return id, nil
+}
+
 // CheckCustody verifies that the key labelled label exists, that its
-// private half has every required attribute, and that its public key is
-// pub (a CA certificate's, or the audit key's). It returns the key as a
-// signer when all hold. A nil pub accepts the key the token holds (an OCSP
-// responder key, which pkid certifies itself); after a re-open the token
-// must still hold that same key.
+// private half has every required attribute, that it was created for the
+// daemon (not as the mTLS CA), and that its public key is pub (a CA
+// certificate's, or the audit key's). It returns the key as a signer when
+// all hold. A nil pub accepts the key the token holds (an OCSP responder
+// key, which pkid certifies itself); after a re-open the token must still
+// hold that same key.
 func (t *Token) CheckCustody(label string, pub crypto.PublicKey) (crypto.Signer, error) {
+	return t.checkCustody(label, pub, RoleDaemon)
+}
+
+// CheckMTLSCustody is CheckCustody for the mTLS CA key: the same
+// attributes, and the key must carry the mTLS marker.
+func (t *Token) CheckMTLSCustody(label string, pub crypto.PublicKey) (crypto.Signer, error) {
+	return t.checkCustody(label, pub, RoleMTLSCA)
+}
+
+func (t *Token) checkCustody(label string, pub crypto.PublicKey, role KeyRole) (crypto.Signer, error) {
 	s, b, err := t.key(label)
 	if err != nil {
 		return nil, err
 	}
-	types := make([]uint, len(requiredAttributes))
+	types := make([]uint, len(requiredAttributes), len(requiredAttributes)+1)
 	for k, a := range requiredAttributes {
 		types[k] = a.typ
 	}
-	attrs, err := b.GetAttributes(s, types)
+	attrs, err := b.GetAttributes(s, append(types, pkcs11.CKA_ID))
 	if err != nil {
 		t.failed(b, err)
 		return nil, fmt.Errorf("hsm: reading attributes of key %q: %w", label, err)
+	}
+	got := RoleDaemon
+	if id := attrs[pkcs11.CKA_ID]; id != nil && bytes.HasPrefix(id.Value, mtlsCAMarker) {
+		got = RoleMTLSCA
+	}
+	if got != role {
+		return nil, &CustodyError{Label: label, Attribute: "role", Problem: fmt.Sprintf("is %s, must be %s", got, role)}
 	}
 	for _, a := range requiredAttributes {
 		got, ok := attrs[a.typ]

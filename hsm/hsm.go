@@ -16,7 +16,6 @@ package hsm
 import (
 	"crypto"
 	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -365,8 +364,21 @@ const (
 // GenerateCAKey creates a key pair inside the token with an explicit
 // template: token object, private, sensitive, never extractable, able to
 // sign and to do nothing else (PKCS#11 v2.40 §4.9). It refuses to create a
-// second key under an existing label.
+// second key under an existing label. The key serves the daemon: a CA,
+// the audit key or an OCSP responder.
 func (t *Token) GenerateCAKey(label string, kt KeyType) (crypto.Signer, error) {
+	return t.generate(label, kt, RoleDaemon)
+}
+
+// GenerateMTLSCAKey creates, with the same template, the key of the CA
+// that certifies only the API listener and its clients (mTLS material).
+// Its CKA_ID carries the mTLS marker, so that the ceremony's issue-tls
+// signs with no other key and the daemon refuses it as a CA key.
+func (t *Token) GenerateMTLSCAKey(label string, kt KeyType) (crypto.Signer, error) {
+	return t.generate(label, kt, RoleMTLSCA)
+}
+
+func (t *Token) generate(label string, kt KeyType, role KeyRole) (crypto.Signer, error) {
 	b, err := t.current()
 	if err != nil {
 		return nil, err
@@ -376,9 +388,9 @@ func (t *Token) GenerateCAKey(label string, kt KeyType) (crypto.Signer, error) {
 	} else if existing != nil {
 		return nil, fmt.Errorf("hsm: a key labelled %q already exists in the token", label)
 	}
-	id := make([]byte, 16)
-	if _, err := rand.Read(id); err != nil {
-		return nil, fmt.Errorf("hsm: key id: %w", err)
+	id, err := newKeyID(role)
+	if err != nil {
+		return nil, err
 	}
 	pub, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
 	if err != nil {

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -69,6 +70,41 @@ func TestGenerateCAKeyCustody(t *testing.T) {
 		}
 		if _, err := tok.GenerateCAKey(label, kt); err == nil {
 			t.Errorf("second GenerateCAKey(%s) under the same label succeeded", kt)
+		}
+	}
+}
+
+// A key has one job: the mTLS CA key passes only CheckMTLSCustody, and a
+// CA key only CheckCustody, each refusal naming the role.
+func TestKeyRolesAreExclusive(t *testing.T) {
+	tok := openTestToken(t)
+	if _, err := tok.GenerateMTLSCAKey("mtls", KeyECP256); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tok.GenerateCAKey("issuing", KeyECP256); err != nil {
+		t.Fatal(err)
+	}
+	mtls, issuing := selfSigned(t, tok, "mtls"), selfSigned(t, tok, "issuing")
+	if _, err := tok.CheckMTLSCustody("mtls", mtls.PublicKey); err != nil {
+		t.Errorf("CheckMTLSCustody(mTLS CA key) = %v", err)
+	}
+	if _, err := tok.CheckCustody("issuing", issuing.PublicKey); err != nil {
+		t.Errorf("CheckCustody(CA key) = %v", err)
+	}
+	for _, c := range []struct {
+		label string
+		check func(string, crypto.PublicKey) (crypto.Signer, error)
+		pub   crypto.PublicKey
+		want  string
+	}{
+		{"mtls", tok.CheckCustody, mtls.PublicKey, `key "mtls": role is mTLS CA key, must be CA, audit or OCSP key`},
+		{"mtls", tok.CheckCustody, nil, `key "mtls": role is mTLS CA key, must be CA, audit or OCSP key`},
+		{"issuing", tok.CheckMTLSCustody, issuing.PublicKey, `key "issuing": role is CA, audit or OCSP key, must be mTLS CA key`},
+	} {
+		_, err := c.check(c.label, c.pub)
+		var ce *CustodyError
+		if !errors.As(err, &ce) || ce.Attribute != "role" || err.Error() != c.want {
+			t.Errorf("%s: %v, want %q", c.label, err, c.want)
 		}
 	}
 }

@@ -34,8 +34,11 @@ func TestCheckConfigRefuses(t *testing.T) {
 			return strings.Replace(c, "maxValidity: 24h", "maxValidity: forever", 1)
 		}, []string{"field listne not found", "maxValidity"}},
 		{"CA key that is not the certificate's", func(c string) string {
-			return strings.Replace(c, "keyLabel: pkid-ec-issuing", "keyLabel: pkid-tls-ca", 1)
+			return strings.Replace(c, "keyLabel: pkid-ec-issuing", "keyLabel: pkid-root", 1)
 		}, []string{"CA ec-issuing", "public key", "does not match"}},
+		{"the mTLS CA key as an issuing CA's", func(c string) string {
+			return strings.Replace(c, "keyLabel: pkid-ec-issuing", "keyLabel: pkid-tls-ca", 1)
+		}, []string{"CA ec-issuing", `key "pkid-tls-ca": role is mTLS CA key, must be CA, audit or OCSP key`}},
 		{"CA key missing from the token", func(c string) string {
 			return strings.Replace(c, "keyLabel: pkid-rsa-issuing", "keyLabel: nope", 1)
 		}, []string{"CA rsa-issuing", "no key pair"}},

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -166,4 +167,51 @@ func walk(root string, fn func(path string, data []byte)) error {
 		fn(path, data)
 		return nil
 	})
+}
+
+// The key ceremony keeps every key to its job: issue-tls refuses an
+// issuing CA's key (whose certificates chain to the root relying parties
+// trust, and which must go through the daemon's lint, record and audit),
+// and the mTLS CA key is refused as the parent of a CA. Neither refusal
+// writes a file.
+func TestCeremonyKeyRoles(t *testing.T) {
+	out := t.TempDir()
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(s.bin, append(append([]string{"ca"}, args[0], "--module", moduleFromConfig(t, s.dir),
+			"--token-label", "pkid-demo", "--pin-file", s.path("hsm-pin")), args[1:]...)...)
+		cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+s.path("softhsm2.conf"))
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"issue-tls with an issuing CA key", []string{"issue-tls", "--ca-label", "pkid-ec-issuing", "--ca-cert", s.path("ca", "ec-issuing.pem"),
+			"--server", "--cn", "bank.example.com", "--dns", "bank.example.com", "--validity", "10y",
+			"--out", filepath.Join(out, "forged.pem"), "--key-out", filepath.Join(out, "forged-key.pem")},
+			[]string{`key "pkid-ec-issuing": role is CA, audit or OCSP key, must be mTLS CA key`, "pkid ca create-mtls-ca"}},
+		{"issue-tls with the root key", []string{"issue-tls", "--ca-label", "pkid-root", "--ca-cert", s.path("ca", "root.pem"),
+			"--client", "--cn", "root-client", "--out", filepath.Join(out, "root-client.pem"), "--key-out", filepath.Join(out, "root-client-key.pem")},
+			[]string{`key "pkid-root": role is CA, audit or OCSP key, must be mTLS CA key`}},
+		{"the mTLS CA as a parent", []string{"create-intermediate", "--label", "pkid-shadow", "--key-type", "ec-p256", "--cn", "Shadow CA",
+			"--parent-label", "pkid-tls-ca", "--parent-cert", s.path("tls", "ca.pem"), "--out", filepath.Join(out, "shadow.pem")},
+			[]string{`parent: key "pkid-tls-ca": role is mTLS CA key, must be CA, audit or OCSP key`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			msg, err := run(c.args...)
+			if err == nil {
+				t.Fatalf("succeeded:\n%s", msg)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("output lacks %q:\n%s", w, msg)
+				}
+			}
+		})
+	}
+	if entries, err := os.ReadDir(out); err != nil || len(entries) != 0 {
+		t.Errorf("refused ceremonies wrote %v (%v)", entries, err)
+	}
 }

@@ -314,9 +314,10 @@ for ca in ec-issuing rsa-issuing; do
   "$PKID" ca create-ocsp-key "${tok[@]}" --ca "$ca" --key-type ec-p256 >/dev/null
 done
 
-# The mTLS CA also keeps its key in the token.
-"$PKID" ca create-root "${tok[@]}" --label pkid-tls-ca --key-type ec-p256 \
-  --cn "pkid Demo mTLS CA" --org "pkid demo" --validity 10y --max-path-len 0 --out "$DIR/tls/ca.pem"
+# The mTLS CA also keeps its key in the token, marked for that one job:
+# issue-tls signs with no other key, and no CA setting accepts it.
+"$PKID" ca create-mtls-ca "${tok[@]}" --label pkid-tls-ca --key-type ec-p256 \
+  --cn "pkid Demo mTLS CA" --org "pkid demo" --validity 10y --out "$DIR/tls/ca.pem"
 tls=("${tok[@]}" --ca-label pkid-tls-ca --ca-cert "$DIR/tls/ca.pem" --validity 2y)
 "$PKID" ca issue-tls "${tls[@]}" --server --cn localhost --dns localhost --ip 127.0.0.1 --ip ::1 \
   --out "$DIR/tls/server.pem" --key-out "$DIR/tls/server-key.pem"

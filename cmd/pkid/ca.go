@@ -17,6 +17,7 @@ const caUsage = `usage:
   pkid ca create-intermediate TOKEN-FLAGS --label L --key-type T --cn NAME --parent-label P --parent-cert FILE [--validity 5y] [--max-path-len 0] --out FILE
   pkid ca create-audit-key    TOKEN-FLAGS --label L [--key-type ec-p256] --out FILE
   pkid ca create-ocsp-key     TOKEN-FLAGS --ca NAME [--label pkid-ocsp-NAME] [--key-type ec-p256]
+  pkid ca create-mtls-ca      TOKEN-FLAGS --label L [--key-type ec-p256] --cn NAME [--org O] [--validity 10y] --out FILE
   pkid ca issue-tls           TOKEN-FLAGS --ca-label L --ca-cert FILE --cn NAME [--dns D]... [--ip A]... [--uri U]... [--server] [--client] [--validity 1y] --out FILE --key-out FILE
 
 TOKEN-FLAGS: --module PATH --token-label LABEL, and the PIN from --pin-file FILE or $PKID_HSM_PIN.
@@ -24,7 +25,9 @@ key types: ec-p256 ec-p384 ec-p521 rsa-2048 rsa-3072 rsa-4096
 
 These are key-ceremony commands: every key is generated in the token and every
 signature is the token's. issue-tls signs only the mTLS material of the API
-listener and its clients, never a certificate pkid issues through its API.
+listener and its clients, and only with the key create-mtls-ca made: a key
+made for a CA, the audit log or OCSP never signs there, and the mTLS CA key
+is refused wherever the daemon expects one of those.
 `
 
 type stringList []string
@@ -84,7 +87,7 @@ func cmdCA(_ context.Context, args []string, stdout io.Writer) error {
 		return daemon.KeyType(*keyType)
 	}
 	switch args[0] {
-	case "create-root", "create-intermediate", "create-audit-key", "create-ocsp-key", "issue-tls":
+	case "create-root", "create-intermediate", "create-mtls-ca", "create-audit-key", "create-ocsp-key", "issue-tls":
 	default:
 		return usage(fmt.Sprintf("unknown ca command %q", args[0]))
 	}
@@ -95,7 +98,7 @@ func cmdCA(_ context.Context, args []string, stdout io.Writer) error {
 	defer c.Close()
 
 	switch args[0] {
-	case "create-root", "create-intermediate":
+	case "create-root", "create-intermediate", "create-mtls-ca":
 		if *label == "" || *cn == "" {
 			return usage("--label and --cn are required")
 		}
@@ -108,11 +111,16 @@ func cmdCA(_ context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		spec := daemon.CASpec{CommonName: *cn, Organization: *org, Validity: d, MaxPathLen: *maxPathLen}
-		create := func() (*x509.Certificate, error) { return c.CreateRoot(*label, kt("ec-p384"), spec, *out) }
-		if args[0] == "create-intermediate" {
+		var create func() (*x509.Certificate, error)
+		switch args[0] {
+		case "create-root":
+			create = func() (*x509.Certificate, error) { return c.CreateRoot(*label, kt("ec-p384"), spec, *out) }
+		case "create-intermediate":
 			create = func() (*x509.Certificate, error) {
 				return c.CreateIntermediate(*label, kt("ec-p384"), spec, *parentLabel, *parentCert, *out)
 			}
+		default:
+			create = func() (*x509.Certificate, error) { return c.CreateMTLSCA(*label, kt("ec-p256"), spec, *out) }
 		}
 		crt, err := create()
 		if err != nil {

@@ -46,7 +46,8 @@ commands:
   check-config --config F       validate config, token, CA keys and profiles
   ca create-root ...            create a root CA key in the token and its certificate
   ca create-intermediate ...    create an intermediate CA key, signed by its parent in the token
-  ca issue-tls ...              issue a TLS server or client certificate from a CA in the token
+  ca create-mtls-ca ...         create the mTLS CA key in the token (API listener and clients only)
+  ca issue-tls ...              issue a TLS server or client certificate from the mTLS CA
   ca create-audit-key ...       create the key that signs audit checkpoints, in the token
   ca create-ocsp-key ...        create a CA's delegated OCSP responder key, in the token
   records list --config F       print certificate records as JSON lines
