@@ -117,6 +117,9 @@ type result struct {
 	commitsPerOp  float64 // the store writers' group commits per successful request
 	floor         time.Duration
 	firstErr      string
+	// With a PostgreSQL server measured alongside (measureNodes' db):
+	dbCPUPerOp  time.Duration // the server's processes' CPU per successful request
+	dbXactPerOp float64       // transactions the nodes' database committed per certificate
 }
 
 func (r result) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
@@ -127,28 +130,45 @@ type node struct {
 	metrics string
 }
 
-// measure is measureNodes for the one daemon of fx.
+// measure is measureNodes for the one daemon of fx, without a database
+// server to watch.
 func measure(d *daemon, fx *fixture, l load, warmup, duration time.Duration, prof func()) (result, error) {
-	return measureNodes([]node{{d, fx.metrics}}, l, warmup, duration, prof)
+	return measureNodes([]node{{d, fx.metrics}}, nil, l, warmup, duration, prof)
 }
 
 // measureNodes warms l up, then runs it for duration and measures it:
 // latency, throughput, the daemons' CPU per request from /proc/PID/stat
 // (summed over nodes, which share the load) and this process's own, and
-// the store writers' group commits from the daemons' metrics. prof,
+// the store writers' group commits from the daemons' metrics. With db set
+// it also measures the PostgreSQL server the nodes share (pgMeter). prof,
 // if set, runs alongside the measured run and is waited for before
 // measureNodes returns.
-func measureNodes(nodes []node, l load, warmup, duration time.Duration, prof func()) (result, error) {
-	l.runFor(warmup)
+func measureNodes(nodes []node, db *pgMeter, l load, warmup, duration time.Duration, prof func()) (result, error) {
+	var xact0 float64
+	if db != nil {
+		var err error
+		if xact0, err = db.commits(); err != nil {
+			return result{}, err
+		}
+	}
+	warm := l.runFor(warmup)
 	var profiling sync.WaitGroup
 	if prof != nil {
 		profiling.Add(1)
 		go func() { defer profiling.Done(); prof() }()
 	}
+	var srv0 map[int]time.Duration
+	if db != nil {
+		srv0 = db.serverCPU()
+	}
 	sum0, cnt0 := commitStats(nodes)
 	cpu0, own0, t0 := nodesCPU(nodes), cpuNow(), time.Now()
 	s := l.runFor(duration)
 	elapsed, cpu, own := time.Since(t0), nodesCPU(nodes)-cpu0, cpuNow()-own0
+	var srv time.Duration
+	if db != nil {
+		srv = db.cpuSince(srv0)
+	}
 	sum1, cnt1 := commitStats(nodes)
 	profiling.Wait()
 	r := result{concurrency: l.concurrency, n: len(s.lat), errors: s.errs, elapsed: elapsed, firstErr: s.first}
@@ -160,11 +180,18 @@ func measureNodes(nodes []node, l load, warmup, duration time.Duration, prof fun
 	}
 	n := time.Duration(len(s.lat))
 	r.p50, r.p90, r.p99 = percentiles(s.lat)
-	r.cpuPerOp, r.clientPerOp = cpu/n, own/n
+	r.cpuPerOp, r.clientPerOp, r.dbCPUPerOp = cpu/n, own/n, srv/n
 	if cnt1 > cnt0 {
 		r.commitGroup = (sum1 - sum0) / (cnt1 - cnt0)
 	}
 	r.commitsPerOp = (cnt1 - cnt0) / float64(len(s.lat))
+	if db != nil {
+		xact1, err := db.settledCommits()
+		if err != nil {
+			return r, err
+		}
+		r.dbXactPerOp = (xact1 - xact0) / float64(len(warm.lat)+len(s.lat))
+	}
 	return r, nil
 }
 
