@@ -211,10 +211,10 @@ func run(o *options) error {
 		if out, err := setup.CombinedOutput(); err != nil {
 			return fmt.Errorf("setup-demo.sh: %v\n%s", err, out)
 		}
-	}
-	if o.pprof != "" || (o.parts[partCSR] && o.csrProfile) || (o.parts[partCRL] && o.crlProfile) {
-		if err := appendFile(fx.config, "metricsPprof: true\n"); err != nil {
-			return err
+		if o.pprof != "" || (o.parts[partCSR] && o.csrProfile) || (o.parts[partCRL] && o.crlProfile) {
+			if err := appendFile(fx.config, "metricsPprof: true\n"); err != nil {
+				return err
+			}
 		}
 	}
 	rep := &report{opts: o}
