@@ -14,11 +14,17 @@
 //	crl    -crl-entries revoked certificates written into the database
 //	       before the daemon starts; the CRL made at start, after one more
 //	       revocation, and under issuance load at concurrency 8
+//	pg     EC issue-certificate and CSR signing at each -pg-concurrency,
+//	       on one SQLite node and on two nodes sharing one PostgreSQL
+//	       server (issue 12), side by side
 //
 // ocsp, issue and csr share one daemon (in that order, so that the OCSP
 // revocation does not make the responder pre-sign answers for the
 // certificates the other parts issue); crl stops it, fills the database
-// and starts a second one on the same fixture.
+// and starts a second one on the same fixture. pg runs last, on a fixture
+// of its own (softhsm/setup-demo-ha.sh's, on a throw-away PostgreSQL
+// server that store/postgres/pgtest starts), so that nothing the other
+// parts stored is in either of its databases.
 //
 // Every loop is bounded by time and count, and all traffic stays on
 // loopback. Results are measurements, never assertions.
@@ -74,6 +80,7 @@ const (
 	partIssue = "issue"
 	partCSR   = "csr"
 	partCRL   = "crl"
+	partPG    = "pg"
 )
 
 type options struct {
@@ -98,14 +105,15 @@ type options struct {
 	crlPprof        string
 	ocspConcurrency int
 	ocspDuration    time.Duration
+	pgConcurrency   []int
 }
 
 func main() {
 	var o options
-	var only, concs, csrConcs string
+	var only, concs, csrConcs, pgConcs string
 	flag.StringVar(&o.bin, "bin", "bin/pkid", "pkid binary")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "report file")
-	flag.StringVar(&only, "only", "", "run only these parts, comma-separated: issue, csr, crl, ocsp (default all); EC or RSA alone means issue with -alg of that value")
+	flag.StringVar(&only, "only", "", "run only these parts, comma-separated: issue, csr, crl, ocsp, pg (default all); EC or RSA alone means issue with -alg of that value")
 	flag.StringVar(&o.alg, "alg", "", "issue cases: only those whose leaf key algorithm starts with this (EC or RSA)")
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measured time per EC issue case and per CSR case")
 	flag.DurationVar(&o.rsaDuration, "rsa-duration", 20*time.Second, "measured time per RSA case and for the RSA floor: RSA key generation time is heavy-tailed, so its mean needs hundreds of samples")
@@ -125,11 +133,14 @@ func main() {
 	flag.StringVar(&o.crlPprof, "crl-pprof", "", "also keep that profile in this file")
 	flag.IntVar(&o.ocspConcurrency, "ocsp-concurrency", 32, "OCSP cases: client concurrency")
 	flag.DurationVar(&o.ocspDuration, "ocsp-duration", 5*time.Second, "measured time per OCSP case")
+	flag.StringVar(&pgConcs, "pg-concurrency", "16,32", "pg cases: client concurrency levels, split evenly across the two PostgreSQL nodes")
 	flag.Parse()
 	var err error
 	if o.parts, err = parseParts(only, &o.alg); err == nil {
 		if o.concurrency, err = parseInts(concs); err == nil {
-			o.csrConcurrency, err = parseInts(csrConcs)
+			if o.csrConcurrency, err = parseInts(csrConcs); err == nil {
+				o.pgConcurrency, err = parseInts(pgConcs)
+			}
 		}
 	}
 	if err == nil {
@@ -142,7 +153,7 @@ func main() {
 }
 
 func parseParts(only string, alg *string) (map[string]bool, error) {
-	all := map[string]bool{partOCSP: true, partIssue: true, partCSR: true, partCRL: true}
+	all := map[string]bool{partOCSP: true, partIssue: true, partCSR: true, partCRL: true, partPG: true}
 	if only == "" {
 		return all, nil
 	}
@@ -154,7 +165,7 @@ func parseParts(only string, alg *string) (map[string]bool, error) {
 	for _, p := range strings.Split(only, ",") {
 		p = strings.TrimSpace(p)
 		if !all[p] {
-			return nil, fmt.Errorf("-only: unknown part %q (issue, csr, crl, ocsp)", p)
+			return nil, fmt.Errorf("-only: unknown part %q (issue, csr, crl, ocsp, pg)", p)
 		}
 		parts[p] = true
 	}
@@ -194,14 +205,16 @@ func run(o *options) error {
 	defer os.RemoveAll(tmp)
 	fx := &fixture{tmp: tmp, dir: filepath.Join(tmp, "demo"), api: freeAddr(), metrics: freeAddr(), public: freeAddr()}
 	fx.config = fx.path("pkid.yaml")
-	setup := exec.Command("softhsm/setup-demo.sh", fx.dir)
-	setup.Env = append(os.Environ(), "PKID_BIN="+bin, "PKID_API_ADDR="+fx.api, "PKID_METRICS_ADDR="+fx.metrics, "PKID_PUBLIC_ADDR="+fx.public)
-	if out, err := setup.CombinedOutput(); err != nil {
-		return fmt.Errorf("setup-demo.sh: %v\n%s", err, out)
-	}
-	if o.pprof != "" || (o.parts[partCSR] && o.csrProfile) || (o.parts[partCRL] && o.crlProfile) {
-		if err := appendFile(fx.config, "metricsPprof: true\n"); err != nil {
-			return err
+	if o.parts[partOCSP] || o.parts[partIssue] || o.parts[partCSR] || o.parts[partCRL] { // pg builds its own
+		setup := exec.Command("softhsm/setup-demo.sh", fx.dir)
+		setup.Env = append(os.Environ(), "PKID_BIN="+bin, "PKID_API_ADDR="+fx.api, "PKID_METRICS_ADDR="+fx.metrics, "PKID_PUBLIC_ADDR="+fx.public)
+		if out, err := setup.CombinedOutput(); err != nil {
+			return fmt.Errorf("setup-demo.sh: %v\n%s", err, out)
+		}
+		if o.pprof != "" || (o.parts[partCSR] && o.csrProfile) || (o.parts[partCRL] && o.crlProfile) {
+			if err := appendFile(fx.config, "metricsPprof: true\n"); err != nil {
+				return err
+			}
 		}
 	}
 	rep := &report{opts: o}
@@ -234,6 +247,11 @@ func run(o *options) error {
 	}
 	if o.parts[partCRL] {
 		if rep.crl, err = benchCRL(o, fx); err != nil {
+			return err
+		}
+	}
+	if o.parts[partPG] {
+		if rep.pg, err = benchPG(o, tmp); err != nil {
 			return err
 		}
 	}

@@ -110,42 +110,87 @@ type result struct {
 	errors        int
 	elapsed       time.Duration
 	p50, p90, p99 time.Duration
-	cpuPerOp      time.Duration // daemon CPU per successful request
+	cpuPerOp      time.Duration // daemon CPU per successful request (every node's)
 	clientPerOp   time.Duration // this process's CPU per successful request
-	peakRSS       int64
+	peakRSS       int64         // the largest node's
 	commitGroup   float64
+	commitsPerOp  float64 // the store writers' group commits per successful request
 	floor         time.Duration
 	firstErr      string
+	// With a PostgreSQL server measured alongside (measureNodes' db):
+	dbCPUPerOp  time.Duration // the server's processes' CPU per successful request
+	dbXactPerOp float64       // transactions the nodes' database committed per certificate
 }
 
 func (r result) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
 
-// measure warms l up, then runs it for duration and measures it: latency,
-// throughput, the daemon's CPU per request from /proc/PID/stat and this
-// process's own. prof, if set, runs alongside the measured run and is
-// waited for before measure returns.
+// node is a running daemon and its metrics listener.
+type node struct {
+	d       *daemon
+	metrics string
+}
+
+// measure is measureNodes for the one daemon of fx, without a database
+// server to watch.
 func measure(d *daemon, fx *fixture, l load, warmup, duration time.Duration, prof func()) (result, error) {
-	l.runFor(warmup)
+	return measureNodes([]node{{d, fx.metrics}}, nil, l, warmup, duration, prof)
+}
+
+// measureNodes warms l up, then runs it for duration and measures it:
+// latency, throughput, the daemons' CPU per request from /proc/PID/stat
+// (summed over nodes, which share the load) and this process's own, and
+// the store writers' group commits from the daemons' metrics. With db set
+// it also measures the PostgreSQL server the nodes share (pgMeter). prof,
+// if set, runs alongside the measured run and is waited for before
+// measureNodes returns.
+func measureNodes(nodes []node, db *pgMeter, l load, warmup, duration time.Duration, prof func()) (result, error) {
+	var xact0 float64
+	if db != nil {
+		var err error
+		if xact0, err = db.commits(); err != nil {
+			return result{}, err
+		}
+	}
+	warm := l.runFor(warmup)
 	var profiling sync.WaitGroup
 	if prof != nil {
 		profiling.Add(1)
 		go func() { defer profiling.Done(); prof() }()
 	}
-	sum0, cnt0 := commitStats(fx.metrics)
-	cpu0, own0, t0 := daemonCPU(d.pid), cpuNow(), time.Now()
+	var srv0 map[int]time.Duration
+	if db != nil {
+		srv0 = db.serverCPU()
+	}
+	sum0, cnt0 := commitStats(nodes)
+	cpu0, own0, t0 := nodesCPU(nodes), cpuNow(), time.Now()
 	s := l.runFor(duration)
-	elapsed, cpu, own := time.Since(t0), daemonCPU(d.pid)-cpu0, cpuNow()-own0
-	sum1, cnt1 := commitStats(fx.metrics)
+	elapsed, cpu, own := time.Since(t0), nodesCPU(nodes)-cpu0, cpuNow()-own0
+	var srv time.Duration
+	if db != nil {
+		srv = db.cpuSince(srv0)
+	}
+	sum1, cnt1 := commitStats(nodes)
 	profiling.Wait()
-	r := result{concurrency: l.concurrency, n: len(s.lat), errors: s.errs, elapsed: elapsed, peakRSS: peakRSS(d.pid), firstErr: s.first}
+	r := result{concurrency: l.concurrency, n: len(s.lat), errors: s.errs, elapsed: elapsed, firstErr: s.first}
+	for _, nd := range nodes {
+		r.peakRSS = max(r.peakRSS, peakRSS(nd.d.pid))
+	}
 	if len(s.lat) == 0 {
 		return r, fmt.Errorf("no successful request (%s)", s.first)
 	}
+	n := time.Duration(len(s.lat))
 	r.p50, r.p90, r.p99 = percentiles(s.lat)
-	r.cpuPerOp = cpu / time.Duration(len(s.lat))
-	r.clientPerOp = own / time.Duration(len(s.lat))
+	r.cpuPerOp, r.clientPerOp, r.dbCPUPerOp = cpu/n, own/n, srv/n
 	if cnt1 > cnt0 {
 		r.commitGroup = (sum1 - sum0) / (cnt1 - cnt0)
+	}
+	r.commitsPerOp = (cnt1 - cnt0) / float64(len(s.lat))
+	if db != nil {
+		xact1, err := db.settledCommits()
+		if err != nil {
+			return r, err
+		}
+		r.dbXactPerOp = (xact1 - xact0) / float64(len(warm.lat)+len(s.lat))
 	}
 	return r, nil
 }
@@ -220,10 +265,23 @@ func metricSums(metrics string, names ...string) map[string]float64 {
 	return out
 }
 
-// commitStats returns the sum and count of pkid_db_commit_group_size.
-func commitStats(metrics string) (float64, float64) {
-	m := metricSums(metrics, "pkid_db_commit_group_size_sum", "pkid_db_commit_group_size_count")
-	return m["pkid_db_commit_group_size_sum"], m["pkid_db_commit_group_size_count"]
+// commitStats returns the sum and count of pkid_db_commit_group_size over
+// the nodes.
+func commitStats(nodes []node) (sum, count float64) {
+	for _, nd := range nodes {
+		m := metricSums(nd.metrics, "pkid_db_commit_group_size_sum", "pkid_db_commit_group_size_count")
+		sum, count = sum+m["pkid_db_commit_group_size_sum"], count+m["pkid_db_commit_group_size_count"]
+	}
+	return sum, count
+}
+
+// nodesCPU is the nodes' CPU time, added up.
+func nodesCPU(nodes []node) time.Duration {
+	var t time.Duration
+	for _, nd := range nodes {
+		t += daemonCPU(nd.d.pid)
+	}
+	return t
 }
 
 // fetchProfile asks the daemon for a CPU profile of secs seconds

@@ -19,6 +19,7 @@ type report struct {
 	csr                       *csrResult
 	ocsp                      *ocspResult
 	crl                       *crlResult
+	pg                        *pgResult
 }
 
 // target is one line of the summary: what was asked, what was measured.
@@ -52,7 +53,7 @@ func writeReport(path string, rep *report) error {
 		}
 	}
 	var parts []string
-	for _, p := range []string{partOCSP, partIssue, partCSR, partCRL} {
+	for _, p := range []string{partOCSP, partIssue, partCSR, partCRL, partPG} {
 		if o.parts[p] {
 			parts = append(parts, p)
 		}
@@ -93,8 +94,11 @@ func writeReport(path string, rep *report) error {
 	if rep.ocsp != nil {
 		targets = append(targets, writeOCSP(&b, o, rep.ocsp)...)
 	}
+	if rep.pg != nil {
+		targets = append(targets, writePG(&b, o, rep.pg)...)
+	}
 	if len(targets) > 0 {
-		fmt.Fprintf(&b, "## Against the targets of issues 9 and 10\n\n| target | goal | measured | measured ÷ goal | |\n|---|---|---:|---:|---|\n")
+		fmt.Fprintf(&b, "## Against the targets of issues 9, 10 and 12\n\n| target | goal | measured | measured ÷ goal | |\n|---|---|---:|---:|---|\n")
 		for _, t := range targets {
 			fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s |\n", t.what, t.goal, t.measured, t.ratio, metWord(t.met))
 		}
@@ -268,4 +272,53 @@ func cpuText(d time.Duration) string {
 		return "less than 10 ms (one /proc tick)"
 	}
 	return ms(d) + " ms"
+}
+
+func writePG(b *strings.Builder, o *options, p *pgResult) []target {
+	fmt.Fprintf(b, "## Two nodes on one PostgreSQL beside one node on SQLite (issue 12; %s per case after a warm-up)\n\n", o.duration)
+	fmt.Fprintf(b, "softhsm/setup-demo-ha.sh's fixture, built for this part: one SoftHSM2 token; `pkid.yaml` on SQLite, and node-a and node-b on one database of a PostgreSQL %s server on 127.0.0.1 (store/postgres/pgtest's: fsync=on, synchronous_commit=on, shared_buffers=32MB, otherwise the defaults; each node's pool databaseMaxConns 10). The SQLite node runs every case first, alone; then it is stopped and both PostgreSQL nodes start, one after the other, and run them with half the client workers on each (one keep-alive mTLS connection per worker). Both stores' databases are empty at the start, the same %d CSRs are sent round-robin, and every safety step is on for both.\n\n",
+		p.server, max(o.csrPool, 1))
+	b.WriteString("What the columns count: *daemon CPU* is the pkid processes' user+system time from /proc over the measured run (both nodes' added up; SoftHSM2 runs inside them); *PostgreSQL CPU* that of the server's processes pg_stat_activity lists (the nodes' backends, checkpointer, WAL writer, …) over the same run; *group commits* the store writers' commits (`pkid_db_commit_group_size_count`, summed over nodes: each one durable commit, a WAL sync on SQLite and a COMMIT on PostgreSQL, holding the reservations and finalizations of many requests) over the measured run; *PostgreSQL transactions* `pg_stat_database.xact_commit` of the nodes' database from before the warm-up to 11 s after the run (PostgreSQL flushes a backend's counts at most once a second, and an idle one's after 10 s), over every certificate issued in that span: every committed transaction, read-only ones (each statement outside a transaction) and the nodes' background work (heartbeats, CRL and OCSP) included. All are per certificate issued.\n\n")
+	var out []target
+	name := ""
+	for _, c := range p.cases {
+		if c.spec.name != name {
+			if name != "" {
+				b.WriteString("\n")
+			}
+			name = c.spec.name
+			fmt.Fprintf(b, "### %s\n\n", name)
+			fmt.Fprintf(b, "| store | concurrency | certificates/s | ÷ SQLite | p50 ms | p99 ms | errors | daemon CPU ms/cert | PostgreSQL CPU ms/cert | group commits/cert | PostgreSQL transactions/cert | peak RSS MiB (largest node) |\n")
+			fmt.Fprintf(b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		}
+		for i, r := range []result{c.sqlite, c.pg} {
+			vs, dbCPU, xact := "–", "–", "–"
+			if i == 1 {
+				vs, dbCPU, xact = fmt.Sprintf("%.2f", c.ratio()), ms(r.dbCPUPerOp), fmt.Sprintf("%.2f", r.dbXactPerOp)
+			}
+			fmt.Fprintf(b, "| %s | %d | %.0f | %s | %s | %s | %d | %s | %s | %.2f | %s | %d |\n", r.name, r.concurrency, r.rate(), vs,
+				ms(r.p50), ms(r.p99), r.errors, ms(r.cpuPerOp), dbCPU, r.commitsPerOp, xact, r.peakRSS>>20)
+		}
+		t := target{what: fmt.Sprintf("two PostgreSQL nodes ÷ one SQLite node, %s, c=%d", c.spec.short, c.concurrency), goal: "≥ 1 (at least as fast)",
+			measured: fmt.Sprintf("%.0f/s ÷ %.0f/s", c.pg.rate(), c.sqlite.rate()), ratio: c.ratio(), met: c.ratio() >= 1}
+		out = append(out, t)
+	}
+	b.WriteString("\n")
+	for _, c := range p.cases {
+		for _, r := range []result{c.sqlite, c.pg} {
+			if r.firstErr != "" {
+				fmt.Fprintf(b, "First error in %s, %s c=%d: `%s`\n\n", r.name, c.spec.name, c.concurrency, r.firstErr)
+			}
+		}
+	}
+	b.WriteString("Against the target (two PostgreSQL nodes together at least as fast as one SQLite node on this machine, every safety step on):")
+	for i, t := range out {
+		sep := ";"
+		if i == len(out)-1 {
+			sep = "."
+		}
+		fmt.Fprintf(b, " %s c=%d: %s = %.2f, **%s**%s", p.cases[i].spec.short, p.cases[i].concurrency, t.measured, t.ratio, metWord(t.met), sep)
+	}
+	b.WriteString(" The two nodes share this machine's cores with the PostgreSQL server and the load generator, so the comparison says what a second node costs and brings here, not what two machines would do.\n\n")
+	return out
 }

@@ -1,6 +1,7 @@
 // Package pgtest runs a real, throw-away PostgreSQL server for tests: the
 // store/postgres suite, and any other package's tests (integration tests
-// that stop the server under load and start it again).
+// that stop the server under load and start it again); tools/pkid-bench's
+// pg part runs one through Launch.
 //
 // Start finds the server binaries (/usr/lib/postgresql/*/bin, Debian's
 // layout, or $PKID_POSTGRES_BIN), makes a private directory, runs initdb
