@@ -10,6 +10,7 @@ import (
 
 	"github.com/pkid/pkid/issuer"
 	"github.com/pkid/pkid/policy"
+	"github.com/pkid/pkid/record"
 )
 
 // Routes of the certificate's life after issuance (DESIGN.md §11, §12).
@@ -158,20 +159,10 @@ func certificateIDParam(r *http.Request) (string, *httpError) {
 // serialParam is the {serialNumber} of the path: hex, any case, with or
 // without colons, at most 20 octets (RFC 5280 §4.1.2.2); 422 otherwise.
 func serialParam(r *http.Request) (string, *httpError) {
-	raw := mux.Vars(r)["serialNumber"]
-	s := strings.ToLower(strings.ReplaceAll(raw, ":", ""))
-	ok := s != "" && len(s) <= 40
-	for _, c := range s {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			ok = false
-		}
-	}
+	s, ok := record.NormalizeSerial(mux.Vars(r)["serialNumber"])
 	if !ok {
 		return "", validation([]issue{{Code: "invalid_string", Validation: "regex", Path: []any{"serialNumber"},
 			Message: "Invalid serial number: hexadecimal digits (optionally separated by colons), at most 20 octets"}})
-	}
-	if s = strings.TrimLeft(s, "0"); s == "" {
-		s = "0"
 	}
 	return s, nil
 }

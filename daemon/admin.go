@@ -130,7 +130,7 @@ func ShowRecord(ctx context.Context, configPath, serialOrID string) (RecordView,
 func findRecord(ctx context.Context, st store.Store, serialOrID string) (*record.Certificate, error) {
 	var c *record.Certificate
 	var err error
-	if serial, ok := NormalizeSerial(serialOrID); ok {
+	if serial, ok := record.NormalizeSerial(serialOrID); ok {
 		c, err = st.CertificateBySerial(ctx, serial)
 	} else {
 		c, err = st.Certificate(ctx, strings.ToLower(serialOrID))
@@ -139,25 +139,6 @@ func findRecord(ctx context.Context, st store.Store, serialOrID string) (*record
 		return nil, fmt.Errorf("%w: no certificate with serial number or id %q", ErrUsage, serialOrID)
 	}
 	return c, err
-}
-
-// NormalizeSerial turns a serial number as people write it (hex, any case,
-// with or without colons) into the lowercase hex records keep.
-func NormalizeSerial(s string) (string, bool) {
-	s = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
-	if s == "" || len(s) > 40 {
-		return "", false
-	}
-	for _, r := range s {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
-			return "", false
-		}
-	}
-	s = strings.TrimLeft(s, "0")
-	if s == "" {
-		s = "0"
-	}
-	return s, true
 }
 
 // VerifyAudit checks the audit chain of the configured database, its
@@ -230,7 +211,7 @@ type RevokeResult struct {
 // change and its audit entry (identity local:<operator>) in one
 // transaction. A running pkid puts it on the CRL within crl.maxDelay.
 func Revoke(ctx context.Context, configPath, serial, reason, operator string) (*RevokeResult, error) {
-	s, ok := NormalizeSerial(serial)
+	s, ok := record.NormalizeSerial(serial)
 	if !ok {
 		return nil, fmt.Errorf("%w: --serial %q is not a hexadecimal serial number", ErrUsage, serial)
 	}

@@ -1,7 +1,8 @@
 // Package record holds the data that the issuance pipeline hands to a
 // certificate store — certificate and CRL records, audit events and
 // checkpoints — the sentinel errors every store returns, and the few pure
-// functions (event encoding, the chain hash, the checkpoint message) on
+// functions (event encoding, the chain hash, the checkpoint message, the
+// serial number spelling) on
 // which every store and the verifier must agree byte for byte. It depends
 // on no other pkid package, so that the issuer and the store
 // implementations can share it without depending on each other.
@@ -9,6 +10,7 @@ package record
 
 import (
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -140,3 +142,24 @@ var (
 	// and the store recovers by itself once the database is back.
 	ErrUnavailable = errors.New("database unavailable")
 )
+
+// NormalizeSerial turns a serial number as people write it (hex, any case,
+// with or without colons, leading zeros or not; at most 20 octets, RFC 5280
+// §4.1.2.2) into the form records keep: lowercase hex without leading
+// zeros. Every path that takes a serial (API look-up and revocation, the
+// command line) uses it, so one serial has one spelling.
+func NormalizeSerial(s string) (string, bool) {
+	s = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+	if s == "" || len(s) > 40 {
+		return "", false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return "", false
+		}
+	}
+	if s = strings.TrimLeft(s, "0"); s == "" {
+		s = "0"
+	}
+	return s, true
+}
