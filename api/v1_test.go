@@ -243,3 +243,40 @@ func TestV1Get(t *testing.T) {
 		t.Errorf("a serial where an id belongs: %d (Terraform reads 404 and 422 as gone)", rep.status)
 	}
 }
+
+// The legacy sign-certificate of cert-manager's issuer v0.1: its body
+// signs; names beside the csr are refused rather than dropped.
+func TestLegacySign(t *testing.T) {
+	auth := []string{"Authorization", "Bearer tok"}
+	s := &stubIssuer{}
+	h, _ := v1Handler(s)
+	csr := `"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----"`
+	rep := v1Do(t, h, http.MethodPost, LegacySignPath, "application/json", `{"caId":"web-server","csr":`+csr+`,"ttl":"172800s"}`, auth...)
+	if rep.status != 200 || s.signed == nil || s.signed.TTL != 48*time.Hour {
+		t.Fatalf("v0.1.3's body: %d %s %+v", rep.status, rep.raw, s.signed)
+	}
+	for name, c := range map[string]struct{ body, path, message string }{
+		"a commonName": {`{"caId":"web-server","csr":` + csr + `,"ttl":"1d","commonName":"other.example.internal"}`,
+			"commonName", "With a csr, commonName comes from the CSR"},
+		"altNames": {`{"certificateTemplateId":"web-server","csr":` + csr + `,"ttl":"1d","altNames":"a.example.internal"}`,
+			"altNames", "With a csr, altNames comes from the CSR"},
+	} {
+		s.signed = nil
+		rep := v1Do(t, h, http.MethodPost, LegacySignPath, "application/json", c.body, auth...)
+		issues, _ := rep.body["message"].([]any)
+		if rep.status != 422 || s.signed != nil || jsonString(issues) != `[{"code":"custom","message":"`+c.message+`","path":["`+c.path+`"]}]` {
+			t.Errorf("%s: %d %s", name, rep.status, rep.raw)
+		}
+	}
+	// Empty values, as some clients send them, are no names.
+	s.signed = nil
+	if rep := v1Do(t, h, http.MethodPost, LegacySignPath, "application/json",
+		`{"caId":"web-server","csr":`+csr+`,"ttl":"1d","commonName":"","altNames":""}`, auth...); rep.status != 200 || s.signed == nil {
+		t.Errorf("empty names: %d %s", rep.status, rep.raw)
+	}
+}
+
+func jsonString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

@@ -405,6 +405,13 @@ func (h *handler) legacySign(w http.ResponseWriter, r *http.Request, l *logLine,
 	}
 	ttl, _ := v.ttl()
 	v.unrecognized(nil, keys, []string{"caId", "certificateTemplateId", "csr", "ttl", "commonName", "altNames"})
+	// Infisical's legacy schema has these beside the csr; a value there would
+	// be silently dropped, so it is refused as v1 create refuses it.
+	for _, f := range []string{"commonName", "altNames"} {
+		if raw, present := v.obj[f]; present && !emptyValue(raw) {
+			v.add(custom(v.at(f), "With a csr, "+f+" comes from the CSR"))
+		}
+	}
 	if len(v.issues) > 0 {
 		return validation(v.issues)
 	}
