@@ -106,6 +106,7 @@ type options struct {
 	ocspConcurrency int
 	ocspDuration    time.Duration
 	pgConcurrency   []int
+	pgPprof         string
 }
 
 func main() {
@@ -133,6 +134,7 @@ func main() {
 	flag.StringVar(&o.crlPprof, "crl-pprof", "", "also keep that profile in this file")
 	flag.IntVar(&o.ocspConcurrency, "ocsp-concurrency", 32, "OCSP cases: client concurrency")
 	flag.DurationVar(&o.ocspDuration, "ocsp-duration", 5*time.Second, "measured time per OCSP case")
+	flag.StringVar(&o.pgPprof, "pg-pprof", "", "write a 5 s CPU profile of PostgreSQL node A during the EC issue case at the highest -pg-concurrency here")
 	flag.StringVar(&pgConcs, "pg-concurrency", "16,32", "pg cases: client concurrency levels, split evenly across the two PostgreSQL nodes")
 	flag.Parse()
 	var err error

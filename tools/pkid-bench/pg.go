@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -103,6 +104,11 @@ func benchPG(o *options, tmp string) (*pgResult, error) {
 	if b, err := setup.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("setup-demo-ha.sh: %v\n%s", err, b)
 	}
+	if o.pgPprof != "" {
+		if err := appendFile(nodeFx[0].config, "metricsPprof: true\n"); err != nil {
+			return nil, err
+		}
+	}
 	// The SQLite node is the demo fixture setup-demo-ha.sh builds first,
 	// on node-a's listeners (they never run at the same time).
 	sqliteFx := *nodeFx[0]
@@ -170,7 +176,15 @@ func pgCases(o *options, out *pgResult, client *http.Client, fxs []*fixture, db 
 			url := "https://" + fxs[int(next.Add(1)-1)%len(fxs)].api + c.spec.path
 			return func(i int) string { return post(client, url, "application/json", c.spec.body(i)) }, func() {}
 		}}
-		r, err := measureNodes(nodes, db, l, o.warmup, o.duration, nil)
+		var prof func()
+		if db != nil && o.pgPprof != "" && c.spec.path == issuePath && c.concurrency == slices.Max(o.pgConcurrency) {
+			prof = func() {
+				if err := fetchProfile(fxs[0].metrics, o.pgPprof, 5); err != nil {
+					fmt.Fprintln(os.Stderr, "pg-pprof:", err)
+				}
+			}
+		}
+		r, err := measureNodes(nodes, db, l, o.warmup, o.duration, prof)
 		store, into := "SQLite, one node", &c.sqlite
 		if db != nil {
 			store, into = "PostgreSQL, two nodes", &c.pg
