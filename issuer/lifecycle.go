@@ -53,7 +53,7 @@ func (i *Issuer) signCSR(ctx context.Context, meta Meta, p *Profile, in planInpu
 	if err := ctx.Err(); err != nil {
 		return nil, unavailable("request cancelled", err)
 	}
-	rec, err := i.sign(ctx, meta, pl, c.PublicKey, c.DER, "", applicationID)
+	rec, err := i.sign(ctx, meta, pl, c.PublicKey, c.DER, lineage{requester: meta.Identity.String(), applicationID: applicationID})
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +296,8 @@ func (i *Issuer) Renew(ctx context.Context, meta Meta, certificateID string, rem
 	if err != nil {
 		return nil, internal(err)
 	}
-	rec, err := i.sign(ctx, meta, pl, leafKey.Public(), nil, old.ID, old.ApplicationID)
+	// The renewal stays the requester's; the audit entry names who renewed.
+	rec, err := i.sign(ctx, meta, pl, leafKey.Public(), nil, lineage{requester: old.Identity, renews: old.ID, applicationID: old.ApplicationID})
 	if err != nil {
 		return nil, err
 	}

@@ -206,6 +206,56 @@ func TestRenew(t *testing.T) {
 	}
 }
 
+// A manager's renewal leaves the certificate with its requester (DESIGN.md
+// §12): the new record names the original requester, who can still read,
+// renew and revoke it; the audit entry names the manager, who acted.
+func TestRenewByManagerKeepsTheRequester(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, false)
+	res, err := h.iss.Issue(ctx, h.meta, request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	manager := metaFor(t, "uri:spiffe://admins/ops")
+	manager.RequestID = "req-manager0000000"
+	renewed, err := h.iss.Renew(ctx, manager, res.CertificateID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := h.store.Certificate(ctx, renewed.CertificateID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Identity != h.meta.Identity.String() || rec.Renews != res.CertificateID || rec.RequestID != manager.RequestID {
+		t.Errorf("the renewal's record names requester %q (renews %q, request %q), want %q, the original's",
+			rec.Identity, rec.Renews, rec.RequestID, h.meta.Identity)
+	}
+	var issued []record.AuditEvent
+	for _, ev := range h.store.audit {
+		if ev.Action == record.ActionIssued && ev.CertificateID == renewed.CertificateID {
+			issued = append(issued, ev)
+		}
+	}
+	if len(issued) != 1 || issued[0].Identity != manager.Identity.String() || issued[0].RequestID != manager.RequestID {
+		t.Errorf("audit of the renewal %+v, want one issued entry naming the manager", issued)
+	}
+
+	// The requester keeps every right on the renewed certificate.
+	if view, err := h.iss.Lookup(ctx, h.meta, renewed.SerialNumber, false); err != nil || view.Record.ID != renewed.CertificateID {
+		t.Errorf("the requester's look-up of the renewal: %v", err)
+	}
+	again, err := h.iss.Renew(ctx, h.meta, renewed.CertificateID, false)
+	if err != nil {
+		t.Fatalf("the requester's renewal of the manager's renewal: %v", err)
+	}
+	if _, err := h.iss.Revoke(ctx, h.meta, again.SerialNumber, false, "SUPERSEDED"); err != nil {
+		t.Errorf("the requester's revocation of the renewal: %v", err)
+	}
+	if rec, _ := h.store.Certificate(ctx, again.CertificateID); rec.Identity != h.meta.Identity.String() {
+		t.Errorf("the requester's own renewal names %q", rec.Identity)
+	}
+}
+
 // crlLinter is a CRLLinter that fails the lints it is told to.
 type crlLinter struct{ failed []string }
 
