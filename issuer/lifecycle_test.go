@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkid/pkid/policy"
 	"github.com/pkid/pkid/record"
 )
 
@@ -253,6 +254,63 @@ func TestRenewByManagerKeepsTheRequester(t *testing.T) {
 	}
 	if rec, _ := h.store.Certificate(ctx, again.CertificateID); rec.Identity != h.meta.Identity.String() {
 		t.Errorf("the requester's own renewal names %q", rec.Identity)
+	}
+}
+
+// Renewal evaluates the profile's current policy and the certificate's
+// state again (DESIGN.md §12): what the profile no longer allows, or a
+// revoked certificate, is refused with its reason, and nothing is signed
+// or recorded but the refusal.
+func TestRenewRefusals(t *testing.T) {
+	cases := []struct {
+		name string
+		// now is the profile after a reload; nil keeps it.
+		now    func(*ProfileConfig)
+		revoke bool
+		kind   Kind
+		msg    string
+	}{
+		{"the SAN is now denied", func(c *ProfileConfig) {
+			c.Policy.AltNames[policy.SANDNS].Denied = []string{"a.example.internal"}
+		}, false, KindPolicy, "a.example.internal"},
+		{"the requester is no longer allowed", func(c *ProfileConfig) {
+			c.AllowedIdentities = []string{"uri:spiffe://test/someone-else"}
+		}, false, KindForbidden, "You are not allowed to renew this certificate"},
+		{"the lifetime now exceeds the maximum", func(c *ProfileConfig) { c.Policy.MaxValidity = "1h" }, false, KindPolicy, "validity"},
+		{"revoked", nil, true, KindBadRequest, "A revoked certificate cannot be renewed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			h := newHarness(t, false)
+			res, err := h.iss.Issue(ctx, h.meta, request(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.revoke {
+				if _, err := h.iss.Revoke(ctx, h.meta, res.SerialNumber, false, "KEY_COMPROMISE"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			iss := h.iss
+			if c.now != nil { // a reload: the same service and store, the profile as it is now
+				if iss, err = New(Config{Profiles: []*Profile{testProfile(t, c.now)}, CAs: []*CA{h.ca}, Service: h.service,
+					Linter: h.lint, Clock: h.clock, Limiter: NewRateLimiter(0, h.clock)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			signatures, entries := h.signer.calls, len(h.store.audit)
+			_, err = iss.Renew(ctx, h.meta, res.CertificateID, false)
+			if e := wantKind(t, err, c.kind); !strings.Contains(e.Message, c.msg) {
+				t.Errorf("message %q lacks %q", e.Message, c.msg)
+			}
+			if h.signer.calls != signatures || len(h.store.records) != 1 {
+				t.Errorf("a refused renewal reached the pipeline: %d signatures, %d records", h.signer.calls-signatures, len(h.store.records))
+			}
+			if got := h.store.audit[entries:]; len(got) != 1 || got[0].Action != record.ActionRefused || got[0].Identity != h.meta.Identity.String() {
+				t.Errorf("audit after the refusal %+v, want one refusal entry", got)
+			}
+		})
 	}
 }
 
