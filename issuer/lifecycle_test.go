@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"strings"
@@ -403,6 +404,87 @@ func TestCRLContents(t *testing.T) {
 	}
 	if cur, _ := pub.Current(h.ca.Name()); cur != fifth {
 		t.Error("the current CRL is not the newest")
+	}
+}
+
+// A fault after a CRL number is reserved (DESIGN.md §5, §13): the token
+// fails, or the daemon stops while the token signs. The reserved number is
+// resolved — aborted, or finalized when the signature came back — with a
+// context the stop does not cancel, is never reused, and the next CRL has
+// the number after it.
+func TestCRLNumberSurvivesAFaultAfterReservation(t *testing.T) {
+	deviceError := errors.New("pkcs11: CKR_DEVICE_ERROR")
+	cases := []struct {
+		name   string
+		fault  func(s *countingSigner, stop context.CancelFunc)
+		status string // of the reserved number afterwards
+	}{
+		{"the token fails to sign", func(s *countingSigner, _ context.CancelFunc) { s.err = deviceError }, record.StatusAborted},
+		{"the daemon stops while the token signs, which fails", func(s *countingSigner, stop context.CancelFunc) {
+			s.onSign, s.err = stop, deviceError
+		}, record.StatusAborted},
+		{"the daemon stops while the token signs, which succeeds", func(s *countingSigner, stop context.CancelFunc) {
+			s.onSign = stop
+		}, record.StatusIssued},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, false)
+			pub := NewCRLPublisher(h.service, CRLConfig{Validity: 24 * time.Hour, MaxDelay: time.Second}, nil)
+			pub.SetCAs([]*CA{h.ca}, &crlLinter{})
+			ca := h.ca.Name()
+			first, err := pub.Refresh(context.Background(), ca, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reserved := first.Number + 1
+
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			c.fault(h.signer, stop)
+			signatures := h.signer.calls
+			_, err = pub.Refresh(ctx, ca, nil)
+			if h.signer.calls != signatures+1 {
+				t.Fatalf("the token was asked %d times, want once: the fault must come after the reservation", h.signer.calls-signatures)
+			}
+			if failed := c.status == record.StatusAborted; failed != (err != nil) {
+				t.Fatalf("Refresh after the fault: %v", err)
+			}
+			if rows := h.store.crlRows(ca)[reserved]; len(rows) != 1 || rows[0].Status != c.status {
+				t.Fatalf("CRL %d after the fault: %+v, want one %s row", reserved, rows, c.status)
+			}
+			var entries []record.AuditEvent
+			for _, ev := range h.store.audit {
+				if ev.CRLNumber == reserved {
+					entries = append(entries, ev)
+				}
+			}
+			wantAction := map[string]string{record.StatusAborted: record.ActionAborted, record.StatusIssued: record.ActionCRL}[c.status]
+			if len(entries) != 1 || entries[0].Action != wantAction {
+				t.Errorf("audit of CRL %d: %+v, want one %s entry", reserved, entries, wantAction)
+			}
+			if cur, _ := pub.Current(ca); c.status == record.StatusAborted && cur != first {
+				t.Errorf("after a failed CRL the publisher serves %d, want %d still", cur.Number, first.Number)
+			}
+
+			h.signer.onSign, h.signer.err = nil, nil
+			next, err := pub.Refresh(context.Background(), ca, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			crl, err := x509.ParseRevocationList(next.DER)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if next.Number != reserved+1 || crl.Number.Int64() != reserved+1 {
+				t.Errorf("the CRL after the fault is number %d (extension %v), want %d", next.Number, crl.Number, reserved+1)
+			}
+			for n, rows := range h.store.crlRows(ca) {
+				if len(rows) != 1 || rows[0].Status == record.StatusPending {
+					t.Errorf("CRL number %d: %+v, want one resolved row", n, rows)
+				}
+			}
+		})
 	}
 }
 
