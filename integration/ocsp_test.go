@@ -21,7 +21,8 @@ import (
 // certificate, revoked after a revocation, unknown for a serial pkid never
 // issued — answers signed by a delegated responder whose certificate has
 // EKU ocspSigning and id-pkix-ocsp-nocheck and whose key is in the token;
-// by POST and by GET; garbage gets malformedRequest.
+// by POST and by GET; verified up the chain (-CAfile) and with the
+// responder certificate pinned (-VAfile); garbage gets malformedRequest.
 func TestOCSPWithOpenSSL(t *testing.T) {
 	dir := t.TempDir()
 	r := s.issue(t, map[string]any{"profileId": webServer, "commonName": "ocsp.example.internal", "ttl": "1h",
@@ -34,17 +35,20 @@ func TestOCSPWithOpenSSL(t *testing.T) {
 	issuer := writeTemp(t, dir, "issuer.pem", r.str("issuingCaCertificate")+"\n")
 	bundle := writeTemp(t, dir, "bundle.pem", readFile(t, s.path("ca", "root.pem"))+r.str("issuingCaCertificate")+"\n")
 	url := leafCert.OCSPServer[0]
-	ask := func(args ...string) string {
+	// query asks with trust, how openssl is to verify the responder: up
+	// the chain (-CAfile) or as an explicitly trusted certificate (-VAfile).
+	query := func(trust []string, args ...string) string {
 		t.Helper()
-		out, err := openssl(t, dir, append([]string{"ocsp", "-issuer", issuer, "-url", url, "-CAfile", bundle, "-no_nonce"}, args...)...)
+		out, err := openssl(t, dir, append(append([]string{"ocsp", "-issuer", issuer, "-url", url, "-no_nonce"}, trust...), args...)...)
 		if err != nil {
-			t.Fatalf("openssl ocsp %v: %v\n%s", args, err, out)
+			t.Fatalf("openssl ocsp %v %v: %v\n%s", trust, args, err, out)
 		}
 		if !strings.Contains(out, "Response verify OK") {
-			t.Fatalf("openssl ocsp did not verify the answer:\n%s", out)
+			t.Fatalf("openssl ocsp %v did not verify the answer:\n%s", trust, out)
 		}
 		return out
 	}
+	ask := func(args ...string) string { t.Helper(); return query([]string{"-CAfile", bundle}, args...) }
 	if out := ask("-cert", leaf); !strings.Contains(out, leaf+": good") {
 		t.Errorf("issued certificate:\n%s", out)
 	}
@@ -70,6 +74,13 @@ func TestOCSPWithOpenSSL(t *testing.T) {
 		t.Errorf("responder certificate: EKU %v, nocheck %t", responder.ExtKeyUsage, nocheck)
 	}
 	lintClean(t, responder)
+	// A relying party that pins the responder certificate (-VAfile: trusted
+	// as given, no chain) gets the same answers.
+	vaFile := writeTemp(t, dir, "responder.pem", string(pem.EncodeToMemory(block)))
+	askVA := func(args ...string) string { t.Helper(); return query([]string{"-VAfile", vaFile}, args...) }
+	if out := askVA("-cert", leaf); !strings.Contains(out, leaf+": good") {
+		t.Errorf("issued certificate, -VAfile:\n%s", out)
+	}
 	// Its key is the one labelled pkid-ocsp-ec-issuing in the token.
 	read := exec.Command("pkcs11-tool", "--module", moduleFromConfig(t, s.dir), "--token-label", "pkid-demo",
 		"--read-object", "--type", "pubkey", "--label", "pkid-ocsp-ec-issuing")
@@ -86,6 +97,9 @@ func TestOCSPWithOpenSSL(t *testing.T) {
 	}
 	if out := ask("-cert", leaf); !strings.Contains(out, leaf+": revoked") || !strings.Contains(out, "Reason: keyCompromise") {
 		t.Errorf("after revocation:\n%s", out)
+	}
+	if out := askVA("-cert", leaf); !strings.Contains(out, leaf+": revoked") || !strings.Contains(out, "Reason: keyCompromise") {
+		t.Errorf("after revocation, -VAfile:\n%s", out)
 	}
 
 	// GET (RFC 5019): the request in the path, base64; cacheable.

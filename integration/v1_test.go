@@ -415,6 +415,70 @@ func TestIssuerV013Sequence(t *testing.T) {
 	}
 }
 
+// A machine identity allowed on exactly one profile (DESIGN.md §2, §15):
+// its Bearer token issues there, and on another profile it is admitted
+// (it may use one) but refused after the profile lookup — 403 with the
+// identity and the profile in the details — on a v3 route and on v1 ones.
+func TestMachineIdentityOnOneProfile(t *testing.T) {
+	const name, internalServicesID = "narrow-agent", "a1e5a186-5d12-4ffb-81c5-2e93d83a049f"
+	secretFile := filepath.Join(t.TempDir(), "client-secret")
+	stanza, errOut, code := s.pkid(t, "identity", "add", "--name", name, "--secret-file", secretFile)
+	if code != 0 {
+		t.Fatalf("pkid identity add: %d %s", code, errOut)
+	}
+	// The stanza pkid printed, as the identity's entry under machineIdentities.
+	entry := stanza[strings.Index(stanza, "  - name: "+name):]
+	var clientID string
+	for _, line := range strings.Split(entry, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "clientId: "); ok {
+			clientID = v
+		}
+	}
+	d := newDaemon2(t, func(c string) string {
+		edited := strings.Replace(c, "machineIdentities:\n", "machineIdentities:\n"+entry, 1)
+		// The first profile, web-server, lists it; no other does.
+		edited = strings.Replace(edited, `"machine:demo-agent"]`, `"machine:demo-agent", "machine:`+name+`"]`, 1)
+		if strings.Count(edited, "machine:"+name) != 1 || !strings.Contains(edited, "  - name: "+name+"\n    clientId: "+clientID) {
+			t.Fatalf("the demo config no longer has the shape this edit expects:\n%s", edited)
+		}
+		return edited
+	})
+	a := newAgent(t, d.dir, d.addr)
+	a.login(clientID, readFile(t, secretFile))
+
+	v3 := func(profileID, commonName, sigAlg string) reply {
+		return a.do(http.MethodPost, "/api/v3/pki/certificates/issue-certificate", "", map[string]any{"profileId": profileID,
+			"commonName": commonName, "ttl": "1h", "altNames": []map[string]string{{"type": "dns_name", "value": commonName}},
+			"signatureAlgorithm": sigAlg, "keyAlgorithm": "EC_prime256v1"})
+	}
+	v1 := func(profileID, commonName, sigAlg string) reply {
+		return a.do(http.MethodPost, "/api/v1/cert-manager/certificates", "", map[string]any{"profileId": profileID,
+			"attributes": map[string]any{"commonName": commonName, "ttl": "1h", "signatureAlgorithm": sigAlg, "keyAlgorithm": "EC_prime256v1",
+				"altNames": []map[string]string{{"type": "dns_name", "value": commonName}}}})
+	}
+	for route, send := range map[string]func(profileID, commonName, sigAlg string) reply{"v3 issue-certificate": v3, "v1 create": v1} {
+		if r := send(webServerID, "narrow.example.internal", "ECDSA-SHA256"); r.status != http.StatusOK {
+			t.Errorf("%s on its profile: %d %s", route, r.status, r.raw)
+		}
+		// A request internal-services' policy allows: only who sends it is wrong.
+		r := send(internalServicesID, "narrow.svc.example.internal", "RSA-SHA256")
+		if r.status != http.StatusForbidden || r.str("message") != "You are not allowed to issue-cert on certificate-profiles" {
+			t.Errorf("%s on another profile: %d %q, want 403 naming the action", route, r.status, r.str("message"))
+			continue
+		}
+		checkEnvelope(t, r, "PermissionDenied")
+		if det := asMap(r.body["details"]); det["identity"] != "machine:"+name || det["profileId"] != internalServicesID || det["profile"] != "internal-services" {
+			t.Errorf("%s: 403 details %v, want the identity and the profile", route, r.body["details"])
+		}
+	}
+	// The v1 look-up the clients make first refuses it the same way.
+	r := a.do(http.MethodGet, "/api/v1/cert-manager/certificate-profiles/slug/internal-services?projectId="+url.QueryEscape(demoProjectID), "", nil)
+	if r.status != http.StatusForbidden || r.str("message") != "You are not allowed to read certificate-profiles" ||
+		asMap(r.body["details"])["identity"] != "machine:"+name {
+		t.Errorf("profile by slug on another profile: %d %q %v", r.status, r.str("message"), r.body["details"])
+	}
+}
+
 // Machine credentials fail closed, alike, and leave no secret behind.
 func TestMachineCredentialFailures(t *testing.T) {
 	d := newDaemon2(t, func(c string) string {

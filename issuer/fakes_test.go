@@ -149,6 +149,19 @@ func (s *memStore) CertificateByRequestID(_ context.Context, id string) (*record
 	return s.find(func(r *record.Certificate) bool { return r.CertificateRequestID == id })
 }
 
+// crlRows lists ca's CRL rows, reserved, aborted and issued, by number.
+func (s *memStore) crlRows(ca string) map[int64][]record.CRL {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[int64][]record.CRL{}
+	for _, c := range s.crls {
+		if c.CA == ca {
+			out[c.Number] = append(out[c.Number], *c)
+		}
+	}
+	return out
+}
+
 func (s *memStore) crlCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -191,7 +204,12 @@ func (s *memStore) Revoked(_ context.Context, ca string, fn func(record.RevokedE
 	return nil
 }
 
-func (s *memStore) ReserveCRL(_ context.Context, c *record.CRL) error {
+// The CRL steps fail on a cancelled context, as a database's would: the
+// service must resolve a reserved number with a context of its own.
+func (s *memStore) ReserveCRL(ctx context.Context, c *record.CRL) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, have := range s.crls {
@@ -204,7 +222,10 @@ func (s *memStore) ReserveCRL(_ context.Context, c *record.CRL) error {
 	return nil
 }
 
-func (s *memStore) resolveCRL(ca string, number int64, status string, der []byte, ev record.AuditEvent) error {
+func (s *memStore) resolveCRL(ctx context.Context, ca string, number int64, status string, der []byte, ev record.AuditEvent) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range s.crls {
@@ -217,12 +238,12 @@ func (s *memStore) resolveCRL(ca string, number int64, status string, der []byte
 	return record.ErrNotPending
 }
 
-func (s *memStore) FinalizeCRL(_ context.Context, ca string, number int64, der []byte, ev record.AuditEvent) error {
-	return s.resolveCRL(ca, number, record.StatusIssued, der, ev)
+func (s *memStore) FinalizeCRL(ctx context.Context, ca string, number int64, der []byte, ev record.AuditEvent) error {
+	return s.resolveCRL(ctx, ca, number, record.StatusIssued, der, ev)
 }
 
-func (s *memStore) AbortCRL(_ context.Context, ca string, number int64, ev record.AuditEvent) error {
-	return s.resolveCRL(ca, number, record.StatusAborted, nil, ev)
+func (s *memStore) AbortCRL(ctx context.Context, ca string, number int64, ev record.AuditEvent) error {
+	return s.resolveCRL(ctx, ca, number, record.StatusAborted, nil, ev)
 }
 
 func (s *memStore) LatestCRL(_ context.Context, ca string) (*record.CRL, error) {
@@ -297,17 +318,22 @@ func (l *fakeLinter) Lint(context.Context, string, []byte) ([]string, error) {
 	return l.failed, l.err
 }
 
-// countingSigner wraps the CA key: it counts signatures and can fail or
-// sign with a different key.
+// countingSigner wraps the CA key: it counts signatures and can fail, sign
+// with a different key, or run onSign first (as a daemon stopping while
+// the token signs would).
 type countingSigner struct {
 	crypto.Signer
 	calls    int
 	err      error
 	impostor crypto.Signer
+	onSign   func()
 }
 
 func (s *countingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	s.calls++
+	if s.onSign != nil {
+		s.onSign()
+	}
 	if s.err != nil {
 		return nil, s.err
 	}

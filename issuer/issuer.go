@@ -159,7 +159,7 @@ func (i *Issuer) Issue(ctx context.Context, meta Meta, req IssueRequest) (*Resul
 	if err != nil {
 		return nil, internal(err)
 	}
-	rec, err := i.sign(ctx, meta, pl, leafKey.Public(), nil, "", req.ApplicationID)
+	rec, err := i.sign(ctx, meta, pl, leafKey.Public(), nil, lineage{requester: meta.Identity.String(), applicationID: req.ApplicationID})
 	if err != nil {
 		return nil, err
 	}
@@ -188,9 +188,22 @@ func (i *Issuer) authorize(ctx context.Context, meta Meta, profileID, action str
 	return p, nil
 }
 
+// lineage is what a new record carries besides its plan: whom the
+// certificate belongs to, which one it renews and its Infisical application.
+type lineage struct {
+	// requester is the typed identity the record names as its owner. It is
+	// the caller's for an issuance and the renewed record's for a renewal,
+	// so a manager's renewal does not take the certificate from the service
+	// that requested it (DESIGN.md §12: requester or managers). The audit
+	// entry names the caller either way: who acted.
+	requester     string
+	renews        string // id of the renewed certificate; "" for an issuance
+	applicationID string
+}
+
 // sign builds the template of pl for pub and has the signing service run
 // the pipeline. csr is the client's CSR (nil when pkid made the key).
-func (i *Issuer) sign(ctx context.Context, meta Meta, pl *plan, pub crypto.PublicKey, csr []byte, renews, applicationID string) (*record.Certificate, error) {
+func (i *Issuer) sign(ctx context.Context, meta Meta, pl *plan, pub crypto.PublicKey, csr []byte, lin lineage) (*record.Certificate, error) {
 	template, err := pl.template(pub)
 	if err != nil {
 		return nil, internal(err)
@@ -210,12 +223,12 @@ func (i *Issuer) sign(ctx context.Context, meta Meta, pl *plan, pub crypto.Publi
 	now := i.clock.Now().UTC()
 	rec := record.Certificate{
 		ID: id.String(), ProfileID: pl.profile.id, Profile: pl.profile.name, CA: pl.ca.name,
-		IssuerHash: pl.ca.issuerHash, Identity: meta.Identity.String(), RequestID: meta.RequestID,
+		IssuerHash: pl.ca.issuerHash, Identity: lin.requester, RequestID: meta.RequestID,
 		CertificateRequestID: reqID.String(), CommonName: pl.commonName.String(), AltNames: alt,
 		KeyUsages: pl.keyUsages, ExtKeyUsages: pl.extKeyUsages,
 		SignatureAlgorithm: pl.sigAlg, KeyAlgorithm: pl.keyAlg,
 		NotBefore: template.NotBefore, NotAfter: template.NotAfter,
-		Renews: renews, ApplicationID: applicationID, CreatedAt: now, UpdatedAt: now,
+		Renews: lin.renews, ApplicationID: lin.applicationID, CreatedAt: now, UpdatedAt: now,
 	}
 	if csr != nil {
 		rec.CSR, rec.CSRHash = csr, sha256Hex(csr)

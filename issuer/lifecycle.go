@@ -53,7 +53,7 @@ func (i *Issuer) signCSR(ctx context.Context, meta Meta, p *Profile, in planInpu
 	if err := ctx.Err(); err != nil {
 		return nil, unavailable("request cancelled", err)
 	}
-	rec, err := i.sign(ctx, meta, pl, c.PublicKey, c.DER, "", applicationID)
+	rec, err := i.sign(ctx, meta, pl, c.PublicKey, c.DER, lineage{requester: meta.Identity.String(), applicationID: applicationID})
 	if err != nil {
 		return nil, err
 	}
@@ -236,9 +236,14 @@ func (i *Issuer) mayManage(ctx context.Context, meta Meta, rec *record.Certifica
 	if p := i.profiles[rec.ProfileID]; p != nil && p.Manages(meta.Identity) {
 		return nil
 	}
+	return i.refuse(ctx, meta, rec.Profile, forbidden(meta, rec, action))
+}
+
+// forbidden is the 403 for an action on rec that meta may not take.
+func forbidden(meta Meta, rec *record.Certificate, action string) *Error {
 	e := Errorf(KindForbidden, "You are not allowed to %s this certificate", action)
 	e.Details = map[string]string{"identity": meta.Identity.String(), "certificateId": rec.ID}
-	return i.refuse(ctx, meta, rec.Profile, e)
+	return e
 }
 
 // Renew issues a new certificate like the one with certificateID: the
@@ -252,12 +257,16 @@ func (i *Issuer) Renew(ctx context.Context, meta Meta, certificateID string, rem
 		return nil, err
 	}
 	p := i.profiles[old.ProfileID]
-	mayRenew := p != nil && ((old.Identity == meta.Identity.String() && p.MayIssue(meta.Identity)) || p.Manages(meta.Identity))
-	if !mayRenew {
+	if p == nil {
 		if err := i.mayManage(ctx, meta, old, "renew"); err != nil {
 			return nil, err
 		}
 		return nil, i.refuse(ctx, meta, old.Profile, Errorf(KindBadRequest, "The certificate's profile is no longer configured"))
+	}
+	// A manager renews any certificate of the profile; its requester only
+	// while the profile still lets it issue (DESIGN.md §2).
+	if !p.Manages(meta.Identity) && (old.Identity != meta.Identity.String() || !p.MayIssue(meta.Identity)) {
+		return nil, i.refuse(ctx, meta, p.name, forbidden(meta, old, "renew"))
 	}
 	switch {
 	case len(old.CSR) > 0:
@@ -296,7 +305,8 @@ func (i *Issuer) Renew(ctx context.Context, meta Meta, certificateID string, rem
 	if err != nil {
 		return nil, internal(err)
 	}
-	rec, err := i.sign(ctx, meta, pl, leafKey.Public(), nil, old.ID, old.ApplicationID)
+	// The renewal stays the requester's; the audit entry names who renewed.
+	rec, err := i.sign(ctx, meta, pl, leafKey.Public(), nil, lineage{requester: old.Identity, renews: old.ID, applicationID: old.ApplicationID})
 	if err != nil {
 		return nil, err
 	}

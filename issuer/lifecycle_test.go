@@ -10,12 +10,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pkid/pkid/policy"
 	"github.com/pkid/pkid/record"
 )
 
@@ -206,6 +208,113 @@ func TestRenew(t *testing.T) {
 	}
 }
 
+// A manager's renewal leaves the certificate with its requester (DESIGN.md
+// §12): the new record names the original requester, who can still read,
+// renew and revoke it; the audit entry names the manager, who acted.
+func TestRenewByManagerKeepsTheRequester(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, false)
+	res, err := h.iss.Issue(ctx, h.meta, request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	manager := metaFor(t, "uri:spiffe://admins/ops")
+	manager.RequestID = "req-manager0000000"
+	renewed, err := h.iss.Renew(ctx, manager, res.CertificateID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := h.store.Certificate(ctx, renewed.CertificateID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Identity != h.meta.Identity.String() || rec.Renews != res.CertificateID || rec.RequestID != manager.RequestID {
+		t.Errorf("the renewal's record names requester %q (renews %q, request %q), want %q, the original's",
+			rec.Identity, rec.Renews, rec.RequestID, h.meta.Identity)
+	}
+	var issued []record.AuditEvent
+	for _, ev := range h.store.audit {
+		if ev.Action == record.ActionIssued && ev.CertificateID == renewed.CertificateID {
+			issued = append(issued, ev)
+		}
+	}
+	if len(issued) != 1 || issued[0].Identity != manager.Identity.String() || issued[0].RequestID != manager.RequestID {
+		t.Errorf("audit of the renewal %+v, want one issued entry naming the manager", issued)
+	}
+
+	// The requester keeps every right on the renewed certificate.
+	if view, err := h.iss.Lookup(ctx, h.meta, renewed.SerialNumber, false); err != nil || view.Record.ID != renewed.CertificateID {
+		t.Errorf("the requester's look-up of the renewal: %v", err)
+	}
+	again, err := h.iss.Renew(ctx, h.meta, renewed.CertificateID, false)
+	if err != nil {
+		t.Fatalf("the requester's renewal of the manager's renewal: %v", err)
+	}
+	if _, err := h.iss.Revoke(ctx, h.meta, again.SerialNumber, false, "SUPERSEDED"); err != nil {
+		t.Errorf("the requester's revocation of the renewal: %v", err)
+	}
+	if rec, _ := h.store.Certificate(ctx, again.CertificateID); rec.Identity != h.meta.Identity.String() {
+		t.Errorf("the requester's own renewal names %q", rec.Identity)
+	}
+}
+
+// Renewal evaluates the profile's current policy and the certificate's
+// state again (DESIGN.md §12): what the profile no longer allows, or a
+// revoked certificate, is refused with its reason, and nothing is signed
+// or recorded but the refusal.
+func TestRenewRefusals(t *testing.T) {
+	cases := []struct {
+		name string
+		// now is the profile after a reload; nil keeps it.
+		now    func(*ProfileConfig)
+		revoke bool
+		kind   Kind
+		msg    string
+	}{
+		{"the SAN is now denied", func(c *ProfileConfig) {
+			c.Policy.AltNames[policy.SANDNS].Denied = []string{"a.example.internal"}
+		}, false, KindPolicy, "a.example.internal"},
+		{"the requester is no longer allowed", func(c *ProfileConfig) {
+			c.AllowedIdentities = []string{"uri:spiffe://test/someone-else"}
+		}, false, KindForbidden, "You are not allowed to renew this certificate"},
+		{"the lifetime now exceeds the maximum", func(c *ProfileConfig) { c.Policy.MaxValidity = "1h" }, false, KindPolicy, "validity"},
+		{"revoked", nil, true, KindBadRequest, "A revoked certificate cannot be renewed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			h := newHarness(t, false)
+			res, err := h.iss.Issue(ctx, h.meta, request(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.revoke {
+				if _, err := h.iss.Revoke(ctx, h.meta, res.SerialNumber, false, "KEY_COMPROMISE"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			iss := h.iss
+			if c.now != nil { // a reload: the same service and store, the profile as it is now
+				if iss, err = New(Config{Profiles: []*Profile{testProfile(t, c.now)}, CAs: []*CA{h.ca}, Service: h.service,
+					Linter: h.lint, Clock: h.clock, Limiter: NewRateLimiter(0, h.clock)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			signatures, entries := h.signer.calls, len(h.store.audit)
+			_, err = iss.Renew(ctx, h.meta, res.CertificateID, false)
+			if e := wantKind(t, err, c.kind); !strings.Contains(e.Message, c.msg) {
+				t.Errorf("message %q lacks %q", e.Message, c.msg)
+			}
+			if h.signer.calls != signatures || len(h.store.records) != 1 {
+				t.Errorf("a refused renewal reached the pipeline: %d signatures, %d records", h.signer.calls-signatures, len(h.store.records))
+			}
+			if got := h.store.audit[entries:]; len(got) != 1 || got[0].Action != record.ActionRefused || got[0].Identity != h.meta.Identity.String() {
+				t.Errorf("audit after the refusal %+v, want one refusal entry", got)
+			}
+		})
+	}
+}
+
 // crlLinter is a CRLLinter that fails the lints it is told to.
 type crlLinter struct{ failed []string }
 
@@ -295,6 +404,87 @@ func TestCRLContents(t *testing.T) {
 	}
 	if cur, _ := pub.Current(h.ca.Name()); cur != fifth {
 		t.Error("the current CRL is not the newest")
+	}
+}
+
+// A fault after a CRL number is reserved (DESIGN.md §5, §13): the token
+// fails, or the daemon stops while the token signs. The reserved number is
+// resolved — aborted, or finalized when the signature came back — with a
+// context the stop does not cancel, is never reused, and the next CRL has
+// the number after it.
+func TestCRLNumberSurvivesAFaultAfterReservation(t *testing.T) {
+	deviceError := errors.New("pkcs11: CKR_DEVICE_ERROR")
+	cases := []struct {
+		name   string
+		fault  func(s *countingSigner, stop context.CancelFunc)
+		status string // of the reserved number afterwards
+	}{
+		{"the token fails to sign", func(s *countingSigner, _ context.CancelFunc) { s.err = deviceError }, record.StatusAborted},
+		{"the daemon stops while the token signs, which fails", func(s *countingSigner, stop context.CancelFunc) {
+			s.onSign, s.err = stop, deviceError
+		}, record.StatusAborted},
+		{"the daemon stops while the token signs, which succeeds", func(s *countingSigner, stop context.CancelFunc) {
+			s.onSign = stop
+		}, record.StatusIssued},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, false)
+			pub := NewCRLPublisher(h.service, CRLConfig{Validity: 24 * time.Hour, MaxDelay: time.Second}, nil)
+			pub.SetCAs([]*CA{h.ca}, &crlLinter{})
+			ca := h.ca.Name()
+			first, err := pub.Refresh(context.Background(), ca, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reserved := first.Number + 1
+
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			c.fault(h.signer, stop)
+			signatures := h.signer.calls
+			_, err = pub.Refresh(ctx, ca, nil)
+			if h.signer.calls != signatures+1 {
+				t.Fatalf("the token was asked %d times, want once: the fault must come after the reservation", h.signer.calls-signatures)
+			}
+			if failed := c.status == record.StatusAborted; failed != (err != nil) {
+				t.Fatalf("Refresh after the fault: %v", err)
+			}
+			if rows := h.store.crlRows(ca)[reserved]; len(rows) != 1 || rows[0].Status != c.status {
+				t.Fatalf("CRL %d after the fault: %+v, want one %s row", reserved, rows, c.status)
+			}
+			var entries []record.AuditEvent
+			for _, ev := range h.store.audit {
+				if ev.CRLNumber == reserved {
+					entries = append(entries, ev)
+				}
+			}
+			wantAction := map[string]string{record.StatusAborted: record.ActionAborted, record.StatusIssued: record.ActionCRL}[c.status]
+			if len(entries) != 1 || entries[0].Action != wantAction {
+				t.Errorf("audit of CRL %d: %+v, want one %s entry", reserved, entries, wantAction)
+			}
+			if cur, _ := pub.Current(ca); c.status == record.StatusAborted && cur != first {
+				t.Errorf("after a failed CRL the publisher serves %d, want %d still", cur.Number, first.Number)
+			}
+
+			h.signer.onSign, h.signer.err = nil, nil
+			next, err := pub.Refresh(context.Background(), ca, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			crl, err := x509.ParseRevocationList(next.DER)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if next.Number != reserved+1 || crl.Number.Int64() != reserved+1 {
+				t.Errorf("the CRL after the fault is number %d (extension %v), want %d", next.Number, crl.Number, reserved+1)
+			}
+			for n, rows := range h.store.crlRows(ca) {
+				if len(rows) != 1 || rows[0].Status == record.StatusPending {
+					t.Errorf("CRL number %d: %+v, want one resolved row", n, rows)
+				}
+			}
+		})
 	}
 }
 
