@@ -320,5 +320,18 @@ func writePG(b *strings.Builder, o *options, p *pgResult) []target {
 		fmt.Fprintf(b, " %s c=%d: %s = %.2f, **%s**%s", p.cases[i].spec.short, p.cases[i].concurrency, t.measured, t.ratio, metWord(t.met), sep)
 	}
 	b.WriteString(" The two nodes share this machine's cores with the PostgreSQL server and the load generator, so the comparison says what a second node costs and brings here, not what two machines would do.\n\n")
+	// When the cores are saturated, throughput is bounded by the machine's
+	// CPU per certificate; this is where the second store's extra goes.
+	b.WriteString("Machine CPU per certificate (daemons + PostgreSQL server + load generator), SQLite → PostgreSQL:")
+	for i, c := range p.cases {
+		sep := ";"
+		if i == len(p.cases)-1 {
+			sep = "."
+		}
+		sq := c.sqlite.cpuPerOp + c.sqlite.clientPerOp
+		pg := c.pg.cpuPerOp + c.pg.dbCPUPerOp + c.pg.clientPerOp
+		fmt.Fprintf(b, " %s c=%d: %s → %s ms (× %.2f)%s", c.spec.short, c.concurrency, ms(sq), ms(pg), ratio(pg, sq), sep)
+	}
+	b.WriteString("\n\n")
 	return out
 }
