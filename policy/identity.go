@@ -258,7 +258,7 @@ func (p IdentityPattern) Match(id Identity) bool {
 		return false
 	}
 	if p.kind == identityURI {
-		return p.uri.match(id.uri)
+		return p.uri.match(id.uri, admitting)
 	}
 	return Match(p.text, id.value)
 }
