@@ -218,7 +218,7 @@ func TestConfigWarnsAboutIdentityPatterns(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &ConfigFile{Profiles: append([]issuer.ProfileConfig(nil), cfg.profileFiles...)}
-	f.Profiles[0].AllowedIdentities = []string{"machine:nobody", "machine:ci-*", "URI:spiffe://Example.Internal/x"}
+	f.Profiles[0].AllowedIdentities = []string{"machine:nobody", "machine:ci-*", "URI:spiffe://Example.Internal/x", "cn:Demo-Client", "cn:Demo*"}
 	got := strings.Join(unknownMachines(f.Profiles, nil), "\n")
 	if !strings.Contains(got, `profiles[0].allowedIdentities[0]: no machine identity named "nobody"`) || strings.Contains(got, "ci-*") {
 		t.Errorf("unknown machines: %s", got)
@@ -227,7 +227,14 @@ func TestConfigWarnsAboutIdentityPatterns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := strings.Join(p.Warnings(), "\n"); !strings.Contains(w, "allowedIdentities[2]") || !strings.Contains(w, "canonical") {
+	w := strings.Join(p.Warnings(), "\n")
+	if !strings.Contains(w, "allowedIdentities[2]") || !strings.Contains(w, "canonical") {
 		t.Errorf("no warning for a rewritten identity pattern: %q", w)
+	}
+	for _, want := range []string{`allowedIdentities[3]: "cn:Demo-Client" is matched as "cn:demo-client" (canonical form)`,
+		`allowedIdentities[4]: "cn:Demo*" is matched as "cn:demo*" for host names, as written for other common names`} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warnings lack %s:\n%s", want, w)
+		}
 	}
 }

@@ -42,7 +42,8 @@ const denyProfile = `
           allowed: [10.0.0.0/8, 127.0.0.0/8, "::1"]
           denied: [127.0.0.1, "::1"]
         uri:
-          allowed: ["spiffe://example.internal/ns/team-a/*"]
+          allowed: ["spiffe://example.internal/ns/team-a/*", "https://*.example.internal/*"]
+          denied: ["https://admin.example.internal/*"]
       keyUsages:
         allowed: [digital_signature]
       extendedKeyUsages:
@@ -97,6 +98,21 @@ func TestPolicyBypassesAreRefused(t *testing.T) {
 		{"a host that only starts like the allowed one", func(r map[string]any) {
 			r["altNames"] = sans("uri", "spiffe://example.internal.evil/ns/team-a/svc")
 		}, 400, "uri SAN value 'spiffe://example.internal.evil/ns/team-a/svc'"},
+		{"the default port of a denied URI", func(r map[string]any) {
+			r["altNames"] = sans("uri", "https://admin.example.internal:443/x")
+		}, 400, "uri SAN matching denied pattern 'https://admin.example.internal/x'"},
+		{"the empty path of a denied URI", func(r map[string]any) {
+			r["altNames"] = sans("uri", "https://admin.example.internal")
+		}, 400, "uri SAN matching denied pattern 'https://admin.example.internal/'"},
+		{"another port of a denied URI", func(r map[string]any) {
+			r["altNames"] = sans("uri", "https://admin.example.internal:8443/x")
+		}, 400, "uri SAN matching denied pattern 'https://admin.example.internal:8443/x'"},
+		{"a port no allowed URI pattern names", func(r map[string]any) {
+			r["altNames"] = sans("uri", "https://api.example.internal:8443/x")
+		}, 400, "uri SAN value 'https://api.example.internal:8443/x' does not match allowed patterns"},
+		{"an https URI without authority", func(r map[string]any) {
+			r["altNames"] = sans("uri", "https:admin.example.internal/x")
+		}, 422, "needs an authority"},
 		{"wildcard covering a denied name", func(r map[string]any) {
 			r["commonName"] = "*.example.internal"
 			r["altNames"] = sans("dns_name", "*.example.internal")
@@ -122,7 +138,8 @@ func TestPolicyBypassesAreRefused(t *testing.T) {
 	// What passes is issued with the canonical value, which the record keeps too.
 	code, body := d.post(t, "client", denyRequest(func(r map[string]any) {
 		r["commonName"] = "API.Example.Internal"
-		r["altNames"] = sans("dns_name", "API.Example.Internal", "ip_address", "::ffff:10.1.2.3", "uri", "spiffe://Example.Internal/ns/team-a/%73vc")
+		r["altNames"] = sans("dns_name", "API.Example.Internal", "ip_address", "::ffff:10.1.2.3", "uri", "spiffe://Example.Internal/ns/team-a/%73vc",
+			"uri", "HTTPS://API.Example.Internal:443")
 	}))
 	if code != 200 {
 		t.Fatalf("canonical request: %d %v", code, body)
@@ -132,7 +149,7 @@ func TestPolicyBypassesAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	if leaf.Subject.CommonName != "api.example.internal" || fmt.Sprint(leaf.DNSNames) != "[api.example.internal]" ||
-		fmt.Sprint(leaf.IPAddresses) != "[10.1.2.3]" || len(leaf.URIs) != 1 || leaf.URIs[0].String() != "spiffe://example.internal/ns/team-a/svc" {
+		fmt.Sprint(leaf.IPAddresses) != "[10.1.2.3]" || fmt.Sprint(leaf.URIs) != "[spiffe://example.internal/ns/team-a/svc https://api.example.internal/]" {
 		t.Errorf("certificate carries %q %v %v %v, want the canonical values", leaf.Subject.CommonName, leaf.DNSNames, leaf.IPAddresses, leaf.URIs)
 	}
 	out, errOut, rc := s.pkid(t, "records", "show", "--config", filepath.Join(d.dir, "pkid.yaml"), body["serialNumber"].(string))
@@ -140,7 +157,8 @@ func TestPolicyBypassesAreRefused(t *testing.T) {
 		t.Fatalf("records show: %d %s", rc, errOut)
 	}
 	for _, want := range []string{`"commonName": "api.example.internal"`, `"value": "api.example.internal"`, `"value": "10.1.2.3"`,
-		`"value": "spiffe://example.internal/ns/team-a/svc"`, `"identity": "uri:spiffe://example.internal/demo-client"`} {
+		`"value": "spiffe://example.internal/ns/team-a/svc"`, `"value": "https://api.example.internal/"`,
+		`"identity": "uri:spiffe://example.internal/demo-client"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("record lacks %s:\n%s", want, out)
 		}
@@ -183,6 +201,7 @@ func TestTypedIdentities(t *testing.T) {
 		want   string
 	}{
 		{"CN-only spelling the allowed URI", []string{"--cn", "spiffe://example.internal/demo-client"}, 403, "cn:spiffe://example.internal/demo-client"},
+		{"a host-like CN is canonical", []string{"--cn", "DEMO-Client"}, 403, `"identity":"cn:demo-client"`},
 		{"two URI SANs", []string{"--cn", "two", "--uri", "spiffe://example.internal/demo-client", "--uri", "spiffe://example.internal/other"},
 			401, "ambiguous"},
 	} {

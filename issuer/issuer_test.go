@@ -151,11 +151,13 @@ func TestIssueResultAndRecord(t *testing.T) {
 // Canonical values (DESIGN.md §3): what the policy matched is what the
 // certificate encodes and the record stores.
 func TestCanonicalValuesReachCertificateAndRecord(t *testing.T) {
-	h := newHarness(t, false)
+	h := newHarness(t, false, func(p *ProfileConfig) {
+		p.Policy.AltNames[policy.SANURI] = &policy.NameRule{Allowed: []string{"https://*.example.internal/*"}}
+	})
 	res, err := h.iss.Issue(context.Background(), h.meta, request(t, func(r *IssueRequest) {
 		r.CommonName = cn(t, "API.Example.Internal")
 		r.AltNames = []policy.SAN{san(t, policy.SANDNS, "API.Example.Internal"), san(t, policy.SANDNS, "api.example.internal"),
-			san(t, policy.SANIP, "::ffff:10.0.0.7")}
+			san(t, policy.SANIP, "::ffff:10.0.0.7"), san(t, policy.SANURI, "HTTPS://API.Example.Internal:443")}
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -167,8 +169,13 @@ func TestCanonicalValuesReachCertificateAndRecord(t *testing.T) {
 	if len(leaf.IPAddresses) != 1 || len(leaf.IPAddresses[0]) != 4 || leaf.IPAddresses[0].String() != "10.0.0.7" {
 		t.Errorf("IP SANs %v, want the unmapped 4-byte 10.0.0.7", leaf.IPAddresses)
 	}
+	// No default port, and "/" for the empty path (RFC 3986 §6.2.3).
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != "https://api.example.internal/" {
+		t.Errorf("URI SANs %v, want https://api.example.internal/", leaf.URIs)
+	}
 	rec := h.store.only(t)
-	want := []record.AltName{{Type: "dns_name", Value: "api.example.internal"}, {Type: "ip_address", Value: "10.0.0.7"}}
+	want := []record.AltName{{Type: "dns_name", Value: "api.example.internal"}, {Type: "ip_address", Value: "10.0.0.7"},
+		{Type: "uri", Value: "https://api.example.internal/"}}
 	if rec.CommonName != "api.example.internal" || fmt.Sprint(rec.AltNames) != fmt.Sprint(want) {
 		t.Errorf("record holds %q %v, want %v", rec.CommonName, rec.AltNames, want)
 	}
@@ -562,7 +569,7 @@ func TestCheckpoint(t *testing.T) {
 // what the certificate encodes and the record stores.
 func FuzzCanonicalValueRoundTrip(f *testing.F) {
 	for _, s := range []string{"A.Example.Internal", "::ffff:10.1.2.3", "0:0:0:0:0:0:0:1", "Ops@EXAMPLE.internal",
-		"SPIFFE://Example.Internal/ns/a", "https://x.example/%7Euser", "xn--bcher-kva.example", "bücher.example"} {
+		"SPIFFE://Example.Internal/ns/a", "https://x.example/%7Euser", "HTTPS://X.example:443", "xn--bcher-kva.example", "bücher.example"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {

@@ -140,7 +140,7 @@ func NewProfile(cfg ProfileConfig) (*Profile, error) {
 		}
 		for k, ip := range list.got {
 			if ip.Changed() {
-				p.warnings = append(p.warnings, fmt.Sprintf("%s[%d]: %q is matched as %q (canonical form)", list.field, k, list.raw[k], ip.String()))
+				p.warnings = append(p.warnings, fmt.Sprintf("%s[%d]: %q is matched as %s", list.field, k, list.raw[k], ip.MatchedAs()))
 			}
 		}
 	}

@@ -109,6 +109,12 @@ func TestNewRefusesPatterns(t *testing.T) {
 			`altNames.uri.allowed: "*://example.internal/*": Invalid URI: an absolute URI with a scheme is required`},
 		{"uri star in the port", nil, map[string]*NameRule{SANURI: {Allowed: []string{"https://example.internal:*/"}}},
 			`altNames.uri.allowed: "https://example.internal:*/": Invalid URI: the port must be a number`},
+		{"uri https pattern without authority", nil, map[string]*NameRule{SANURI: {Denied: []string{"https:*"}}},
+			`altNames.uri.denied: "https:*": Invalid URI: an https URI needs an authority`},
+		{"required uri behind its default port is denied", nil, map[string]*NameRule{SANURI: {Required: []string{"https://admin.example.internal:443"}, Denied: []string{"https://admin.example.internal/*"}}},
+			`altNames.uri: required "https://admin.example.internal/" is also denied`},
+		{"required uri with a port is denied without one", nil, map[string]*NameRule{SANURI: {Required: []string{"https://admin.example.internal:8443/x"}, Denied: []string{"https://admin.example.internal/*"}}},
+			`altNames.uri: required "https://admin.example.internal:8443/x" is also denied`},
 		{"cn outside the alphabet", &NameRule{Allowed: []string{"a_b"}}, nil,
 			`commonName.allowed: "a_b": it can never match a common name`},
 		{"cn host pattern that is no host name", &NameRule{Denied: []string{"admin..example.internal"}}, nil,
@@ -219,6 +225,70 @@ func TestEvaluateCanonicalNames(t *testing.T) {
 	for _, c := range cases {
 		if got := p.Evaluate(c.c); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s:\n got  %q\n want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// URI ports and empty paths (DESIGN §3, RFC 3986 §6.2.3): the default
+// port and an empty http(s) path are canonicalized away in values and
+// patterns alike; a value with another port is admitted only by a pattern
+// naming that port (`*` admits port-less values only), and a deny pattern
+// without a port denies the value whatever its port.
+func TestEvaluateURIPortsAndPaths(t *testing.T) {
+	star := mustNew(t, rulesWith(nil, map[string]*NameRule{SANURI: {
+		Allowed: []string{"*"},
+		Denied:  []string{"https://ADMIN.example.internal:443/*", "https://ops.example.internal:8443/*", "http://legacy.example.internal"},
+	}}))
+	wantWarnings := []string{
+		`altNames.uri.denied: "https://ADMIN.example.internal:443/*" is matched as "https://admin.example.internal/*"`,
+		`altNames.uri.denied: "http://legacy.example.internal" is matched as "http://legacy.example.internal/"`,
+	}
+	if got := star.Warnings(); !reflect.DeepEqual(got, wantWarnings) {
+		t.Errorf("Warnings:\n got  %q\n want %q", got, wantWarnings)
+	}
+	named := mustNew(t, rulesWith(nil, map[string]*NameRule{SANURI: {
+		Allowed: []string{"https://*.example.internal:8443/*", "https://api.example.internal/*"},
+		Denied:  []string{"https://api.example.internal:8443/admin/*"},
+	}}))
+	const namedAllowed = "https://*.example.internal:8443/*, https://api.example.internal/*"
+	cases := []struct {
+		name string
+		p    *Policy
+		uri  string
+		want []string
+	}{
+		{"default port of a denied host", star, "https://admin.example.internal:443/x",
+			[]string{"uri SAN matching denied pattern 'https://admin.example.internal/x' found in request"}},
+		{"empty path of a denied host", star, "https://admin.example.internal",
+			[]string{"uri SAN matching denied pattern 'https://admin.example.internal/' found in request"}},
+		{"upper case, default port and empty path", star, "HTTPS://Admin.Example.Internal:0443",
+			[]string{"uri SAN matching denied pattern 'https://admin.example.internal/' found in request"}},
+		{"a deny without a port denies any port", star, "https://admin.example.internal:8443/x",
+			[]string{"uri SAN matching denied pattern 'https://admin.example.internal:8443/x' found in request"}},
+		{"a deny with a port denies that port", star, "https://ops.example.internal:8443/x",
+			[]string{"uri SAN matching denied pattern 'https://ops.example.internal:8443/x' found in request"}},
+		{"a deny with a port leaves the port-less value", star, "https://ops.example.internal/x", nil},
+		{"a deny with a port leaves other ports, which star does not admit", star, "https://ops.example.internal:9443/x",
+			[]string{"uri SAN value 'https://ops.example.internal:9443/x' does not match allowed patterns: *"}},
+		{"a literal deny written without a path", star, "http://legacy.example.internal:80/",
+			[]string{"uri SAN matching denied pattern 'http://legacy.example.internal/' found in request"}},
+		{"star admits a port-less value", star, "https://www.example.internal/x", nil},
+		{"star does not admit a port", star, "https://www.example.internal:8443/x",
+			[]string{"uri SAN value 'https://www.example.internal:8443/x' does not match allowed patterns: *"}},
+		{"star admits the default port, which is none", star, "https://www.example.internal:443/x", nil},
+		{"star admits an opaque URI", star, "urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66", nil},
+		{"a named port admits it", named, "https://web.example.internal:8443/x", nil},
+		{"a port-less pattern admits the default port", named, "https://api.example.internal:443/v1", nil},
+		{"a port-less pattern does not admit another port", named, "https://api.example.internal:9443/v1",
+			[]string{"uri SAN value 'https://api.example.internal:9443/v1' does not match allowed patterns: " + namedAllowed}},
+		{"a named port does not admit the port-less value", named, "https://web.example.internal/x",
+			[]string{"uri SAN value 'https://web.example.internal/x' does not match allowed patterns: " + namedAllowed}},
+		{"a deny with a port, allowed by another pattern", named, "https://api.example.internal:8443/admin/x",
+			[]string{"uri SAN matching denied pattern 'https://api.example.internal:8443/admin/x' found in request"}},
+	}
+	for _, c := range cases {
+		if got := c.p.Evaluate(candidate(CommonName{}, san(SANURI, c.uri))); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: %q:\n got  %q\n want %q", c.name, c.uri, got, c.want)
 		}
 	}
 }
@@ -398,7 +468,7 @@ func FuzzSANPattern(f *testing.F) {
 				continue
 			}
 			p, err := parseSANPattern(typ, v.Value())
-			if err != nil || !p.match(v) {
+			if err != nil || !p.match(v, admitting) {
 				t.Fatalf("the value %s %q is no pattern matching itself: %q, %v", typ, v.Value(), p.text, err)
 			}
 		}

@@ -117,18 +117,25 @@ func parseCNPattern(raw string) (cnPattern, error) {
 			return cnPattern{}, errors.New("it can never match a common name (only letters, digits, space and * @ - . \\ are allowed)")
 		}
 	}
-	p := cnPattern{raw: raw}
-	if !isHostChars(strings.ReplaceAll(raw, "*", "")) {
-		return p, nil
-	}
-	d, err := canonicalDNSPattern(raw)
-	switch {
-	case err == nil:
-		p.dns, p.hasDNS = d, true
-	case strings.Trim(raw, "0123456789.*") != "":
+	p, err := cnPatternForms(raw)
+	if err != nil && strings.Trim(raw, "0123456789.*") != "" {
 		return cnPattern{}, err
 	}
 	return p, nil
+}
+
+// cnPatternForms builds both forms of a CN pattern; the DNS form only when
+// the pattern is made of host-name characters and `*`, and then err says
+// why it is no valid DNS pattern (the pattern is returned as written only).
+func cnPatternForms(raw string) (p cnPattern, err error) {
+	p = cnPattern{raw: raw}
+	if !isHostChars(strings.ReplaceAll(raw, "*", "")) {
+		return p, nil
+	}
+	if p.dns, err = canonicalDNSPattern(raw); err == nil {
+		p.hasDNS = true
+	}
+	return p, err
 }
 
 // text is the form matched against cn, shown in messages.

@@ -36,15 +36,16 @@ var (
 type Identity struct {
 	kind  string
 	value string
-	uri   uriValue // kind uri
+	uri   uriValue   // kind uri
+	cn    CommonName // kind cn
 }
 
 // IdentityFromCertificate derives the identity of a verified client
 // certificate: exactly one URI SAN gives uri:<canonical URI> (a URI that
 // fails the URI rules is an error); more than one, ErrAmbiguousIdentity;
 // else the first DNS SAN gives dns:<canonical name> (a wildcard is refused:
-// it names no one host); else a non-empty subject CN gives cn:<CN as
-// given>; else ErrNoIdentity.
+// it names no one host); else a non-empty subject CN gives cn:<canonical
+// CN> (identityCommonName); else ErrNoIdentity.
 func IdentityFromCertificate(leaf *x509.Certificate) (Identity, error) {
 	if leaf == nil {
 		return Identity{}, ErrNoIdentity
@@ -69,10 +70,29 @@ func IdentityFromCertificate(leaf *x509.Certificate) (Identity, error) {
 		}
 		return Identity{kind: identityDNS, value: d}, nil
 	case leaf.Subject.CommonName != "":
-		return Identity{kind: identityCN, value: leaf.Subject.CommonName}, nil
+		return cnIdentity(leaf.Subject.CommonName), nil
 	default:
 		return Identity{}, ErrNoIdentity
 	}
+}
+
+// cnIdentity is cn:<identityCommonName(raw)>.
+func cnIdentity(raw string) Identity {
+	c := identityCommonName(raw)
+	return Identity{kind: identityCN, value: c.value, cn: c}
+}
+
+// identityCommonName canonicalizes a client certificate's subject CN as a
+// requested CN is (ParseCommonName, DESIGN §2, §3): one that looks like a
+// host name is a DNS name, so DEMO-Client is demo-client. A CN that rule
+// refuses is kept as given — a client CA may issue any CN, not only §1's
+// alphabet, and one that fails the DNS rules is no host name — and only a
+// pattern spelled exactly so matches it.
+func identityCommonName(raw string) CommonName {
+	if c, err := ParseCommonName(raw); err == nil {
+		return c
+	}
+	return CommonName{value: raw}
 }
 
 // oidSubjectAltName is id-ce-subjectAltName (RFC 5280 §4.2.1.6).
@@ -157,7 +177,7 @@ func ParseIdentity(s string) (Identity, error) {
 		}
 		return Identity{kind: kind, value: d}, nil
 	case identityCN:
-		return Identity{kind: kind, value: value}, nil
+		return cnIdentity(value), nil
 	case identityMachine:
 		return MachineIdentity(value)
 	case identityACME:
@@ -189,11 +209,13 @@ func (id Identity) IsZero() bool { return id.kind == "" }
 // IdentityPattern is a typed identity pattern from a profile's
 // allowedIdentities or managers. It matches only identities of its own
 // kind, by that kind's rules: uri: by parts (uriPattern), dns: as a DNS
-// glob, cn: and machine: as `*` globs over the value as given.
+// glob, cn: as a common-name pattern (cnPattern: a host-like CN by the DNS
+// form of the pattern, any other as written), machine: as a `*` glob.
 type IdentityPattern struct {
 	kind    string
 	text    string // canonical pattern after the type
 	uri     uriPattern
+	cn      cnPattern // kind cn, a pattern with `*`
 	changed bool
 }
 
@@ -228,6 +250,17 @@ func ParseIdentityPattern(s string) (IdentityPattern, error) {
 			return IdentityPattern{}, fmt.Errorf("identity pattern %q: %w", s, err)
 		}
 		p.text = d
+	case identityCN:
+		if !strings.Contains(value, "*") {
+			// A literal is the value it names, canonical by the same rule.
+			p.text = identityCommonName(value).value
+			break
+		}
+		// A glob keeps both forms, as a commonName policy pattern does
+		// ("Demo*" matches "Demo Client" and demo-x.example.internal). A
+		// glob that is no valid DNS pattern matches only CNs kept as given.
+		p.cn, _ = cnPatternForms(value)
+		p.changed = p.changed || p.cn.hasDNS && p.cn.dns != value
 	case identityMachine:
 		for i := 0; i < len(value); i++ {
 			if c := value[i]; c != '*' && !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
@@ -257,8 +290,11 @@ func (p IdentityPattern) Match(id Identity) bool {
 	if p.kind == "" || id.kind != p.kind {
 		return false
 	}
-	if p.kind == identityURI {
-		return p.uri.match(id.uri)
+	switch {
+	case p.kind == identityURI:
+		return p.uri.match(id.uri, admitting)
+	case p.kind == identityCN && p.cn.raw != "":
+		return p.cn.match(id.cn)
 	}
 	return Match(p.text, id.value)
 }
@@ -272,5 +308,15 @@ func (p IdentityPattern) String() string {
 }
 
 // Changed reports whether canonicalization changed the pattern (its String
-// differs from what was parsed), so that check-config can warn about it.
+// differs from what was parsed, or a cn: glob matches host names in another
+// spelling), so that check-config can warn about it.
 func (p IdentityPattern) Changed() bool { return p.changed }
+
+// MatchedAs says how a changed pattern is matched, for check-config's
+// warning: its canonical String, quoted, or for a cn: glob both of its forms.
+func (p IdentityPattern) MatchedAs() string {
+	if p.kind == identityCN && p.cn.hasDNS && p.cn.dns != p.cn.raw {
+		return fmt.Sprintf("%q for host names, as written for other common names", identityCN+":"+p.cn.dns)
+	}
+	return fmt.Sprintf("%q (canonical form)", p.String())
+}

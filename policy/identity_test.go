@@ -81,7 +81,12 @@ func TestIdentityFromCertificate(t *testing.T) {
 		{"first DNS SAN", &x509.Certificate{DNSNames: []string{"Web.Svc.Example.internal", "b.example.internal"}, Subject: pkix.Name{CommonName: "x"}},
 			"dns:web.svc.example.internal", nil},
 		{"wildcard DNS SAN", &x509.Certificate{DNSNames: []string{"*.svc.example.internal"}}, "", nil},
-		{"subject CN as given", &x509.Certificate{Subject: pkix.Name{CommonName: "Demo-Client"}}, "cn:Demo-Client", nil},
+		{"host-like subject CN lower-cased", &x509.Certificate{Subject: pkix.Name{CommonName: "Demo-Client"}}, "cn:demo-client", nil},
+		{"host-name subject CN lower-cased", &x509.Certificate{Subject: pkix.Name{CommonName: "Web.Example.Internal"}}, "cn:web.example.internal", nil},
+		{"non-ASCII subject CN as given", &x509.Certificate{Subject: pkix.Name{CommonName: "Bücher.example"}}, "cn:Bücher.example", nil},
+		{"free-text subject CN as given", &x509.Certificate{Subject: pkix.Name{CommonName: "Demo Client"}}, "cn:Demo Client", nil},
+		{"subject CN that is no valid host name as given", &x509.Certificate{Subject: pkix.Name{CommonName: "Client-"}}, "cn:Client-", nil},
+		{"IPv4 subject CN as given", &x509.Certificate{Subject: pkix.Name{CommonName: "10.0.0.1"}}, "cn:10.0.0.1", nil},
 		{"a CN that reads like a SPIFFE ID is only a CN", &x509.Certificate{Subject: pkix.Name{CommonName: "spiffe://example.internal/demo-client"}},
 			"cn:spiffe://example.internal/demo-client", nil},
 		{"nothing", &x509.Certificate{Subject: pkix.Name{Organization: []string{"pkid"}}}, "", ErrNoIdentity},
@@ -126,8 +131,14 @@ func TestIdentityRoundTrip(t *testing.T) {
 		}
 	}
 	canon := map[string]string{
-		"uri:SPIFFE://Example.internal/a": "uri:spiffe://example.internal/a",
-		"dns:WEB.example.internal":        "dns:web.example.internal",
+		"uri:SPIFFE://Example.internal/a":       "uri:spiffe://example.internal/a",
+		"uri:HTTPS://Example.internal:443":      "uri:https://example.internal/",
+		"dns:WEB.example.internal":              "dns:web.example.internal",
+		"cn:Demo-Client":                        "cn:demo-client",
+		"cn:WEB.Example.internal":               "cn:web.example.internal",
+		"cn:Client-":                            "cn:Client-",
+		"cn:Demo Client":                        "cn:Demo Client",
+		"cn:spiffe://Example.internal/demo-app": "cn:spiffe://Example.internal/demo-app",
 	}
 	for in, want := range canon {
 		if id, err := ParseIdentity(in); err != nil || id.String() != want {
@@ -160,8 +171,9 @@ func TestMachineIdentity(t *testing.T) {
 func TestIdentityPattern(t *testing.T) {
 	ids := map[string]Identity{}
 	for _, s := range []string{"uri:spiffe://example.internal/ns/web/a", "uri:spiffe://example.internal.evil/ns/web/a",
-		"dns:a.svc.example.internal", "dns:svc.example.internal", "cn:demo-client", "cn:Demo-Client",
-		"cn:spiffe://example.internal/ns/web/a", "machine:ci-agent", "machine:ci-agent-2"} {
+		"dns:a.svc.example.internal", "dns:svc.example.internal", "cn:demo-client", "cn:Demo-Client", "cn:Demo Client", "cn:Client-",
+		"cn:spiffe://example.internal/ns/web/a", "machine:ci-agent", "machine:ci-agent-2",
+		"uri:https://api.example.internal:443", "uri:https://api.example.internal:8443/x"} {
 		id, err := ParseIdentity(s)
 		if err != nil {
 			t.Fatal(err)
@@ -174,10 +186,19 @@ func TestIdentityPattern(t *testing.T) {
 	}{
 		{"uri:spiffe://example.internal/ns/web/*", []string{"uri:spiffe://example.internal/ns/web/a"}},
 		{"uri:SPIFFE://Example.internal/ns/web/*", []string{"uri:spiffe://example.internal/ns/web/a"}},
-		{"uri:*", []string{"uri:spiffe://example.internal/ns/web/a", "uri:spiffe://example.internal.evil/ns/web/a"}},
+		{"uri:*", []string{"uri:spiffe://example.internal/ns/web/a", "uri:spiffe://example.internal.evil/ns/web/a", "uri:https://api.example.internal:443"}},
+		{"uri:https://api.example.internal", []string{"uri:https://api.example.internal:443"}},
+		{"uri:https://api.example.internal:8443/*", []string{"uri:https://api.example.internal:8443/x"}},
 		{"dns:*.svc.example.internal", []string{"dns:a.svc.example.internal"}},
 		{"DNS:*.SVC.example.internal", []string{"dns:a.svc.example.internal"}},
-		{"cn:demo-client", []string{"cn:demo-client"}},
+		{"cn:demo-client", []string{"cn:demo-client", "cn:Demo-Client"}},
+		{"cn:DEMO-Client", []string{"cn:demo-client", "cn:Demo-Client"}},
+		{"cn:Demo*", []string{"cn:demo-client", "cn:Demo-Client", "cn:Demo Client"}},
+		{"cn:demo*", []string{"cn:demo-client", "cn:Demo-Client"}},
+		{"cn:Demo Client", []string{"cn:Demo Client"}},
+		{"cn:Client-", []string{"cn:Client-"}},
+		{"cn:client-", nil},
+		{"cn:*", []string{"cn:demo-client", "cn:Demo-Client", "cn:Demo Client", "cn:Client-", "cn:spiffe://example.internal/ns/web/a"}},
 		{"cn:spiffe://example.internal/ns/web/*", []string{"cn:spiffe://example.internal/ns/web/a"}},
 		{"machine:ci-agent", []string{"machine:ci-agent"}},
 		{"machine:ci-*", []string{"machine:ci-agent", "machine:ci-agent-2"}},
@@ -212,13 +233,27 @@ func TestParseIdentityPatternCanonical(t *testing.T) {
 		{"uri:SPIFFE://EXAMPLE.internal/ns/web/*", "uri:spiffe://example.internal/ns/web/*", true},
 		{"URI:spiffe://example.internal/a", "uri:spiffe://example.internal/a", true},
 		{"dns:*.SVC.example.internal", "dns:*.svc.example.internal", true},
+		{"uri:https://Example.internal:443", "uri:https://example.internal/", true},
 		{"cn:Demo Client", "cn:Demo Client", false},
+		{"cn:Demo-Client", "cn:demo-client", true},
+		{"CN:demo-client", "cn:demo-client", true},
+		{"cn:Demo*", "cn:Demo*", true},
+		{"cn:demo-*", "cn:demo-*", false},
+		{"cn:Client-", "cn:Client-", false},
 		{"machine:ci-agent", "machine:ci-agent", false},
 	}
 	for _, c := range cases {
 		p, err := ParseIdentityPattern(c.in)
 		if err != nil || p.String() != c.want || p.Changed() != c.changed {
 			t.Errorf("ParseIdentityPattern(%q) = %q changed=%t, %v; want %q changed=%t", c.in, p, p.Changed(), err, c.want, c.changed)
+		}
+	}
+	for in, want := range map[string]string{
+		"cn:Demo-Client": `"cn:demo-client" (canonical form)`,
+		"cn:Demo*":       `"cn:demo*" for host names, as written for other common names`,
+	} {
+		if p, err := ParseIdentityPattern(in); err != nil || p.MatchedAs() != want {
+			t.Errorf("ParseIdentityPattern(%q).MatchedAs() = %q, %v; want %q", in, p.MatchedAs(), err, want)
 		}
 	}
 }

@@ -155,8 +155,20 @@ func parseSANPattern(typ, raw string) (sanPattern, error) {
 	return p, nil
 }
 
-// match reports whether the canonical SAN s (of the pattern's type) matches.
-func (p sanPattern) match(s SAN) bool {
+// matchMode says what a pattern list is for. Patterns match the same way
+// in both modes except where a value has a part the pattern leaves unsaid
+// (a URI's port): then an admitting pattern does not match and a denying
+// one does, so that neither list can be walked around with that part.
+type matchMode int
+
+const (
+	admitting matchMode = iota // required and allowed lists, identity lists
+	denying                    // denied lists
+)
+
+// match reports whether the canonical SAN s (of the pattern's type)
+// matches, used as mode says.
+func (p sanPattern) match(s SAN, mode matchMode) bool {
 	if s.typ != p.typ {
 		return false
 	}
@@ -169,7 +181,7 @@ func (p sanPattern) match(s SAN) bool {
 		at := strings.LastIndexByte(s.value, '@')
 		return Match(p.glob, s.value[:at]) && Match(p.domain, s.value[at+1:])
 	case uriKind:
-		return p.uri.match(s.uri)
+		return p.uri.match(s.uri, mode)
 	default:
 		return Match(p.glob, s.value)
 	}

@@ -245,7 +245,7 @@ func (r *cnRule) requiredIsDenied(req cnPattern) bool {
 func (r *sanRule) requiredIsDenied(req sanPattern) bool {
 	if req.literal() {
 		if v, err := ParseSAN(r.typ, req.text); err == nil {
-			return anySAN(r.denied, v)
+			return anySAN(r.denied, v, denying)
 		}
 	}
 	for _, d := range r.denied {
@@ -472,7 +472,7 @@ func (p *Policy) evaluateAltNames(sans []SAN) []string {
 // refusal is the violation one SAN value commits against its type's rule,
 // if any: denied, a wildcard covering denied names, or not allowed.
 func (r *sanRule) refusal(s SAN) (string, bool) {
-	if anySAN(r.denied, s) {
+	if anySAN(r.denied, s, denying) {
 		return fmt.Sprintf("%s SAN matching denied pattern '%s' found in request", r.typ, s.value), true
 	}
 	if s.IsWildcard() {
@@ -484,7 +484,7 @@ func (r *sanRule) refusal(s SAN) (string, bool) {
 			return coversMessage(r.typ+" SAN value", s.value, covered), true
 		}
 	}
-	if !anySAN(r.required, s) && !anySAN(r.allowed, s) {
+	if !anySAN(r.required, s, admitting) && !anySAN(r.allowed, s, admitting) {
 		literal := true
 		texts := make([]string, len(r.allowed))
 		for i, a := range r.allowed {
@@ -496,18 +496,19 @@ func (r *sanRule) refusal(s SAN) (string, bool) {
 	return "", false
 }
 
-func anySAN(patterns []sanPattern, s SAN) bool {
+func anySAN(patterns []sanPattern, s SAN, mode matchMode) bool {
 	for _, p := range patterns {
-		if p.match(s) {
+		if p.match(s, mode) {
 			return true
 		}
 	}
 	return false
 }
 
+// anyValue reports whether the required pattern p is met by one of values.
 func anyValue(p sanPattern, values []SAN) bool {
 	for _, s := range values {
-		if p.match(s) {
+		if p.match(s, admitting) {
 			return true
 		}
 	}

@@ -106,7 +106,7 @@ func (r *sanRule) sample(pat sanPattern) (SAN, bool) {
 	}
 	for _, c := range candidates {
 		s, err := ParseSAN(r.typ, c)
-		if err != nil || !pat.match(s) {
+		if err != nil || !pat.match(s, admitting) {
 			continue
 		}
 		if _, refused := r.refusal(s); !refused {

@@ -19,14 +19,21 @@ import (
 // maxSPIFFEID is the SPIFFE-ID specification's limit (§2.3) on a SPIFFE ID.
 const maxSPIFFEID = 2048
 
+// defaultPorts are the ports that the schemes pkid normalizes (RFC 3986
+// §6.2.3) imply: https://h:443/x and https://h/x name the same resource, so
+// they must be one value, or a deny list written without the port is walked
+// around with it.
+var defaultPorts = map[string]string{"http": "80", "https": "443"}
+
 // uriValue is a canonical URI by parts. With an authority, it is
-// scheme://host[:port]path; without one, scheme:opaque.
+// scheme://host[:port]path; without one, scheme:opaque. An http or https
+// URI always has an authority, a path (at least "/") and no default port.
 type uriValue struct {
 	scheme    string
 	authority bool
 	host      string // a canonical DNS name, IPv4 text or [IPv6]; a glob in patterns
-	port      string // decimal without leading zeros, or ""
-	path      string // "" or starting with "/"
+	port      string // decimal without leading zeros, never the scheme's default; or ""
+	path      string // "" or starting with "/"; never "" for http and https
 	opaque    string // everything after "scheme:" when there is no authority
 }
 
@@ -94,6 +101,12 @@ func parseURIParts(raw string, pattern bool) (uriValue, error) {
 		if spiffe {
 			return uriValue{}, errURI("a SPIFFE ID needs a trust domain (spiffe://trust-domain/path)")
 		}
+		if _, ok := defaultPorts[u.scheme]; ok {
+			// RFC 9110 §4.2: an http(s) URI is "//" authority path-abempty.
+			// Browsers read https:host/x as https://host/x (WHATWG URL), which
+			// no pattern with an authority would match.
+			return uriValue{}, errURI("an %s URI needs an authority (%s://host/path, RFC 9110 section 4.2)", u.scheme, u.scheme)
+		}
 		if rest == "" {
 			return uriValue{}, errURI("an absolute URI with a scheme-specific part is required")
 		}
@@ -130,6 +143,16 @@ func parseURIParts(raw string, pattern bool) (uriValue, error) {
 	}
 	if u.path, err = canonicalPath(path); err != nil {
 		return uriValue{}, err
+	}
+	if def, ok := defaultPorts[u.scheme]; ok {
+		// Scheme-based normalization (RFC 3986 §6.2.3): the default port is
+		// no port, and an empty path is "/" (RFC 9110 §4.2.3).
+		if u.port == def {
+			u.port = ""
+		}
+		if u.path == "" {
+			u.path = "/"
+		}
 	}
 	if spiffe {
 		if err := checkSPIFFEPath(u.path, pattern); err != nil {
@@ -186,8 +209,8 @@ func splitHostPort(authority string) (host, port string, err error) {
 }
 
 // canonicalPort returns a port in decimal without leading zeros, 1..65535.
-// It is kept when given (even the scheme's default): a pattern with a port
-// matches only values with that port.
+// parseURIParts then drops the scheme's default port; any other port is
+// kept, and only a pattern that names it admits it (uriPattern.match).
 func canonicalPort(port string) (string, error) {
 	for i := 0; i < len(port); i++ {
 		if port[i] < '0' || port[i] > '9' {
@@ -377,10 +400,11 @@ func unhex(c byte) byte {
 }
 
 // uriPattern is a URI pattern by parts (DESIGN §3): `*` alone matches any
-// URI; otherwise the scheme is exact, the host a DNS glob, the port equal,
-// and the path a `*` glob — a `*` may cross '/' but never leaves the path,
-// so spiffe://example.internal/* never matches another trust domain. A
-// pattern without authority (urn:uuid:*) globs over its opaque part.
+// URI without a port; otherwise the scheme is exact, the host a DNS glob,
+// the port equal, and the path a `*` glob — a `*` may cross '/' but never
+// leaves the path, so spiffe://example.internal/* never matches another
+// trust domain. A pattern without authority (urn:uuid:*) globs over its
+// opaque part.
 type uriPattern struct {
 	any bool
 	u   uriValue
@@ -409,15 +433,22 @@ func (p uriPattern) literal() bool {
 	return !p.any && !strings.Contains(p.u.String(), "*")
 }
 
-func (p uriPattern) match(v uriValue) bool {
+// match reports whether v matches the pattern, used as mode says. A port
+// is the one part a pattern may leave unsaid, and each mode fails safe
+// there (DESIGN §3, "no port unless the pattern has one"): to admit, a
+// value with a port needs a pattern that names that port (`*` admits only
+// port-less values); to deny, a pattern without a port denies the value
+// whatever its port, one with a port only that port.
+func (p uriPattern) match(v uriValue, mode matchMode) bool {
+	portMatches := p.u.port == v.port || mode == denying && p.u.port == ""
 	switch {
 	case p.any:
-		return true
+		return v.port == "" || mode == denying
 	case p.u.scheme != v.scheme || p.u.authority != v.authority:
 		return false
 	case !v.authority:
 		return Match(p.u.opaque, v.opaque)
 	default:
-		return Match(p.u.host, v.host) && p.u.port == v.port && Match(p.u.path, v.path)
+		return Match(p.u.host, v.host) && portMatches && Match(p.u.path, v.path)
 	}
 }
