@@ -276,7 +276,7 @@ func (i *Issuer) RevokeACME(ctx context.Context, meta Meta, req ACMERevokeReques
 	if !bytes.Equal(rec.DER, req.Certificate) || rec.ProfileID != p.id {
 		return nil, Errorf(KindNotFound, "Certificate not found")
 	}
-	allowed := rec.Identity == meta.Identity.String()
+	allowed := isRequester(rec, meta.Identity)
 	if req.KeyHolder != nil {
 		allowed = samePublicKey(req.KeyHolder, cert.PublicKey)
 	}

@@ -230,13 +230,25 @@ func lookupError(err error, notFound string) error {
 
 // mayManage allows the certificate's requester and its profile's managers.
 func (i *Issuer) mayManage(ctx context.Context, meta Meta, rec *record.Certificate, action string) error {
-	if rec.Identity == meta.Identity.String() {
+	if isRequester(rec, meta.Identity) {
 		return nil
 	}
 	if p := i.profiles[rec.ProfileID]; p != nil && p.Manages(meta.Identity) {
 		return nil
 	}
 	return i.refuse(ctx, meta, rec.Profile, forbidden(meta, rec, action))
+}
+
+// isRequester reports whether id asked for rec. The record keeps the
+// requester as it was canonicalized when it was made; canonicalizing it
+// again by today's rules keeps an owner the owner of certificates recorded
+// before a rule changed (a default port dropped, a host-like CN lower-cased).
+func isRequester(rec *record.Certificate, id policy.Identity) bool {
+	if rec.Identity == id.String() {
+		return true
+	}
+	then, err := policy.ParseIdentity(rec.Identity)
+	return err == nil && then.String() == id.String()
 }
 
 // forbidden is the 403 for an action on rec that meta may not take.

@@ -587,3 +587,30 @@ func TestCRLTwoNodesShareTheWork(t *testing.T) {
 	b.refreshDue(ctx, h.store.revocationCount)
 	both(5, 3)
 }
+
+// A record keeps its requester as canonicalized when it was made; a rule
+// that canonicalizes more today (default ports, host-like CNs) leaves the
+// owner the owner, and no other identity becomes one.
+func TestRequesterRecordedUnderEarlierRules(t *testing.T) {
+	for _, c := range []struct {
+		stored, now string
+		want        bool
+	}{
+		{"uri:spiffe://example.internal/demo-client", "uri:spiffe://example.internal/demo-client", true},
+		{"uri:https://svc.example.internal:443/agent", "uri:https://svc.example.internal/agent", true},
+		{"uri:https://svc.example.internal", "uri:https://svc.example.internal/", true},
+		{"cn:Demo-Client", "cn:demo-client", true},
+		{"uri:https://svc.example.internal:8443/agent", "uri:https://svc.example.internal/agent", false},
+		{"cn:Demo-Client", "cn:demo-client2", false},
+		{"dns:svc.example.internal", "cn:svc.example.internal", false},
+		{"not an identity", "cn:not an identity", false},
+	} {
+		id, err := policy.ParseIdentity(c.now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := isRequester(&record.Certificate{Identity: c.stored}, id); got != c.want {
+			t.Errorf("record by %q, asked by %q: requester %t, want %t", c.stored, id, got, c.want)
+		}
+	}
+}
