@@ -88,7 +88,7 @@ func openExistingStore(ctx context.Context, path string) (store.Store, *Config, 
 			return nil, nil, fmt.Errorf("database: %w", err)
 		}
 	}
-	st, err := openStore(ctx, cfg, nil)
+	st, err := openStore(ctx, cfg, nil, nil)
 	return st, cfg, err
 }
 
@@ -199,7 +199,7 @@ func CheckConfig(ctx context.Context, configPath string, log *slog.Logger) (*Che
 		return nil, err
 	}
 	m := newMetrics(Info{}, cfg)
-	res, err := openResources(ctx, cfg, m, log)
+	res, err := openResources(ctx, cfg, m, log, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -354,7 +354,7 @@ func MigrateStore(ctx context.Context, configPath, from string) (*MigrateReport,
 	if err != nil {
 		return nil, fmt.Errorf("reading the source's audit head: %w", err)
 	}
-	st, err := openStore(ctx, cfg, nil)
+	st, err := openStore(ctx, cfg, nil, nil)
 	if err != nil {
 		return nil, err
 	}
