@@ -21,27 +21,38 @@ import (
 	"github.com/pkid/pkid/store/sqlite"
 )
 
-// checkpointLog forwards the seq of every "audit checkpoint" log line: the
-// event the test waits for.
-type checkpointLog struct {
+// logEvents forwards every log record whose message is msg: the event a
+// test waits for instead of sleeping.
+type logEvents struct {
 	slog.Handler
-	seqs chan int64
+	msg  string
+	recs chan slog.Record
 }
 
-func (h checkpointLog) Enabled(context.Context, slog.Level) bool { return true }
+func newLogEvents(msg string) logEvents {
+	return logEvents{Handler: slog.NewTextHandler(io.Discard, nil), msg: msg, recs: make(chan slog.Record, 64)}
+}
 
-func (h checkpointLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "audit checkpoint" {
-		return nil
+func (h logEvents) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h logEvents) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.recs <- r
 	}
+	return nil
+}
+
+// attr returns the value of r's attribute key.
+func attr(r slog.Record, key string) slog.Value {
+	var v slog.Value
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "seq" {
-			h.seqs <- a.Value.Int64()
+		if a.Key == key {
+			v = a.Value
 			return false
 		}
 		return true
 	})
-	return nil
+	return v
 }
 
 // A checkpoint follows every checkpointEvery entries as soon as the store
@@ -51,7 +62,7 @@ func TestCheckpointEveryThousandEntries(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	d := &Daemon{metrics: metrics.New(metrics.Options{}), audit: newAuditCount(), housekeeping: time.Hour}
-	logged := checkpointLog{Handler: slog.NewTextHandler(io.Discard, nil), seqs: make(chan int64, 64)}
+	logged := newLogEvents("audit checkpoint")
 	d.log = slog.New(logged)
 
 	// With no one listening, the store's writer never waits.
@@ -111,8 +122,8 @@ func TestCheckpointEveryThousandEntries(t *testing.T) {
 	next := func(what string) int64 {
 		t.Helper()
 		select {
-		case seq := <-logged.seqs:
-			return seq
+		case r := <-logged.recs:
+			return attr(r, "seq").Int64()
 		case <-time.After(time.Minute): // a failure bound only; the tick is an hour away
 			t.Fatalf("no checkpoint %s", what)
 			return 0

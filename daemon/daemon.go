@@ -29,6 +29,7 @@ import (
 	"github.com/pkid/pkid/metrics"
 	"github.com/pkid/pkid/public"
 	"github.com/pkid/pkid/record"
+	"github.com/pkid/pkid/store"
 )
 
 // Timings of the lifecycle.
@@ -312,15 +313,38 @@ func (d *Daemon) recoverPending(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("resolving pending records: %w", err)
 	}
+	d.reportRecovered(ctx, recovered)
+	return nil
+}
+
+// recoverAbandoned resolves the pending rows of the nodes whose heartbeat
+// stopped more than nodeTimeout ago (DESIGN.md §16), so that a node that
+// stays dead does not leave them pending — and the pending-records alert
+// firing — until some node starts. This node's own rows and those of live
+// nodes are left alone: they may be being signed.
+func (d *Daemon) recoverAbandoned(ctx context.Context) {
+	recovered, err := d.res.store.AbortAbandoned(ctx, d.node, d.nodeTimeout,
+		"recovered by node "+d.node+": the node that reserved this serial stopped sending heartbeats before finalizing; the certificate, if signed, was never returned", time.Now().UTC())
+	if err != nil {
+		d.log.Warn("resolving the pending records of stopped nodes", "error", err)
+		return
+	}
+	if len(recovered) > 0 {
+		d.log.Warn("pending records left by a node that stopped; resolved them as aborted", "count", len(recovered))
+		d.reportRecovered(ctx, recovered)
+	}
+}
+
+// reportRecovered logs and counts the pending records just resolved.
+func (d *Daemon) reportRecovered(ctx context.Context, recovered []store.Recovered) {
 	for _, r := range recovered {
 		d.log.Warn("resolved pending record", "certificateId", r.ID, "serial", r.Serial, "crlNumber", r.CRLNumber,
 			"ca", r.CA, "profile", r.Profile, "node", r.Node, "tbsHash", r.TBSHash)
 	}
 	d.metrics.ObserveRecovered(len(recovered))
-	if n, err = d.res.store.CountPending(ctx); err == nil { // other nodes' rows in flight stay pending
+	if n, err := d.res.store.CountPending(ctx); err == nil { // live nodes' rows in flight stay pending
 		d.metrics.SetPending(n)
 	}
-	return nil
 }
 
 // install makes g the generation new requests use.
@@ -491,13 +515,17 @@ func (d *Daemon) watchdogTick() {
 }
 
 // heartbeatLoop tells the other nodes this one is alive, four times per
-// nodeTimeout, until ctx ends. A missed beat is logged; three in a row and
-// the others may resolve this node's in-flight reservations as abandoned.
+// nodeTimeout, until ctx ends, and after each beat resolves the pending
+// rows of nodes whose heartbeat stopped. A missed beat is logged (and no
+// other node's rows are resolved on it); three in a row and the others may
+// resolve this node's in-flight reservations as abandoned.
 func (d *Daemon) heartbeatLoop(ctx context.Context) {
 	every(ctx, d.nodeTimeout/4, func(ctx context.Context) {
 		if err := d.res.store.Heartbeat(ctx, d.node, time.Now().UTC()); err != nil {
 			d.log.Warn("heartbeat not recorded", "node", d.node, "error", err)
+			return
 		}
+		d.recoverAbandoned(ctx)
 	})
 }
 

@@ -84,6 +84,7 @@ func Run(t *testing.T, open func(t *testing.T) Harness) {
 		{"CRLRefusals", testCRLRefusals},
 		{"PendingRecovery", testPendingRecovery},
 		{"PendingRecoveryByNode", testPendingRecoveryByNode},
+		{"AbandonedByNode", testAbandonedByNode},
 		{"Lead", testLead},
 		{"OCSPResponses", testOCSPResponses},
 		{"OCSPRefusals", testOCSPRefusals},
