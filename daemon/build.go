@@ -109,17 +109,15 @@ func openStore(ctx context.Context, cfg *Config, onCommit func(time.Duration, in
 	return db, nil
 }
 
-// openResources opens the token and the database named by cfg, checks the
-// audit key's custody, and builds the state that outlives reloads. The
-// store tells onAudit (if not nil) the audit head after each commit that
-// appended to it.
-func openResources(ctx context.Context, cfg *Config, m *metrics.Metrics, log *slog.Logger, onAudit func(int64)) (*resources, error) {
+// openResources opens the token and, with open, the database, checks the
+// audit key's custody, and builds the state that outlives reloads.
+func openResources(ctx context.Context, cfg *Config, m *metrics.Metrics, log *slog.Logger, open func() (store.Store, error)) (*resources, error) {
 	r := &resources{acme: acme.NewRuntime()}
 	var err error
 	if r.token, err = openToken(cfg.hsm, cfg.poolWait, log); err != nil {
 		return nil, err
 	}
-	if r.store, err = openStore(ctx, cfg, m.ObserveCommit, onAudit); err != nil {
+	if r.store, err = open(); err != nil {
 		r.Close()
 		return nil, err
 	}

@@ -133,7 +133,10 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 	tuneGC()
 	d := &Daemon{log: log, configPath: configPath, metrics: newMetrics(info, cfg), probeTimeout: probeTimeout,
 		node: cfg.nodeName, nodeTimeout: cfg.nodeTimeout, audit: newAuditCount(), housekeeping: housekeeping}
-	if d.res, err = openResources(ctx, cfg, d.metrics, log, d.audit.appended); err != nil {
+	// The store tells d.audit the audit head after each commit that
+	// appended to it.
+	openDB := func() (store.Store, error) { return openStore(ctx, cfg, d.metrics.ObserveCommit, d.audit.appended) }
+	if d.res, err = openResources(ctx, cfg, d.metrics, log, openDB); err != nil {
 		return err
 	}
 	d.token, d.store = d.res.token, d.res.store
