@@ -162,7 +162,7 @@ func AddEABKey(ctx context.Context, configPath, profile string) (*EABKey, error)
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, cfg, nil)
+	st, err := openStore(ctx, cfg, nil, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -88,7 +89,7 @@ func openExistingStore(ctx context.Context, path string) (store.Store, *Config, 
 			return nil, nil, fmt.Errorf("database: %w", err)
 		}
 	}
-	st, err := openStore(ctx, cfg, nil)
+	st, err := openStore(ctx, cfg, nil, nil)
 	return st, cfg, err
 }
 
@@ -169,18 +170,26 @@ func VerifyAudit(ctx context.Context, configPath, anchor string) (*store.AuditRe
 type CheckReport struct {
 	CAs, Profiles int
 	Warnings      []string
+	// Database says which database the config names and the state of its
+	// schema: up to date, migrations that start will apply, or new.
+	Database string
 }
 
-// CheckConfig loads and checks everything Serve would, without listening:
-// the config, the token and every key's custody, the CA chains, a linted
-// sample certificate per profile, and the database.
+// CheckConfig loads and checks everything Serve would, without listening
+// and without changing anything: the config, the token and every key's
+// custody, the CA chains, a linted sample certificate per profile, and the
+// database's schema, which it reads but never migrates or creates.
 func CheckConfig(ctx context.Context, configPath string, log *slog.Logger) (*CheckReport, error) {
 	cfg, err := LoadConfig(configPath)
 	if err != nil {
 		return nil, err
 	}
+	db, err := inspectDatabase(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
 	m := newMetrics(Info{}, cfg)
-	res, err := openResources(ctx, cfg, m, log)
+	res, err := openResources(ctx, cfg, m, log, func() (store.Store, error) { return unopenedStore{}, nil })
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +198,57 @@ func CheckConfig(ctx context.Context, configPath string, log *slog.Logger) (*Che
 	if err != nil {
 		return nil, err
 	}
-	return &CheckReport{CAs: len(cfg.cas), Profiles: len(cfg.profiles), Warnings: g.warnings}, nil
+	return &CheckReport{CAs: len(cfg.cas), Profiles: len(cfg.profiles), Warnings: g.warnings, Database: db}, nil
+}
+
+// unopenedStore stands in for the database while check-config builds what
+// Serve builds: opening the store would migrate it (and create a SQLite
+// file). Nothing built before serving calls the store; if something did,
+// the nil Store inside would make that a panic in check-config's tests.
+type unopenedStore struct{ store.Store }
+
+func (unopenedStore) Close(context.Context) error { return nil }
+
+// inspectDatabase describes the configured database and its schema version
+// against this release's, reading it only. A database that does not exist
+// yet is fine (Serve creates it), but not one that a newer pkid migrated:
+// Serve refuses that.
+func inspectDatabase(ctx context.Context, cfg *Config) (string, error) {
+	var what string
+	var version, latest int
+	if cfg.postgres {
+		password, err := cfg.readDatabasePassword()
+		if err != nil {
+			return "", fmt.Errorf("database: %w", err)
+		}
+		what, latest = "PostgreSQL database", postgres.LatestSchemaVersion
+		if version, err = postgres.SchemaVersionAt(ctx, cfg.database, postgres.Options{Password: password}); err != nil {
+			return "", fmt.Errorf("database: %w", err)
+		}
+	} else {
+		var err error
+		what, latest = "SQLite database "+cfg.database, sqlite.LatestSchemaVersion
+		version, err = sqlite.SchemaVersionAt(ctx, cfg.database)
+		if errors.Is(err, os.ErrNotExist) {
+			dir := filepath.Dir(cfg.database)
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return "", fmt.Errorf("database: %s cannot be created: its directory %s does not exist", cfg.database, dir)
+			}
+			return fmt.Sprintf("%s: new database, created at start with schema v%d", what, latest), nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("database: %w", err)
+		}
+	}
+	switch {
+	case version > latest:
+		return "", fmt.Errorf("database: %s has schema v%d, newer than this pkid's (v%d): pkid refuses to use it", what, version, latest)
+	case version == 0:
+		return fmt.Sprintf("%s: new database, schema v%d created at start", what, latest), nil
+	case version == latest:
+		return fmt.Sprintf("%s: schema v%d, up to date", what, version), nil
+	}
+	return fmt.Sprintf("%s: schema v%d, %d pending migrations (applied at start, to v%d)", what, version, latest-version, latest), nil
 }
 
 func contains(list []string, v string) bool {
@@ -335,7 +394,7 @@ func MigrateStore(ctx context.Context, configPath, from string) (*MigrateReport,
 	if err != nil {
 		return nil, fmt.Errorf("reading the source's audit head: %w", err)
 	}
-	st, err := openStore(ctx, cfg, nil)
+	st, err := openStore(ctx, cfg, nil, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -87,36 +87,37 @@ func openToken(h HSMConfig, poolWait time.Duration, log *slog.Logger) (*hsm.Toke
 		MaxSessions: h.MaxSessions, PoolWaitTimeout: poolWait, Logger: log})
 }
 
-// openStore opens the configured database.
-func openStore(ctx context.Context, cfg *Config, onCommit func(time.Duration, int)) (store.Store, error) {
+// openStore opens the configured database. onCommit and onAudit, if not
+// nil, are the store's OnCommit and OnAudit.
+func openStore(ctx context.Context, cfg *Config, onCommit func(time.Duration, int), onAudit func(int64)) (store.Store, error) {
 	if cfg.postgres {
 		password, err := cfg.readDatabasePassword()
 		if err != nil {
 			return nil, fmt.Errorf("database: %w", err)
 		}
-		db, err := postgres.Open(ctx, cfg.database, postgres.Options{Password: password, OnCommit: onCommit,
+		db, err := postgres.Open(ctx, cfg.database, postgres.Options{Password: password, OnCommit: onCommit, OnAudit: onAudit,
 			MaxConns: cfg.dbMaxConns, WriteTimeout: cfg.limits.databaseBusyTimeout})
 		if err != nil {
 			return nil, fmt.Errorf("database: %w", err)
 		}
 		return db, nil
 	}
-	db, err := sqlite.Open(ctx, cfg.database, sqlite.Options{OnCommit: onCommit, BusyTimeout: cfg.limits.databaseBusyTimeout})
+	db, err := sqlite.Open(ctx, cfg.database, sqlite.Options{OnCommit: onCommit, OnAudit: onAudit, BusyTimeout: cfg.limits.databaseBusyTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
 	return db, nil
 }
 
-// openResources opens the token and the database named by cfg, checks the
+// openResources opens the token and, with open, the database, checks the
 // audit key's custody, and builds the state that outlives reloads.
-func openResources(ctx context.Context, cfg *Config, m *metrics.Metrics, log *slog.Logger) (*resources, error) {
+func openResources(ctx context.Context, cfg *Config, m *metrics.Metrics, log *slog.Logger, open func() (store.Store, error)) (*resources, error) {
 	r := &resources{acme: acme.NewRuntime()}
 	var err error
 	if r.token, err = openToken(cfg.hsm, cfg.poolWait, log); err != nil {
 		return nil, err
 	}
-	if r.store, err = openStore(ctx, cfg, m.ObserveCommit); err != nil {
+	if r.store, err = open(); err != nil {
 		r.Close()
 		return nil, err
 	}

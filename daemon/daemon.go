@@ -29,6 +29,7 @@ import (
 	"github.com/pkid/pkid/metrics"
 	"github.com/pkid/pkid/public"
 	"github.com/pkid/pkid/record"
+	"github.com/pkid/pkid/store"
 )
 
 // Timings of the lifecycle.
@@ -36,10 +37,34 @@ const (
 	shutdownGrace   = 30 * time.Second // in-flight requests get this long to finish
 	probeInterval   = 5 * time.Second  // token and database health probes
 	probeTimeout    = 3 * time.Second  // each check of a probe has its own deadline
-	housekeeping    = 5 * time.Second  // how often the audit head and refusal summaries are looked at
+	housekeeping    = 5 * time.Second  // how often refusal summaries and the checkpoint's age are looked at
 	checkpointEvery = 1000             // entries: a checkpoint at least this often ...
 	checkpointAfter = time.Minute      // ... or this long after the last one, when there are new entries
 )
+
+// auditCount wakes the housekeeping loop as soon as checkpointEvery entries
+// follow the newest checkpoint it knows of, so that the chain is anchored
+// at least every checkpointEvery entries however fast they are appended
+// (DESIGN.md §6); the periodic look covers checkpointAfter. The store's
+// writer calls appended after each commit that appended entries: it never
+// waits for the loop, so issuance never waits for a checkpoint.
+type auditCount struct {
+	anchored atomic.Int64  // seq of the newest checkpoint the loop has seen
+	wake     chan struct{} // capacity 1: one pending wake-up is enough
+}
+
+func newAuditCount() *auditCount { return &auditCount{wake: make(chan struct{}, 1)} }
+
+// appended is told the chain's head after a commit that appended to it.
+func (c *auditCount) appended(head int64) {
+	if head-c.anchored.Load() < checkpointEvery {
+		return
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
 
 // Info describes the build.
 type Info struct {
@@ -69,6 +94,8 @@ type Daemon struct {
 	probeTimeout time.Duration
 	node         string        // this node's name in the store (DESIGN.md §16)
 	nodeTimeout  time.Duration // a node silent this long is taken for stopped
+	audit        *auditCount   // entries appended since the newest checkpoint
+	housekeeping time.Duration // how often housekeepingLoop runs without being woken
 
 	stopping     atomic.Bool
 	reloading    atomic.Bool
@@ -105,8 +132,11 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 	}
 	tuneGC()
 	d := &Daemon{log: log, configPath: configPath, metrics: newMetrics(info, cfg), probeTimeout: probeTimeout,
-		node: cfg.nodeName, nodeTimeout: cfg.nodeTimeout}
-	if d.res, err = openResources(ctx, cfg, d.metrics, log); err != nil {
+		node: cfg.nodeName, nodeTimeout: cfg.nodeTimeout, audit: newAuditCount(), housekeeping: housekeeping}
+	// The store tells d.audit the audit head after each commit that
+	// appended to it.
+	openDB := func() (store.Store, error) { return openStore(ctx, cfg, d.metrics.ObserveCommit, d.audit.appended) }
+	if d.res, err = openResources(ctx, cfg, d.metrics, log, openDB); err != nil {
 		return err
 	}
 	d.token, d.store = d.res.token, d.res.store
@@ -221,7 +251,7 @@ loop:
 	stopBackground()
 	background.Wait()
 	cctx, ccancel := context.WithTimeout(context.Background(), probeTimeout)
-	d.checkpoint(cctx) // the last entries of this run are anchored too
+	d.checkpoint(cctx, d.audit.anchored.Load()) // the last entries of this run are anchored too
 	ccancel()
 	log.Info("stopped")
 	return runErr
@@ -286,15 +316,38 @@ func (d *Daemon) recoverPending(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("resolving pending records: %w", err)
 	}
+	d.reportRecovered(ctx, recovered)
+	return nil
+}
+
+// recoverAbandoned resolves the pending rows of the nodes whose heartbeat
+// stopped more than nodeTimeout ago (DESIGN.md §16), so that a node that
+// stays dead does not leave them pending — and the pending-records alert
+// firing — until some node starts. This node's own rows and those of live
+// nodes are left alone: they may be being signed.
+func (d *Daemon) recoverAbandoned(ctx context.Context) {
+	recovered, err := d.res.store.AbortAbandoned(ctx, d.node, d.nodeTimeout,
+		"recovered by node "+d.node+": the node that reserved this serial stopped sending heartbeats before finalizing; the certificate, if signed, was never returned", time.Now().UTC())
+	if err != nil {
+		d.log.Warn("resolving the pending records of stopped nodes", "error", err)
+		return
+	}
+	if len(recovered) > 0 {
+		d.log.Warn("pending records left by a node that stopped; resolved them as aborted", "count", len(recovered))
+		d.reportRecovered(ctx, recovered)
+	}
+}
+
+// reportRecovered logs and counts the pending records just resolved.
+func (d *Daemon) reportRecovered(ctx context.Context, recovered []store.Recovered) {
 	for _, r := range recovered {
 		d.log.Warn("resolved pending record", "certificateId", r.ID, "serial", r.Serial, "crlNumber", r.CRLNumber,
 			"ca", r.CA, "profile", r.Profile, "node", r.Node, "tbsHash", r.TBSHash)
 	}
 	d.metrics.ObserveRecovered(len(recovered))
-	if n, err = d.res.store.CountPending(ctx); err == nil { // other nodes' rows in flight stay pending
+	if n, err := d.res.store.CountPending(ctx); err == nil { // live nodes' rows in flight stay pending
 		d.metrics.SetPending(n)
 	}
-	return nil
 }
 
 // install makes g the generation new requests use.
@@ -465,13 +518,17 @@ func (d *Daemon) watchdogTick() {
 }
 
 // heartbeatLoop tells the other nodes this one is alive, four times per
-// nodeTimeout, until ctx ends. A missed beat is logged; three in a row and
-// the others may resolve this node's in-flight reservations as abandoned.
+// nodeTimeout, until ctx ends, and after each beat resolves the pending
+// rows of nodes whose heartbeat stopped. A missed beat is logged (and no
+// other node's rows are resolved on it); three in a row and the others may
+// resolve this node's in-flight reservations as abandoned.
 func (d *Daemon) heartbeatLoop(ctx context.Context) {
 	every(ctx, d.nodeTimeout/4, func(ctx context.Context) {
 		if err := d.res.store.Heartbeat(ctx, d.node, time.Now().UTC()); err != nil {
 			d.log.Warn("heartbeat not recorded", "node", d.node, "error", err)
+			return
 		}
+		d.recoverAbandoned(ctx)
 	})
 }
 
@@ -492,33 +549,75 @@ func every(ctx context.Context, interval time.Duration, fn func(context.Context)
 	}
 }
 
-// housekeepingLoop anchors the audit chain with signed checkpoints and
-// writes the refusal summaries owed, until ctx ends.
+// housekeepingLoop writes the refusal summaries owed and anchors the audit
+// chain with signed checkpoints, every d.housekeeping and whenever the
+// store reports checkpointEvery new entries, until ctx ends.
 func (d *Daemon) housekeepingLoop(ctx context.Context) {
-	var lastSeq int64
-	var lastAt time.Time
-	if cp, err := d.res.store.LatestCheckpoint(ctx); err == nil {
-		lastSeq, lastAt = cp.Seq, cp.Time
-		d.metrics.SetAuditCheckpoint(cp.Time)
-	}
-	every(ctx, housekeeping, func(ctx context.Context) {
-		if err := d.res.service.FlushRefusals(ctx); err != nil {
-			d.log.Warn("writing refusal summaries", "error", err)
+	t := time.NewTicker(d.housekeeping)
+	defer t.Stop()
+	for {
+		tick := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			tick = true
+		case <-d.audit.wake:
 		}
-		seq, _, err := d.res.store.AuditHead(ctx)
-		if err == nil && (seq-lastSeq >= checkpointEvery || (seq > lastSeq && time.Since(lastAt) >= checkpointAfter)) {
-			if cp := d.checkpoint(ctx); cp != nil {
-				lastSeq, lastAt = cp.Seq, cp.Time
+		tctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		if tick {
+			if err := d.res.service.FlushRefusals(tctx); err != nil {
+				d.log.Warn("writing refusal summaries", "error", err)
 			}
 		}
-	})
+		d.anchorAudit(tctx)
+		cancel()
+	}
+}
+
+// anchorAudit signs a checkpoint when checkpointEvery entries follow the
+// newest one, or when any do and it is checkpointAfter old (DESIGN.md §6).
+// The newest checkpoint is read from the store each time: another node
+// sharing the chain may have made it.
+func (d *Daemon) anchorAudit(ctx context.Context) {
+	var lastSeq int64
+	var lastAt time.Time
+	switch cp, err := d.res.store.LatestCheckpoint(ctx); {
+	case err == nil:
+		lastSeq, lastAt = cp.Seq, cp.Time
+		d.metrics.SetAuditCheckpoint(cp.Time)
+	case !errors.Is(err, record.ErrNotFound):
+		d.log.Warn("reading the latest audit checkpoint", "error", err)
+		return
+	}
+	d.audit.anchored.Store(lastSeq)
+	seq, _, err := d.res.store.AuditHead(ctx)
+	if err != nil {
+		d.log.Warn("reading the audit head", "error", err)
+		return
+	}
+	if seq-lastSeq >= checkpointEvery || (seq > lastSeq && time.Since(lastAt) >= checkpointAfter) {
+		if cp := d.checkpoint(ctx, lastSeq); cp != nil {
+			d.audit.anchored.Store(cp.Seq)
+		}
+	}
 }
 
 // checkpoint signs and stores a checkpoint of the audit chain and logs it,
-// so that a copy lives outside the database (journald).
-func (d *Daemon) checkpoint(ctx context.Context) *record.Checkpoint {
+// so that a copy lives outside the database (journald). known is the
+// newest checkpoint the caller saw: when the store refuses this one because
+// a newer one has appeared since (another node anchored first), that is
+// not a failure.
+func (d *Daemon) checkpoint(ctx context.Context, known int64) *record.Checkpoint {
 	cp, err := d.res.service.Checkpoint(ctx)
 	if err != nil {
+		if errors.Is(err, record.ErrInvalidCheckpoint) {
+			if latest, lerr := d.res.store.LatestCheckpoint(ctx); lerr == nil && latest.Seq > known {
+				d.log.Info("audit checkpoint made by another node first", "seq", latest.Seq, "hash", latest.Hash)
+				d.audit.anchored.Store(latest.Seq)
+				return nil
+			}
+		}
 		d.log.Error("audit checkpoint failed", "error", err)
 		return nil
 	}

@@ -42,7 +42,9 @@
 // Several nodes (DESIGN §16). Each reservation carries the name of the node
 // that made it; a node sends heartbeats, and AbortPending resolves only the
 // caller's own pending rows and those of nodes whose heartbeat stopped, so
-// a node that starts never aborts what a live node is signing. Lead is the
+// a node that starts never aborts what a live node is signing; a running
+// node calls AbortAbandoned, which leaves its own rows too, after each
+// heartbeat. Lead is the
 // cluster-wide lock under which one node at a time makes a CA's CRL and OCSP
 // answers; the answers are stored (PutOCSPResponses) and served by every
 // node. Revoked access tokens are stored so that every node refuses them.

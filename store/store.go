@@ -60,6 +60,14 @@ type Store interface {
 	// and finalization. With one node (SQLite) that is every pending row,
 	// as before nodes had names.
 	AbortPending(ctx context.Context, node string, staleAfter time.Duration, reason string, at time.Time) ([]Recovered, error)
+	// AbortAbandoned resolves, as AbortPending does, the pending rows of
+	// every node other than node whose heartbeat is older than
+	// at − staleAfter or that never sent one, and leaves node's own rows
+	// alone: node is running and may be signing them. A running node
+	// calls it on its heartbeat schedule, so that a node that stopped for
+	// good leaves no rows pending until some node starts (DESIGN §16).
+	// With nothing to resolve it writes nothing.
+	AbortAbandoned(ctx context.Context, node string, staleAfter time.Duration, reason string, at time.Time) ([]Recovered, error)
 	// Heartbeat records that node is alive at at (a heartbeat never moves
 	// back). A node sends one before it first reserves, and then well
 	// within the staleAfter the others pass to AbortPending, or its

@@ -2,7 +2,7 @@
 //
 //	pkid serve        --config F     serve the API
 //	pkid dev [--json F]              serve a throw-away pkid on loopback (SoftHSM2 token in a temporary directory)
-//	pkid check-config --config F     check config, token, CAs and profiles; exit 1 on any problem
+//	pkid check-config --config F     check config, token, CAs, profiles and the database schema (read only); exit 1 on any problem
 //	pkid ca ...                      key ceremony: create CA keys in the token and their certificates
 //	pkid records list --config F     print certificate records as JSON lines
 //	pkid records show --config F S   print one record with its PEM
@@ -43,7 +43,7 @@ commands:
   dev [--json F]                serve a throw-away pkid on loopback: a fresh SoftHSM2 token, CAs,
                                 mTLS material and a machine identity in a temporary directory,
                                 all deleted on Ctrl-C or SIGTERM (--listen-host, --api-port, ...)
-  check-config --config F       validate config, token, CA keys and profiles
+  check-config --config F       validate config, token, CA keys, profiles and database schema
   ca create-root ...            create a root CA key in the token and its certificate
   ca create-intermediate ...    create an intermediate CA key, signed by its parent in the token
   ca create-mtls-ca ...         create the mTLS CA key in the token (API listener and clients only)

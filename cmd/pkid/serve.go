@@ -33,5 +33,6 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout io.Writer, log *s
 	}
 	fmt.Fprintf(stdout, "config %s is valid: %d CAs, %d profiles; every CA key and the audit key are in the token with the required attributes, every profile lints clean\n",
 		*config, rep.CAs, rep.Profiles)
+	fmt.Fprintln(stdout, rep.Database)
 	return nil
 }

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store"
 	"github.com/pkid/pkid/store/postgres/pgtest"
@@ -233,16 +231,7 @@ func TestGuardsRefuseEdits(t *testing.T) {
 	if err := d.AddCheckpoint(ctx, record.Checkpoint{Seq: seq, Hash: hash, Time: at(3), KeyID: "k", Signature: []byte{1}}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Password = srv.Password()
-	raw, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close(ctx)
+	raw := srv.Connect(t, dsn)
 	const crl = `INSERT INTO crls (ca, number, this_update, next_update, tbs_hash, status, der, node, created_at, updated_at)
 		VALUES ('ca', %d, 'x', 'y', 'h', 'pending', NULL, 'n', 'c', 'u')`
 	for _, tc := range []struct {

@@ -95,6 +95,7 @@ type DB struct {
 
 	writeTimeout time.Duration
 	onCommit     func(d time.Duration, size int)
+	onAudit      func(head int64)
 
 	// queued, if set (by tests only), is called after each write is handed
 	// to the writer.
@@ -122,6 +123,11 @@ type Options struct {
 	// OnCommit, if set, is called after each group commit with its
 	// duration (flush included) and the number of writes in it.
 	OnCommit func(d time.Duration, size int)
+	// OnAudit, if set, is called after each group commit that appended
+	// audit entries, with the sequence number of the newest one in the
+	// chain all nodes share: what a checkpoint every N entries waits for
+	// (DESIGN §6). It runs on the writer and must not block.
+	OnAudit func(head int64)
 	// MaxConns bounds the pool; 0 means 10. The writer takes one, each held
 	// Lead one, reads the rest.
 	MaxConns int
@@ -212,7 +218,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	d := &DB{
 		pool: pool, where: where, ops: make(chan *op, maxGroup),
 		quit: make(chan struct{}), done: make(chan struct{}), closed: make(chan struct{}),
-		writeTimeout: opts.WriteTimeout, onCommit: opts.OnCommit, leads: make(map[*lead]struct{}),
+		writeTimeout: opts.WriteTimeout, onCommit: opts.OnCommit, onAudit: opts.OnAudit, leads: make(map[*lead]struct{}),
 	}
 	if d.writeTimeout <= 0 {
 		d.writeTimeout = defaultWriteTimeout

@@ -232,11 +232,42 @@ func (d *DB) resolveCRL(ctx context.Context, ca string, number int64, status str
 // node's rows at once resolve each row once: both hold the chain-head lock
 // in turn, and each row is locked and re-read as pending before it moves.
 func (d *DB) AbortPending(ctx context.Context, node string, staleAfter time.Duration, reason string, at time.Time) ([]store.Recovered, error) {
+	return d.abortPending(ctx, node, true, staleAfter, reason, at)
+}
+
+// AbortAbandoned resolves, as AbortPending does, the pending rows of the
+// nodes other than node whose heartbeat is older than at − staleAfter or
+// that never sent one, and leaves node's own alone: node is running and
+// may be signing them. When there is nothing to resolve it writes nothing
+// and takes no lock, so that calling it on every heartbeat costs the
+// other nodes' issuance nothing.
+func (d *DB) AbortAbandoned(ctx context.Context, node string, staleAfter time.Duration, reason string, at time.Time) ([]store.Recovered, error) {
 	stale := timeText(contract.StaleBefore(at, staleAfter))
-	mine := func(table string) string {
-		return `(` + table + `.node = $1 OR NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.name = ` + table + `.node
-			AND nodes.heartbeat_at >= $2))`
+	n, err := d.count(ctx, "finding abandoned pending records", `SELECT
+		(SELECT count(*) FROM certificates WHERE status = 'pending' AND `+resolvable("certificates", false)+`)
+		+ (SELECT count(*) FROM crls WHERE status = 'pending' AND `+resolvable("crls", false)+`)`, node, stale)
+	if err != nil || n == 0 {
+		return nil, err
 	}
+	return d.abortPending(ctx, node, false, staleAfter, reason, at)
+}
+
+// resolvable is the condition, on the rows of table with $1 the node and
+// $2 the heartbeat cutoff, under which a pending row may be resolved: its
+// node has no heartbeat at or after the cutoff (none at all for records
+// made before nodes had names), or, with own, it is node's.
+func resolvable(table string, own bool) string {
+	stopped := `NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.name = ` + table + `.node AND nodes.heartbeat_at >= $2)`
+	if own {
+		return `(` + table + `.node = $1 OR ` + stopped + `)`
+	}
+	return `(` + table + `.node <> $1 AND ` + stopped + `)`
+}
+
+// abortPending is AbortPending, or with !own AbortAbandoned.
+func (d *DB) abortPending(ctx context.Context, node string, own bool, staleAfter time.Duration, reason string, at time.Time) ([]store.Recovered, error) {
+	stale := timeText(contract.StaleBefore(at, staleAfter))
+	mine := func(table string) string { return resolvable(table, own) }
 	var out []store.Recovered
 	err := d.submit(ctx, true, func(ctx context.Context, g *group) error {
 		out = out[:0]

@@ -234,6 +234,9 @@ func (d *DB) commitGroup(ops []*op) {
 	if d.onCommit != nil {
 		d.onCommit(time.Since(start), len(ops))
 	}
+	if d.onAudit != nil && moved {
+		d.onAudit(g.seq)
+	}
 	for k, o := range ops {
 		o.done <- results[k]
 	}

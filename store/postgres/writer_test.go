@@ -11,6 +11,7 @@ import (
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store"
 	"github.com/pkid/pkid/store/postgres/pgtest"
+	"github.com/pkid/pkid/store/storetest"
 )
 
 // blocked holds d's writer inside a write until release is called, and
@@ -286,4 +287,40 @@ func TestLeadLostWithItsConnection(t *testing.T) {
 	if _, ok, err := lead(a); err != nil || !ok {
 		t.Errorf("the old holder cannot take the lead back: %v, %v", ok, err)
 	}
+}
+
+// OnAudit reports the head of the chain every node shares after each
+// commit that appended to it, and is not called for a commit that
+// appended nothing.
+func TestOnAuditReportsTheSharedHead(t *testing.T) {
+	ctx := context.Background()
+	srv := pgtest.StartServer(t)
+	dsn := srv.NewDatabase(t)
+	var heads storetest.Heads
+	a, err := Open(ctx, dsn, Options{Password: srv.Password(), OnAudit: heads.Record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	b := openDB(t, dsn, srv.Password()) // another node
+	defer b.Close(ctx)
+	if err := a.Refuse(ctx, refused(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Heartbeat(ctx, "node-a", time.Now()); err != nil { // no audit entry
+		t.Fatal(err)
+	}
+	c := newCert(2, "node-a")
+	if err := a.Reserve(ctx, c); err != nil { // no audit entry
+		t.Fatal(err)
+	}
+	for n := 3; n <= 4; n++ {
+		if err := b.Refuse(ctx, refused(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Finalize(ctx, c.ID, []byte("der "+c.ID), issued(5)); err != nil {
+		t.Fatal(err)
+	}
+	heads.Want(t, 1, 4)
 }

@@ -144,7 +144,16 @@ func SchemaVersionAt(ctx context.Context, dbPath string) (int, error) {
 	if _, err := os.Stat(dbPath); err != nil {
 		return 0, fmt.Errorf("database %s: %w", dbPath, err)
 	}
-	db, err := sql.Open("sqlite", "file:"+dbPath+"?mode=ro")
+	// A read-only connection to a WAL database creates the -wal and -shm
+	// files beside it when they are missing, and leaves them behind. With
+	// no -wal file nothing is in flight, so the file is read as immutable,
+	// alone; with one (pkid is running, or stopped without a checkpoint)
+	// both files are there already and are read as SQLite reads them.
+	mode := "mode=ro"
+	if _, err := os.Stat(dbPath + "-wal"); errors.Is(err, os.ErrNotExist) {
+		mode = "immutable=1"
+	}
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?"+mode)
 	if err != nil {
 		return 0, fmt.Errorf("opening database %s: %w", dbPath, err)
 	}

@@ -78,6 +78,7 @@ type DB struct {
 	statsMu  sync.Mutex
 	stats    Stats
 	onCommit func(d time.Duration, size int)
+	onAudit  func(head int64)
 }
 
 var _ store.Store = (*DB)(nil)
@@ -90,6 +91,11 @@ type Options struct {
 	// OnCommit, if set, is called after each group commit with its
 	// duration (fsync included) and the number of writes in it.
 	OnCommit func(d time.Duration, size int)
+	// OnAudit, if set, is called after each group commit that appended
+	// audit entries, with the sequence number of the newest one: what a
+	// checkpoint every N entries waits for (DESIGN §6). It runs on the
+	// writer and must not block.
+	OnAudit func(head int64)
 }
 
 // Stats describes the group commits so far.
@@ -128,6 +134,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	d := &DB{
 		db: sqlDB, dir: filepath.Dir(path), writer: w, ops: make(chan *op, maxGroup),
 		quit: make(chan struct{}), done: make(chan struct{}), closed: make(chan struct{}), onCommit: opts.OnCommit,
+		onAudit: opts.OnAudit,
 	}
 	d.seq, d.hash, err = d.AuditHead(ctx)
 	if err == nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pkid/pkid/record"
@@ -307,9 +308,23 @@ func TestSchemaVersion(t *testing.T) {
 	if v, err := d.SchemaVersion(ctx); err != nil || v != LatestSchemaVersion {
 		t.Errorf("SchemaVersion = %d, %v; want %d", v, err, LatestSchemaVersion)
 	}
+	// While the store is open (pkid running) its -wal and -shm files are
+	// there, and are read.
+	if err := d.Refuse(ctx, refused(1)); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := SchemaVersionAt(ctx, path); err != nil || v != LatestSchemaVersion {
+		t.Errorf("SchemaVersionAt of an open database = %d, %v", v, err)
+	}
 	d.Close(ctx)
+	// Closed, the database is one file, and no -wal or -shm file appears
+	// beside it.
+	before := dirNames(t, dir)
 	if v, err := SchemaVersionAt(ctx, path); err != nil || v != LatestSchemaVersion {
 		t.Errorf("SchemaVersionAt = %d, %v", v, err)
+	}
+	if after := dirNames(t, dir); after != before {
+		t.Errorf("SchemaVersionAt left files beside the database: %s became %s", before, after)
 	}
 
 	// A database from a newer pkid is refused, not downgraded.
@@ -325,4 +340,18 @@ func TestSchemaVersion(t *testing.T) {
 		d.Close(ctx)
 		t.Fatal("Open of a newer schema succeeded")
 	}
+}
+
+// dirNames lists the names of dir's files.
+func dirNames(t *testing.T, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return strings.Join(names, " ")
 }

@@ -213,13 +213,48 @@ func (d *DB) resolveCRL(ctx context.Context, ca string, number int64, status str
 // is every pending row; the rule is the same as PostgreSQL's so that a
 // database moved from one to the other behaves alike.
 func (d *DB) AbortPending(ctx context.Context, node string, staleAfter time.Duration, reason string, at time.Time) ([]store.Recovered, error) {
-	stale := timeText(contract.StaleBefore(at, staleAfter))
-	// A row is resolvable when it is node's, or its node has no heartbeat
-	// at or after the cutoff (none at all for records made before nodes).
-	mine := func(table string) string {
-		return `(` + table + `.node = ? OR NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.name = ` + table + `.node
-			AND nodes.heartbeat_at >= ?))`
+	return d.abortPending(ctx, node, true, staleAfter, reason, at)
+}
+
+// AbortAbandoned resolves, as AbortPending does, the pending rows of the
+// nodes other than node whose heartbeat is older than at − staleAfter or
+// that never sent one, and leaves node's own alone: node is running and
+// may be signing them. When there is nothing to resolve it writes nothing.
+func (d *DB) AbortAbandoned(ctx context.Context, node string, staleAfter time.Duration, reason string, at time.Time) ([]store.Recovered, error) {
+	if err := d.closing(); err != nil {
+		return nil, err
 	}
+	// A read first, so that the periodic call costs no write when no node
+	// has stopped (the usual case).
+	var found bool
+	stale := timeText(contract.StaleBefore(at, staleAfter))
+	if err := d.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM certificates WHERE status = 'pending' AND `+
+		resolvable("certificates", false)+`) OR EXISTS (SELECT 1 FROM crls WHERE status = 'pending' AND `+
+		resolvable("crls", false)+`)`, node, stale, node, stale).Scan(&found); err != nil {
+		return nil, fmt.Errorf("finding abandoned pending records: %w", err)
+	}
+	if !found {
+		return nil, nil
+	}
+	return d.abortPending(ctx, node, false, staleAfter, reason, at)
+}
+
+// resolvable is the condition, on the rows of table with the arguments
+// node and the heartbeat cutoff, under which a pending row may be resolved:
+// its node has no heartbeat at or after the cutoff (none at all for records
+// made before nodes had names), or, with own, it is node's.
+func resolvable(table string, own bool) string {
+	stopped := `NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.name = ` + table + `.node AND nodes.heartbeat_at >= ?)`
+	if own {
+		return `(` + table + `.node = ? OR ` + stopped + `)`
+	}
+	return `(` + table + `.node <> ? AND ` + stopped + `)`
+}
+
+// abortPending is AbortPending, or with !own AbortAbandoned.
+func (d *DB) abortPending(ctx context.Context, node string, own bool, staleAfter time.Duration, reason string, at time.Time) ([]store.Recovered, error) {
+	stale := timeText(contract.StaleBefore(at, staleAfter))
+	mine := func(table string) string { return resolvable(table, own) }
 	var out []store.Recovered
 	err := d.submit(ctx, func(ctx context.Context, d *DB) error {
 		out = out[:0]

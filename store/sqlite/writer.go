@@ -235,6 +235,9 @@ func (d *DB) commitGroup(group []*op) {
 		if d.onCommit != nil {
 			d.onCommit(time.Since(start), len(group))
 		}
+		if d.onAudit != nil && d.seq != seq {
+			d.onAudit(d.seq)
+		}
 	}
 	for k, o := range group {
 		o.done <- results[k]

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store"
+	"github.com/pkid/pkid/store/storetest"
 )
 
 // blocked opens a store whose writer is held inside a write until the
@@ -290,4 +291,38 @@ func TestAnotherWriterKeepsOneChain(t *testing.T) {
 	if err != nil || rep.Entries != 4 {
 		t.Fatalf("VerifyAudit = %+v, %v; want one chain of 4 entries", rep, err)
 	}
+}
+
+// OnAudit reports the chain's head after each commit that appended to it,
+// entries another process appended included, and is not called for a
+// commit that appended nothing.
+func TestOnAuditReportsTheHead(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "pkid.db")
+	var heads storetest.Heads
+	d, err := Open(ctx, path, Options{OnAudit: heads.Record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close(ctx)
+	if err := d.Refuse(ctx, refused(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Heartbeat(ctx, "node-1", at(2)); err != nil { // no audit entry
+		t.Fatal(err)
+	}
+	if err := d.Reserve(ctx, newCert(3)); err != nil { // no audit entry
+		t.Fatal(err)
+	}
+	operator := openDB(t, path) // a second process, as `pkid revoke`
+	defer operator.Close(ctx)
+	for n := 4; n <= 5; n++ {
+		if err := operator.Refuse(ctx, refused(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Finalize(ctx, newCert(3).ID, []byte("der"), issued(6)); err != nil {
+		t.Fatal(err)
+	}
+	heads.Want(t, 1, 4)
 }

@@ -13,56 +13,74 @@ import (
 	"github.com/pkid/pkid/store"
 )
 
-// A node resolves its own pending rows, those of nodes whose heartbeat
-// stopped and those of nodes that never sent one (records made before
-// nodes had names among them), and leaves those of live nodes (DESIGN §16).
-func testPendingRecoveryByNode(t *testing.T, f *fixture) {
-	base := f.now()
-	beat := func(node string, at time.Time) {
-		t.Helper()
-		if err := f.s().Heartbeat(f.ctx, node, at); err != nil {
-			t.Fatalf("Heartbeat(%s): %v", node, err)
-		}
+// beat records a heartbeat of node at at.
+func (f *fixture) beat(node string, at time.Time) {
+	f.t.Helper()
+	if err := f.s().Heartbeat(f.ctx, node, at); err != nil {
+		f.t.Fatalf("Heartbeat(%s): %v", node, err)
 	}
-	beat(node, base)
-	beat("node-2", base)                   // alive
-	beat("node-3", base.Add(-2*time.Hour)) // stopped
-	beat("node-3", base.Add(-3*time.Hour)) // a heartbeat never moves back
+}
+
+// reserveByNodes reserves one certificate for each of nodes, and CRL 1 of
+// each CA in crls for its node; it returns the certificates by node.
+func (f *fixture) reserveByNodes(nodes []string, crls map[string]string) map[string]*record.Certificate {
+	f.t.Helper()
 	reserved := map[string]*record.Certificate{}
-	for _, n := range []string{node, "node-2", "node-3", "node-4", ""} { // node-4 never beat; "" is a legacy row
+	for _, n := range nodes {
 		c := f.cert("ec-issuing", "web-server")
 		c.Node = n
 		f.reserve(c)
 		reserved[n] = c
 	}
-	for ca, n := range map[string]string{"ca-alive": "node-2", "ca-stopped": "node-3"} {
+	for ca, n := range crls {
 		c := f.crl(ca, 1)
 		c.Node = n
 		if err := f.s().ReserveCRL(f.ctx, c); err != nil {
-			t.Fatalf("ReserveCRL(%s): %v", ca, err)
+			f.t.Fatalf("ReserveCRL(%s): %v", ca, err)
 		}
 	}
-	got, err := f.s().AbortPending(f.ctx, node, time.Hour, "node restart", base.Add(time.Minute))
+	return reserved
+}
+
+// wantResolved checks that what resolved exactly the rows want names
+// ("certificate of NODE", "crl CA N of NODE"), each a reservation made.
+func (f *fixture) wantResolved(what string, got []store.Recovered, err error, reserved map[string]*record.Certificate, want ...string) {
+	f.t.Helper()
 	if err != nil {
-		t.Fatalf("AbortPending: %v", err)
+		f.t.Fatalf("%s: %v", what, err)
 	}
-	var resolved []string
+	resolved := []string{}
 	for _, r := range got {
 		if r.CRLNumber != 0 {
 			resolved = append(resolved, fmt.Sprintf("crl %s %d of %q", r.CA, r.CRLNumber, r.Node))
 			continue
 		}
 		if c := reserved[r.Node]; c == nil || c.ID != r.ID || r.TBSHash != c.TBSHash {
-			t.Errorf("recovered %+v is not the reservation of node %q", r, r.Node)
+			f.t.Errorf("%s: recovered %+v is not the reservation of node %q", what, r, r.Node)
 		}
 		resolved = append(resolved, fmt.Sprintf("certificate of %q", r.Node))
 	}
 	slices.Sort(resolved)
-	want := []string{`certificate of ""`, `certificate of "node-1"`, `certificate of "node-3"`, `certificate of "node-4"`,
-		`crl ca-stopped 1 of "node-3"`}
 	if strings.Join(resolved, "; ") != strings.Join(want, "; ") {
-		t.Fatalf("AbortPending resolved\n%s\nwant\n%s", strings.Join(resolved, "; "), strings.Join(want, "; "))
+		f.t.Fatalf("%s resolved\n%s\nwant\n%s", what, strings.Join(resolved, "; "), strings.Join(want, "; "))
 	}
+}
+
+// A node resolves its own pending rows, those of nodes whose heartbeat
+// stopped and those of nodes that never sent one (records made before
+// nodes had names among them), and leaves those of live nodes (DESIGN §16).
+func testPendingRecoveryByNode(t *testing.T, f *fixture) {
+	base := f.now()
+	f.beat(node, base)
+	f.beat("node-2", base)                   // alive
+	f.beat("node-3", base.Add(-2*time.Hour)) // stopped
+	f.beat("node-3", base.Add(-3*time.Hour)) // a heartbeat never moves back
+	// node-4 never beat; "" is a legacy row.
+	reserved := f.reserveByNodes([]string{node, "node-2", "node-3", "node-4", ""},
+		map[string]string{"ca-alive": "node-2", "ca-stopped": "node-3"})
+	got, err := f.s().AbortPending(f.ctx, node, time.Hour, "node restart", base.Add(time.Minute))
+	f.wantResolved("AbortPending", got, err, reserved,
+		`certificate of ""`, `certificate of "node-1"`, `certificate of "node-3"`, `certificate of "node-4"`, `crl ca-stopped 1 of "node-3"`)
 	if n, _ := f.s().CountPending(f.ctx); n != 2 {
 		t.Errorf("CountPending = %d, want node-2's certificate and CRL", n)
 	}
@@ -71,7 +89,7 @@ func testPendingRecoveryByNode(t *testing.T, f *fixture) {
 	}
 	// node-2 is alive until an hour after its heartbeat, even though it
 	// sent an older one since.
-	beat("node-2", base.Add(-5*time.Hour))
+	f.beat("node-2", base.Add(-5*time.Hour))
 	if got, err := f.s().AbortPending(f.ctx, node, time.Hour, "again", base.Add(59*time.Minute)); err != nil || len(got) != 0 {
 		t.Errorf("AbortPending while node-2 is alive = %+v, %v", got, err)
 	}
@@ -85,6 +103,44 @@ func testPendingRecoveryByNode(t *testing.T, f *fixture) {
 	}
 	if rep := f.verify(store.VerifyOptions{}); rep.Entries != 7 || rep.Certificates != 5 || rep.CRLs != 2 {
 		t.Errorf("VerifyAudit report %+v; want a recovered entry for each of 5 certificates and 2 CRLs", rep)
+	}
+}
+
+// A running node resolves the rows of nodes whose heartbeat stopped (and
+// of nodes that never sent one) and never its own nor a live node's, even
+// when its own heartbeat is old; with nothing to resolve it writes
+// nothing (DESIGN §16).
+func testAbandonedByNode(t *testing.T, f *fixture) {
+	base := f.now()
+	abandoned := func(at time.Time) ([]store.Recovered, error) {
+		return f.s().AbortAbandoned(f.ctx, node, time.Hour, "node stopped", at)
+	}
+	got, err := abandoned(base)
+	f.wantResolved("AbortAbandoned of an empty store", got, err, nil)
+	f.beat(node, base)
+	f.beat("node-2", base)                   // alive
+	f.beat("node-3", base.Add(-2*time.Hour)) // stopped
+	reserved := f.reserveByNodes([]string{node, "node-2", "node-3", "node-4", ""},
+		map[string]string{"ca-mine": node, "ca-alive": "node-2", "ca-stopped": "node-3"})
+	got, err = abandoned(base.Add(time.Minute))
+	f.wantResolved("AbortAbandoned", got, err, reserved,
+		`certificate of ""`, `certificate of "node-3"`, `certificate of "node-4"`, `crl ca-stopped 1 of "node-3"`)
+	seq, _ := f.head()
+	got, err = abandoned(base.Add(2 * time.Minute))
+	f.wantResolved("AbortAbandoned again", got, err, reserved)
+	f.noAuditChange(seq, "AbortAbandoned with nothing to resolve")
+	// Two hours on, node-2 has stopped; this node's heartbeat is as old,
+	// but its own rows are still never resolved by itself while it runs.
+	got, err = abandoned(base.Add(2 * time.Hour))
+	f.wantResolved("AbortAbandoned once node-2 stopped", got, err, reserved, `certificate of "node-2"`, `crl ca-alive 1 of "node-2"`)
+	if s := f.get(reserved[node].ID).Status; s != record.StatusPending {
+		t.Errorf("the caller's own reservation is %s", s)
+	}
+	if n, _ := f.s().CountPending(f.ctx); n != 2 {
+		t.Errorf("CountPending = %d, want the caller's certificate and CRL", n)
+	}
+	if rep := f.verify(store.VerifyOptions{}); rep.Entries != 6 {
+		t.Errorf("VerifyAudit report %+v; want a recovered entry for each of 4 certificates and 2 CRLs", rep)
 	}
 }
 

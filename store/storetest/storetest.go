@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,6 +84,7 @@ func Run(t *testing.T, open func(t *testing.T) Harness) {
 		{"CRLRefusals", testCRLRefusals},
 		{"PendingRecovery", testPendingRecovery},
 		{"PendingRecoveryByNode", testPendingRecoveryByNode},
+		{"AbandonedByNode", testAbandonedByNode},
 		{"Lead", testLead},
 		{"OCSPResponses", testOCSPResponses},
 		{"OCSPRefusals", testOCSPRefusals},
@@ -378,5 +380,30 @@ func wantProblem(t *testing.T, err error, seq int64, reason string) {
 	}
 	if p.Seq != seq || !strings.Contains(p.Reason, reason) {
 		t.Fatalf("VerifyAudit = %q (entry %d), want entry %d with %q", p.Error(), p.Seq, seq, reason)
+	}
+}
+
+// Heads records the audit heads a backend's OnAudit option reports, for
+// the backends' own tests of that option; safe for concurrent use.
+type Heads struct {
+	mu    sync.Mutex
+	heads []int64
+}
+
+// Record is the OnAudit callback.
+func (h *Heads) Record(head int64) {
+	h.mu.Lock()
+	h.heads = append(h.heads, head)
+	h.mu.Unlock()
+}
+
+// Want fails t unless the heads reported so far are want, in order.
+func (h *Heads) Want(t *testing.T, want ...int64) {
+	t.Helper()
+	h.mu.Lock()
+	got := fmt.Sprint(h.heads)
+	h.mu.Unlock()
+	if got != fmt.Sprint(want) {
+		t.Errorf("OnAudit reported heads %s; want %v", got, want)
 	}
 }

@@ -198,6 +198,26 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	return dsn
 }
 
+// Connect opens a connection with the server's password to the database
+// dsn names (as NewDatabase returns it), closed when t ends: for a test that
+// reads or edits the database behind pkid's back.
+func (s *Server) Connect(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = s.password
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
 // CreateDatabase is NewDatabase outside a test.
 func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
 	s.mu.Lock()
