@@ -164,12 +164,12 @@ func writeCRL(b *strings.Builder, c *crlResult) []target {
 		fmt.Fprintf(b, "| %s | %d | %d | %d | %s | %s | %.2f | %s | %s |\n", r.what, r.entries, r.number, r.derBytes, sec(r.wall), sec(r.cpu),
 			ratio(r.cpu, crlTargetCPU), idle, total)
 	}
-	fmt.Fprintf(b, "\nThe start-up CRL's time and CPU are taken between the log line of the CRL made before it and its own \"published CRL\" line (CPU sampled from /proc every %v), so they cover reading the revocations, building, linting, signing and storing it, and nothing else. After a revocation the daemon does more than make the CRL: the OCSP responder re-signs the revoked certificate's answer and, in the same round, lists every certificate of every CA to find answers that are due; that round goes on after a small CRL is served, so the rsa-issuing control's CPU until idle is what a revocation costs besides a big CRL.",
+	fmt.Fprintf(b, "\nThe start-up CRL's time and CPU are taken between the log line of the CRL made before it and its own \"published CRL\" line (CPU sampled from /proc every %v), so they cover reading the revocations, building, linting, signing and storing it, and nothing else. After a revocation the daemon does more than make the CRL: the OCSP responder re-signs the answers the revocation made stale (the revoked certificate's; the pass over every certificate is the periodic round's, not the revocation's), and that goes on after a small CRL is served, so the rsa-issuing control's CPU until idle is what a revocation costs besides a big CRL.",
 		cpuSampleEvery)
 	if c.idle.totalCPU > 0 && c.control.totalCPU > 0 {
 		fmt.Fprintf(b, " The big CRL's share of the idle case is therefore about %s s (%s − %s).", sec(c.idle.totalCPU-c.control.totalCPU), sec(c.idle.totalCPU), sec(c.control.totalCPU))
 	}
-	fmt.Fprintf(b, " Serving it costs the daemon %s ms of CPU per conditional GET answered 304 (the ETag is a SHA-256 of the whole DER, computed per request) and %s ms per full GET.\n\n",
+	fmt.Fprintf(b, " Serving it costs the daemon %s ms of CPU per conditional GET answered 304 (the ETag is the CA's name and the CRL number, so a 304 hashes nothing) and %s ms per full GET.\n\n",
 		ms(c.get304CPU), ms(c.get200CPU))
 	if c.settled {
 		fmt.Fprintf(b, "After start the OCSP responder pre-signs an answer for every unexpired issued or revoked certificate: the daemon went idle %s s after ready, having used %s s of CPU and made %.0f token signatures. The measurements above and below were taken after that.\n\n",
@@ -199,7 +199,7 @@ func writeCRL(b *strings.Builder, c *crlResult) []target {
 	if c.idle.wall > 0 {
 		cores = c.idle.cpu.Seconds() / c.idle.wall.Seconds()
 	}
-	fmt.Fprintf(b, "Peak RSS of this daemon: %d MiB (the daemon sets a 256 MiB soft memory limit unless GOMEMLIMIT is set). What limits these numbers: one goroutine makes the CRL, so at start, with nothing else running, its CPU is close to its wall time; after a revocation on the idle daemon the daemon used %.1f cores on average until the CRL was served, so most of that CPU is work other than the CRL's own goroutine (the profile above says which). Under load that work takes the two cores from issuance and the load generator, which is what the drop in throughput measures.\n\n",
+	fmt.Fprintf(b, "Peak RSS of this daemon: %d MiB (the daemon sets a 512 MiB soft memory limit unless GOMEMLIMIT is set). What limits these numbers: one goroutine makes the CRL, so at start, with nothing else running, its CPU is close to its wall time; after a revocation on the idle daemon the daemon used %.1f cores on average until the CRL was served, so most of that CPU is work other than the CRL's own goroutine (the profile above says which). Under load that work takes the two cores from issuance and the load generator, which is what the drop in throughput measures.\n\n",
 		c.peakRSS>>20, cores)
 	return []target{
 		{what: fmt.Sprintf("CRL of %d entries made at start: CPU to build, lint, sign and store", c.atStart.entries), goal: "≤ 3 s",
