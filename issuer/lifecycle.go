@@ -244,11 +244,16 @@ func (i *Issuer) mayManage(ctx context.Context, meta Meta, rec *record.Certifica
 // again by today's rules keeps an owner the owner of certificates recorded
 // before a rule changed (a default port dropped, a host-like CN lower-cased).
 func isRequester(rec *record.Certificate, id policy.Identity) bool {
-	if rec.Identity == id.String() {
-		return true
+	return rec.Identity == id.String() || requesterNow(rec) == id.String()
+}
+
+// requesterNow is rec's requester canonicalized by today's rules, or as
+// stored when it no longer parses.
+func requesterNow(rec *record.Certificate) string {
+	if then, err := policy.ParseIdentity(rec.Identity); err == nil {
+		return then.String()
 	}
-	then, err := policy.ParseIdentity(rec.Identity)
-	return err == nil && then.String() == id.String()
+	return rec.Identity
 }
 
 // forbidden is the 403 for an action on rec that meta may not take.
@@ -277,7 +282,7 @@ func (i *Issuer) Renew(ctx context.Context, meta Meta, certificateID string, rem
 	}
 	// A manager renews any certificate of the profile; its requester only
 	// while the profile still lets it issue (DESIGN.md §2).
-	if !p.Manages(meta.Identity) && (old.Identity != meta.Identity.String() || !p.MayIssue(meta.Identity)) {
+	if !p.Manages(meta.Identity) && (!isRequester(old, meta.Identity) || !p.MayIssue(meta.Identity)) {
 		return nil, i.refuse(ctx, meta, p.name, forbidden(meta, old, "renew"))
 	}
 	switch {
@@ -318,7 +323,7 @@ func (i *Issuer) Renew(ctx context.Context, meta Meta, certificateID string, rem
 		return nil, internal(err)
 	}
 	// The renewal stays the requester's; the audit entry names who renewed.
-	rec, err := i.sign(ctx, meta, pl, leafKey.Public(), nil, lineage{requester: old.Identity, renews: old.ID, applicationID: old.ApplicationID})
+	rec, err := i.sign(ctx, meta, pl, leafKey.Public(), nil, lineage{requester: requesterNow(old), renews: old.ID, applicationID: old.ApplicationID})
 	if err != nil {
 		return nil, err
 	}

@@ -614,3 +614,34 @@ func TestRequesterRecordedUnderEarlierRules(t *testing.T) {
 		}
 	}
 }
+
+// Every path takes the same view: the owner of a record stored under an
+// earlier spelling of its identity looks it up, renews it, and revokes
+// the renewal, which is recorded under today's spelling.
+func TestOwnerOfAnEarlierSpellingKeepsEveryRight(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, false)
+	res, err := h.iss.Issue(ctx, h.meta, request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.store.mu.Lock()
+	h.store.records[res.CertificateID].Identity = "uri:SPIFFE://TEST/client" // as an earlier rule could have kept it
+	h.store.mu.Unlock()
+	if _, err := h.iss.Lookup(ctx, h.meta, res.SerialNumber, false); err != nil {
+		t.Errorf("look-up by the owner: %v", err)
+	}
+	renewed, err := h.iss.Renew(ctx, h.meta, res.CertificateID, false)
+	if err != nil {
+		t.Fatalf("renewal by the owner: %v", err)
+	}
+	if rec, _ := h.store.Certificate(ctx, renewed.CertificateID); rec == nil || rec.Identity != h.meta.Identity.String() {
+		t.Errorf("the renewal is recorded for %+v, want %q", rec, h.meta.Identity)
+	}
+	if _, err := h.iss.Revoke(ctx, h.meta, res.SerialNumber, false, "SUPERSEDED"); err != nil {
+		t.Errorf("revocation by the owner: %v", err)
+	}
+	other := metaFor(t, "uri:spiffe://test/other")
+	_, err = h.iss.Renew(ctx, other, renewed.CertificateID, false)
+	wantKind(t, err, KindForbidden)
+}
