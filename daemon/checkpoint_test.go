@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -155,5 +157,89 @@ func TestCheckpointEveryThousandEntries(t *testing.T) {
 	}
 	if rep.Entries != head || rep.LastCheckpoint != last || rep.AfterLastCheckpoint >= checkpointEvery {
 		t.Errorf("VerifyAudit: %+v; want %d entries, the last checkpoint at %d", rep, head, last)
+	}
+}
+
+// failingKey is an audit key whose every signature fails, as a token that
+// lost the key would.
+type failingKey struct {
+	crypto.Signer
+	calls atomic.Int64
+	once  sync.Once
+	tried chan struct{} // closed at the first attempt
+}
+
+func (k *failingKey) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	k.calls.Add(1)
+	k.once.Do(func() { close(k.tried) })
+	return nil, errors.New("CKR_DEVICE_ERROR")
+}
+
+// countingHandler counts the log records whose message is msg, never
+// blocking the logger.
+type countingHandler struct {
+	slog.Handler
+	msg   string
+	count *atomic.Int64
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.count.Add(1)
+	}
+	return nil
+}
+
+// A checkpoint that cannot be made is tried again at the next periodic
+// look, not after every commit: thousands of entries appended after a
+// failure cost no more signatures or error lines.
+func TestFailingCheckpointIsNotRetriedPerCommit(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	failures := new(atomic.Int64)
+	d := &Daemon{metrics: metrics.New(metrics.Options{}), audit: newAuditCount(), housekeeping: time.Hour,
+		log: slog.New(countingHandler{Handler: slog.NewTextHandler(io.Discard, nil), msg: "audit checkpoint failed", count: failures})}
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "pkid.db"), sqlite.Options{OnAudit: d.audit.appended})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	real, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := &failingKey{Signer: real, tried: make(chan struct{})}
+	svc, err := issuer.NewService(issuer.ServiceConfig{Store: st, AuditKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.res = &resources{store: st, service: svc}
+	var loop sync.WaitGroup
+	loop.Add(1)
+	go func() { defer loop.Done(); d.housekeepingLoop(ctx) }()
+
+	refuse := func(n int) {
+		t.Helper()
+		for k := range n {
+			ev := record.AuditEvent{Time: time.Now().UTC(), Action: record.ActionRefused, Identity: "client",
+				Profile: "web-server", Outcome: "forbidden", Reason: fmt.Sprint("refusal ", k)}
+			if err := st.Refuse(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	refuse(checkpointEvery)
+	select {
+	case <-key.tried:
+	case <-time.After(time.Minute): // a failure bound only; the tick is an hour away
+		t.Fatal("no checkpoint was attempted after 1000 entries")
+	}
+	refuse(2 * checkpointEvery) // each commit reports the head
+	cancel()
+	loop.Wait()
+	if n, f := key.calls.Load(), failures.Load(); n != 1 || f != 1 {
+		t.Errorf("%d signatures and %d error lines after 3000 entries with a failing audit key, want 1 and 1", n, f)
 	}
 }

@@ -555,6 +555,7 @@ func every(ctx context.Context, interval time.Duration, fn func(context.Context)
 func (d *Daemon) housekeepingLoop(ctx context.Context) {
 	t := time.NewTicker(d.housekeeping)
 	defer t.Stop()
+	wake := d.audit.wake
 	for {
 		tick := false
 		select {
@@ -562,7 +563,7 @@ func (d *Daemon) housekeepingLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			tick = true
-		case <-d.audit.wake:
+		case <-wake:
 		}
 		tctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		if tick {
@@ -570,7 +571,14 @@ func (d *Daemon) housekeepingLoop(ctx context.Context) {
 				d.log.Warn("writing refusal summaries", "error", err)
 			}
 		}
-		d.anchorAudit(tctx)
+		// After a failed attempt only the tick tries again: every commit
+		// wakes the loop, and a checkpoint that cannot be made (the token,
+		// the database) must not cost a signature and an error per commit.
+		if d.anchorAudit(tctx) {
+			wake = d.audit.wake
+		} else {
+			wake = nil
+		}
 		cancel()
 	}
 }
@@ -578,8 +586,9 @@ func (d *Daemon) housekeepingLoop(ctx context.Context) {
 // anchorAudit signs a checkpoint when checkpointEvery entries follow the
 // newest one, or when any do and it is checkpointAfter old (DESIGN.md §6).
 // The newest checkpoint is read from the store each time: another node
-// sharing the chain may have made it.
-func (d *Daemon) anchorAudit(ctx context.Context) {
+// sharing the chain may have made it. It reports false when a checkpoint
+// was owed and could not be made.
+func (d *Daemon) anchorAudit(ctx context.Context) bool {
 	var lastSeq int64
 	var lastAt time.Time
 	switch cp, err := d.res.store.LatestCheckpoint(ctx); {
@@ -588,19 +597,22 @@ func (d *Daemon) anchorAudit(ctx context.Context) {
 		d.metrics.SetAuditCheckpoint(cp.Time)
 	case !errors.Is(err, record.ErrNotFound):
 		d.log.Warn("reading the latest audit checkpoint", "error", err)
-		return
+		return false
 	}
 	d.audit.anchored.Store(lastSeq)
 	seq, _, err := d.res.store.AuditHead(ctx)
 	if err != nil {
 		d.log.Warn("reading the audit head", "error", err)
-		return
+		return false
 	}
 	if seq-lastSeq >= checkpointEvery || (seq > lastSeq && time.Since(lastAt) >= checkpointAfter) {
-		if cp := d.checkpoint(ctx, lastSeq); cp != nil {
-			d.audit.anchored.Store(cp.Seq)
+		cp := d.checkpoint(ctx, lastSeq)
+		if cp == nil {
+			return d.audit.anchored.Load() > lastSeq // another node anchored first
 		}
+		d.audit.anchored.Store(cp.Seq)
 	}
+	return true
 }
 
 // checkpoint signs and stores a checkpoint of the audit chain and logs it,
