@@ -521,9 +521,11 @@ func (d *Daemon) watchdogTick() {
 // nodeTimeout, until ctx ends, and after each beat resolves the pending
 // rows of nodes whose heartbeat stopped. A missed beat is logged (and no
 // other node's rows are resolved on it); three in a row and the others may
-// resolve this node's in-flight reservations as abandoned.
+// resolve this node's in-flight reservations as abandoned. A beat may take
+// up to its interval, not probeTimeout: it waits in the store's writer
+// behind issuance, and a busy node is not a stopped one.
 func (d *Daemon) heartbeatLoop(ctx context.Context) {
-	every(ctx, d.nodeTimeout/4, func(ctx context.Context) {
+	every(ctx, d.nodeTimeout/4, d.nodeTimeout/4, func(ctx context.Context) {
 		if err := d.res.store.Heartbeat(ctx, d.node, time.Now().UTC()); err != nil {
 			d.log.Warn("heartbeat not recorded", "node", d.node, "error", err)
 			return
@@ -532,9 +534,9 @@ func (d *Daemon) heartbeatLoop(ctx context.Context) {
 	})
 }
 
-// every calls fn each interval, with a deadline of probeTimeout, until ctx
+// every calls fn each interval, with a deadline of timeout, until ctx
 // ends.
-func every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+func every(ctx context.Context, interval, timeout time.Duration, fn func(context.Context)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -543,7 +545,7 @@ func every(ctx context.Context, interval time.Duration, fn func(context.Context)
 			return
 		case <-t.C:
 		}
-		tctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		tctx, cancel := context.WithTimeout(ctx, timeout)
 		fn(tctx)
 		cancel()
 	}
