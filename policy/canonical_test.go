@@ -237,7 +237,7 @@ func TestEvaluateCanonicalNames(t *testing.T) {
 func TestEvaluateURIPortsAndPaths(t *testing.T) {
 	star := mustNew(t, rulesWith(nil, map[string]*NameRule{SANURI: {
 		Allowed: []string{"*"},
-		Denied:  []string{"https://ADMIN.example.internal:443/*", "https://ops.example.internal:8443/*", "http://legacy.example.internal"},
+		Denied:  []string{"https://ADMIN.example.internal:443/*", "https://ops.example.internal:8443/*", "http://legacy.example.internal", "urn:x-corp:admin*"},
 	}}))
 	wantWarnings := []string{
 		`altNames.uri.denied: "https://ADMIN.example.internal:443/*" is matched as "https://admin.example.internal/*"`,
@@ -277,6 +277,8 @@ func TestEvaluateURIPortsAndPaths(t *testing.T) {
 			[]string{"uri SAN value 'https://www.example.internal:8443/x' does not match allowed patterns: *"}},
 		{"star admits the default port, which is none", star, "https://www.example.internal:443/x", nil},
 		{"star admits an opaque URI", star, "urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66", nil},
+		{"a URN namespace in another case", star, "urn:X-Corp:admin",
+			[]string{"uri SAN matching denied pattern 'urn:x-corp:admin' found in request"}},
 		{"a named port admits it", named, "https://web.example.internal:8443/x", nil},
 		{"a port-less pattern admits the default port", named, "https://api.example.internal:443/v1", nil},
 		{"a port-less pattern does not admit another port", named, "https://api.example.internal:9443/v1",

@@ -106,6 +106,8 @@ var sanCases = []sanCase{
 	{"uri spiffe", SANURI, "spiffe://example.internal/svc/a", "spiffe://example.internal/svc/a"},
 	{"uri scheme and host lower-cased, path kept", SANURI, "SPIFFE://Example.Internal/svc/A", "spiffe://example.internal/svc/A"},
 	{"uri https", SANURI, "https://example.internal/x", "https://example.internal/x"},
+	{"uri urn namespace lower-cased, the rest kept", SANURI, "URN:X-Corp:Admin", "urn:x-corp:Admin"},
+	{"uri empty segment kept outside http(s)", SANURI, "ldap://example.internal//x", "ldap://example.internal//x"},
 	{"uri without path", SANURI, "https://example.internal", "https://example.internal/"},
 	{"uri http without path", SANURI, "HTTP://Example.internal", "http://example.internal/"},
 	{"uri default https port dropped", SANURI, "https://admin.example.internal:443/x", "https://admin.example.internal/x"},
@@ -124,7 +126,7 @@ var sanCases = []sanCase{
 	{"uri fragment", SANURI, "https://example.internal/x#top", ""},
 	{"uri empty fragment", SANURI, "https://example.internal/x#", ""},
 	{"uri urn", SANURI, "urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66", "urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66"},
-	{"uri urn scheme lower-cased", SANURI, "URN:UUID:6E8BC430-9C3A-11D9-9669-0800200C9A66", "urn:UUID:6E8BC430-9C3A-11D9-9669-0800200C9A66"},
+	{"uri urn scheme and namespace lower-cased", SANURI, "URN:UUID:6E8BC430-9C3A-11D9-9669-0800200C9A66", "urn:uuid:6E8BC430-9C3A-11D9-9669-0800200C9A66"},
 	{"uri mailto", SANURI, "mailto:ops@example.internal", "mailto:ops@example.internal"},
 	{"uri scheme only", SANURI, "urn:", ""},
 	{"uri relative", SANURI, "/just/a/path", ""},
@@ -216,6 +218,9 @@ func TestParseSANErrors(t *testing.T) {
 		{"uri dot-dot", SANURI, "https://x.internal/%2e%2E", "Invalid URI: a path with '.' or '..' segments is not allowed"},
 		{"spiffe", SANURI, "spiffe://td/a/", "Invalid URI: a SPIFFE ID path has no empty segment"},
 		{"https without authority", SANURI, "https:x.internal/a", "Invalid URI: an https URI needs an authority"},
+		{"https empty segment", SANURI, "https://x.internal//secret", "Invalid URI: an empty path segment ('//') is not allowed in an https URI"},
+		{"http empty segment at the end", SANURI, "http://x.internal/a//", "Invalid URI: an empty path segment ('//') is not allowed in an http URI"},
+		{"https encoded slash making an empty segment", SANURI, "https://x.internal/a%2F/b", "Invalid URI: an empty path segment ('//') is not allowed in an https URI"},
 		{"type", "x400", "a", "Invalid SAN type"},
 	}
 	for _, c := range cases {

@@ -114,6 +114,10 @@ func parseURIParts(raw string, pattern bool) (uriValue, error) {
 		if err != nil {
 			return uriValue{}, err
 		}
+		if i := strings.IndexByte(opaque, ':'); u.scheme == "urn" && i > 0 {
+			// The namespace identifier is case-insensitive (RFC 8141 §3.1).
+			opaque = strings.ToLower(opaque[:i]) + opaque[i:]
+		}
 		u.opaque = opaque
 		return u, nil
 	}
@@ -152,6 +156,11 @@ func parseURIParts(raw string, pattern bool) (uriValue, error) {
 		}
 		if u.path == "" {
 			u.path = "/"
+		}
+		// Servers merge empty segments (and many decode %2F first), so
+		// /a//b is /a/b to them but another path to a pattern.
+		if decoded, _ := url.PathUnescape(u.path); strings.Contains(decoded, "//") {
+			return uriValue{}, errURI("an empty path segment ('//') is not allowed in an %s URI", u.scheme)
 		}
 	}
 	if spiffe {
