@@ -58,8 +58,9 @@ func (r KeyRole) String() string {
 	return "CA, audit or OCSP key"
 }
 
-// mtlsCAMarker starts the CKA_ID of an mTLS CA key. CKA_ID is fixed at
-// creation; the rest of it is random, as for every other key.
+// mtlsCAMarker starts the CKA_ID of an mTLS CA key. The key is created
+// with CKA_MODIFIABLE false, so its CKA_ID stays what it was made with; the
+// rest of it is random, as for every other key.
 var mtlsCAMarker = []byte("pkid-mtls-ca:")
 
 func newKeyID(role KeyRole) ([]byte, error) {

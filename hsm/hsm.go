@@ -400,15 +400,18 @@ func (t *Token) generate(label string, kt KeyType, role KeyRole) (crypto.Signer,
 	if err != nil {
 		return nil, fmt.Errorf("hsm: private template: %w", err)
 	}
+	// CKA_MODIFIABLE false: no one with the PIN can later change the
+	// attributes — among them the CKA_ID that carries the key's role.
 	for typ, v := range map[uint]bool{
 		pkcs11.CKA_TOKEN: true, pkcs11.CKA_VERIFY: true, pkcs11.CKA_ENCRYPT: false, pkcs11.CKA_WRAP: false,
+		pkcs11.CKA_MODIFIABLE: false,
 	} {
 		pub[typ] = pkcs11.NewAttribute(typ, v)
 	}
 	for typ, v := range map[uint]bool{
 		pkcs11.CKA_TOKEN: true, pkcs11.CKA_PRIVATE: true, pkcs11.CKA_SENSITIVE: true,
 		pkcs11.CKA_EXTRACTABLE: false, pkcs11.CKA_SIGN: true, pkcs11.CKA_DECRYPT: false,
-		pkcs11.CKA_UNWRAP: false, pkcs11.CKA_DERIVE: false,
+		pkcs11.CKA_UNWRAP: false, pkcs11.CKA_DERIVE: false, pkcs11.CKA_MODIFIABLE: false,
 	} {
 		priv[typ] = pkcs11.NewAttribute(typ, v)
 	}

@@ -82,7 +82,7 @@ func TestCAKeyAttributesInToken(t *testing.T) {
 			want := map[uint]bool{
 				pkcs11.CKA_TOKEN: true, pkcs11.CKA_PRIVATE: true, pkcs11.CKA_SENSITIVE: true, pkcs11.CKA_EXTRACTABLE: false,
 				pkcs11.CKA_ALWAYS_SENSITIVE: true, pkcs11.CKA_NEVER_EXTRACTABLE: true, pkcs11.CKA_SIGN: true,
-				pkcs11.CKA_DECRYPT: false, pkcs11.CKA_UNWRAP: false, pkcs11.CKA_DERIVE: false,
+				pkcs11.CKA_DECRYPT: false, pkcs11.CKA_UNWRAP: false, pkcs11.CKA_DERIVE: false, pkcs11.CKA_MODIFIABLE: false,
 			}
 			var template []*pkcs11.Attribute
 			for typ := range want {
@@ -96,6 +96,10 @@ func TestCAKeyAttributesInToken(t *testing.T) {
 				if got := len(a.Value) == 1 && a.Value[0] != 0; got != want[a.Type] {
 					t.Errorf("attribute 0x%x = %t, want %t", a.Type, got, want[a.Type])
 				}
+			}
+			// The key's role lives in its CKA_ID, which the PIN cannot rewrite.
+			if err := p.SetAttributeValue(sess, objs[0], []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, []byte("pkid-mtls-ca:x"))}); err == nil {
+				t.Errorf("the CKA_ID of %s was rewritten", label)
 			}
 			for _, secret := range []uint{pkcs11.CKA_VALUE, pkcs11.CKA_PRIVATE_EXPONENT} {
 				if v, err := p.GetAttributeValue(sess, objs[0], []*pkcs11.Attribute{pkcs11.NewAttribute(secret, nil)}); err == nil && len(v) == 1 && len(v[0].Value) > 0 {
