@@ -261,8 +261,11 @@ func TestMultiNode(t *testing.T) {
 		// Node B, running on, resolves A's rows on its heartbeat schedule
 		// once A's heartbeat is older than nodeTimeout: no node starts.
 		// The bound is only a failure bound.
+		// B logs the rows and counts them after their transaction commits:
+		// the counter, which moves last, is the event to wait for.
 		for deadline := time.Now().Add(c.nodeTimeout + time.Minute); ; time.Sleep(200 * time.Millisecond) {
-			if c.count(t, `SELECT count(*) FROM certificates WHERE status = 'pending' AND node = $1`, a.name) == 0 {
+			if c.count(t, `SELECT count(*) FROM certificates WHERE status = 'pending' AND node = $1`, a.name) == 0 &&
+				metricSum(t, b, "pkid_recovered_records_total") > bRecovered {
 				break
 			}
 			if time.Now().After(deadline) {
