@@ -132,11 +132,11 @@ func NewHandler(cfg Config) http.Handler {
 	}{
 		{IssuePath, http.MethodPost, issuing, h.issue},
 		{SignPath, http.MethodPost, issuing, h.sign},
-		{RenewPath, http.MethodPost, issuing | optionalBody, h.renew},
+		{RenewPath, http.MethodPost, issuing | optionalBody, h.renew(true)},
 		{LegacySignPath, http.MethodPost, issuing, h.legacySign},
 		{CertificatePath, http.MethodGet, noBody, h.lookup},
 		{BodyPath, http.MethodGet, noBody, h.body},
-		{RevokePath, http.MethodPost, 0, h.revoke},
+		{RevokePath, http.MethodPost, 0, h.revoke(false)},
 		{ProjectPath, http.MethodGet, noBody, h.project},
 		{ProfileBySlugPath, http.MethodGet, noBody, h.profileBySlug},
 		{ApplicationPath, http.MethodGet, noBody, h.applicationByName},
@@ -146,8 +146,8 @@ func NewHandler(cfg Config) http.Handler {
 		{V1CertificatePath, http.MethodGet, noBody, h.v1Get},
 		{V1BodyPath, http.MethodGet, noBody, h.v1Body},
 		{V1BundlePath, http.MethodGet, noBody, h.v1Bundle},
-		{V1RenewPath, http.MethodPost, issuing | optionalBody, h.v1Renew},
-		{V1RevokePath, http.MethodPost, 0, h.v1Revoke},
+		{V1RenewPath, http.MethodPost, issuing | optionalBody, h.renew(false)},
+		{V1RevokePath, http.MethodPost, 0, h.revoke(true)},
 	} {
 		r.Handle(rt.path, h.wrap(rt.path, h.guarded(rt.kind, rt.fn))).Methods(rt.method)
 	}

@@ -96,24 +96,34 @@ type renewResponse struct {
 	CertificateRequestID string `json:"certificateRequestId"`
 }
 
-func (h *handler) renew(w http.ResponseWriter, r *http.Request, l *logLine, c *call) *httpError {
-	id, e := certificateIDParam(r)
-	if e != nil {
-		return e
+// renew answers a renewal flat, v3's with its certificateRequestId. v1's
+// leaves it empty: the Infisical CLI agent then writes the new certificate
+// and its new key at once, whereas a request id would make it poll
+// certificate-requests, which cannot carry the key (pkid keeps none).
+func (h *handler) renew(withRequestID bool) func(http.ResponseWriter, *http.Request, *logLine, *call) *httpError {
+	return func(w http.ResponseWriter, r *http.Request, l *logLine, c *call) *httpError {
+		id, e := certificateIDParam(r)
+		if e != nil {
+			return e
+		}
+		removeRoots, e := decodeRenewBody(c.body)
+		if e != nil {
+			return e
+		}
+		res, err := h.cfg.Issuer.Renew(r.Context(), c.meta, id, removeRoots)
+		if err != nil {
+			return fromIssuer(err)
+		}
+		l.profile, l.outcome, l.serial, l.status = res.Profile, issuer.OutcomeIssued, res.SerialNumber, http.StatusOK
+		answer := renewResponse{Certificate: res.Certificate, IssuingCACertificate: res.IssuingCACertificate,
+			CertificateChain: res.CertificateChain, PrivateKey: res.PrivateKey, SerialNumber: res.SerialNumber,
+			CertificateID: res.CertificateID}
+		if withRequestID {
+			answer.CertificateRequestID = res.CertificateRequestID
+		}
+		writeJSON(w, http.StatusOK, answer)
+		return nil
 	}
-	removeRoots, e := decodeRenewBody(c.body)
-	if e != nil {
-		return e
-	}
-	res, err := h.cfg.Issuer.Renew(r.Context(), c.meta, id, removeRoots)
-	if err != nil {
-		return fromIssuer(err)
-	}
-	l.profile, l.outcome, l.serial, l.status = res.Profile, issuer.OutcomeIssued, res.SerialNumber, http.StatusOK
-	writeJSON(w, http.StatusOK, renewResponse{Certificate: res.Certificate, IssuingCACertificate: res.IssuingCACertificate,
-		CertificateChain: res.CertificateChain, PrivateKey: res.PrivateKey, SerialNumber: res.SerialNumber,
-		CertificateID: res.CertificateID, CertificateRequestID: res.CertificateRequestID})
-	return nil
 }
 
 // decodeRenewBody reads a renewal's optional {removeRootsFromChain}.
@@ -259,23 +269,31 @@ type revokeResponse struct {
 	RevokedAt    string `json:"revokedAt"`
 }
 
-func (h *handler) revoke(w http.ResponseWriter, r *http.Request, l *logLine, c *call) *httpError {
-	serial, e := serialParam(r)
-	if e != nil {
-		return e
+// revoke revokes the certificate the path names: by serial number (v3 and
+// the v1 pki routes) or, byID, by certificate id (v1 cert-manager).
+func (h *handler) revoke(byID bool) func(http.ResponseWriter, *http.Request, *logLine, *call) *httpError {
+	key := serialParam
+	if byID {
+		key = certificateIDParam
 	}
-	reason, e := decodeRevokeBody(c.body)
-	if e != nil {
-		return e
+	return func(w http.ResponseWriter, r *http.Request, l *logLine, c *call) *httpError {
+		k, e := key(r)
+		if e != nil {
+			return e
+		}
+		reason, e := decodeRevokeBody(c.body)
+		if e != nil {
+			return e
+		}
+		rec, err := h.cfg.Issuer.Revoke(r.Context(), c.meta, k, byID, reason)
+		if err != nil {
+			return fromIssuer(err)
+		}
+		l.profile, l.serial, l.outcome, l.status = rec.Profile, rec.Serial, "revoked", http.StatusOK
+		writeJSON(w, http.StatusOK, revokeResponse{Message: "Successfully revoked certificate", SerialNumber: rec.Serial,
+			RevokedAt: rec.RevokedAt.UTC().Format(time.RFC3339)})
+		return nil
 	}
-	rec, err := h.cfg.Issuer.Revoke(r.Context(), c.meta, serial, false, reason)
-	if err != nil {
-		return fromIssuer(err)
-	}
-	l.profile, l.serial, l.outcome, l.status = rec.Profile, rec.Serial, "revoked", http.StatusOK
-	writeJSON(w, http.StatusOK, revokeResponse{Message: "Successfully revoked certificate", SerialNumber: rec.Serial,
-		RevokedAt: rec.RevokedAt.UTC().Format(time.RFC3339)})
-	return nil
 }
 
 func pemCertificate(der []byte) string {

@@ -302,49 +302,6 @@ func (h *handler) v1Bundle(w http.ResponseWriter, r *http.Request, l *logLine, c
 	return nil
 }
 
-// v1Renew answers flat, as v3 does, with an empty certificateRequestId:
-// the Infisical CLI agent then writes the new certificate and its new key
-// at once, whereas a request id would make it poll certificate-requests,
-// which cannot carry the key (pkid keeps none).
-func (h *handler) v1Renew(w http.ResponseWriter, r *http.Request, l *logLine, c *call) *httpError {
-	id, e := certificateIDParam(r)
-	if e != nil {
-		return e
-	}
-	removeRoots, e := decodeRenewBody(c.body)
-	if e != nil {
-		return e
-	}
-	res, err := h.cfg.Issuer.Renew(r.Context(), c.meta, id, removeRoots)
-	if err != nil {
-		return fromIssuer(err)
-	}
-	l.profile, l.outcome, l.serial, l.status = res.Profile, issuer.OutcomeIssued, res.SerialNumber, http.StatusOK
-	writeJSON(w, http.StatusOK, renewResponse{Certificate: res.Certificate, IssuingCACertificate: res.IssuingCACertificate,
-		CertificateChain: res.CertificateChain, PrivateKey: res.PrivateKey, SerialNumber: res.SerialNumber,
-		CertificateID: res.CertificateID})
-	return nil
-}
-
-func (h *handler) v1Revoke(w http.ResponseWriter, r *http.Request, l *logLine, c *call) *httpError {
-	id, e := certificateIDParam(r)
-	if e != nil {
-		return e
-	}
-	reason, e := decodeRevokeBody(c.body)
-	if e != nil {
-		return e
-	}
-	rec, err := h.cfg.Issuer.Revoke(r.Context(), c.meta, id, true, reason)
-	if err != nil {
-		return fromIssuer(err)
-	}
-	l.profile, l.serial, l.outcome, l.status = rec.Profile, rec.Serial, "revoked", http.StatusOK
-	writeJSON(w, http.StatusOK, revokeResponse{Message: "Successfully revoked certificate", SerialNumber: rec.Serial,
-		RevokedAt: rec.RevokedAt.UTC().Format(time.RFC3339)})
-	return nil
-}
-
 // v1RequestView is GET …/certificate-requests/{id}: always issued (pkid
 // never issues asynchronously), without a private key (pkid keeps none).
 type v1RequestView struct {
