@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pkid/pkid/record"
+	"github.com/pkid/pkid/store/internal/contract"
 	"github.com/pkid/pkid/store/internal/dump"
 )
 
@@ -80,8 +81,8 @@ func (d *DB) Import(ctx context.Context, s dump.Snapshot) (dump.Counts, error) {
 			mapSeq(s.Certificates, certificateArgs), &n.Certificates},
 		{"crls", []string{"ca", "number", "this_update", "next_update", "tbs_hash", "status", "der", "node", "created_at", "updated_at"},
 			mapSeq(s.CRLs, func(c dump.CRL) []any {
-				return []any{c.CA, c.Number, timeText(c.ThisUpdate), timeText(c.NextUpdate), c.TBSHash, c.Status, c.DER,
-					c.Node, timeText(c.CreatedAt), timeText(c.UpdatedAt)}
+				return []any{c.CA, c.Number, contract.TimeText(c.ThisUpdate), contract.TimeText(c.NextUpdate), c.TBSHash, c.Status, c.DER,
+					c.Node, contract.TimeText(c.CreatedAt), contract.TimeText(c.UpdatedAt)}
 			}), &n.CRLs},
 		{"audit", []string{"seq", "at", "event", "prev_hash", "hash"},
 			mapSeq(s.Entries, func(e dump.Entry) []any {
@@ -90,14 +91,14 @@ func (d *DB) Import(ctx context.Context, s dump.Snapshot) (dump.Counts, error) {
 			}), &n.Entries},
 		{"audit_checkpoints", []string{"seq", "hash", "at", "key_id", "signature"},
 			mapSeq(s.Checkpoints, func(cp record.Checkpoint) []any {
-				return []any{cp.Seq, cp.Hash, timeText(cp.Time), cp.KeyID, cp.Signature}
+				return []any{cp.Seq, cp.Hash, contract.TimeText(cp.Time), cp.KeyID, cp.Signature}
 			}), &n.Checkpoints},
 		{"ocsp_responses", []string{"ca", "serial", "status", "this_update", "next_update", "der"},
 			mapSeq(s.OCSP, func(r record.OCSPResponse) []any {
-				return []any{r.CA, r.Serial, r.Status, timeText(r.ThisUpdate), timeText(r.NextUpdate), r.DER}
+				return []any{r.CA, r.Serial, r.Status, contract.TimeText(r.ThisUpdate), contract.TimeText(r.NextUpdate), r.DER}
 			}), &n.OCSPResponses},
 		{"revoked_tokens", []string{"jti", "expires_at"},
-			mapSeq(s.Tokens, func(tk dump.Token) []any { return []any{tk.JTI, timeText(tk.ExpiresAt)} }), &n.Tokens},
+			mapSeq(s.Tokens, func(tk dump.Token) []any { return []any{tk.JTI, contract.TimeText(tk.ExpiresAt)} }), &n.Tokens},
 	}
 	for _, st := range steps {
 		if *st.into, err = copyIn(st.table, st.columns, st.rows); err != nil {

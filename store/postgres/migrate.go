@@ -5,14 +5,12 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pkid/pkid/store/internal/contract"
 )
 
 // LatestSchemaVersion is the schema this release writes. Version 1 is the
@@ -28,42 +26,9 @@ const LatestSchemaVersion = 2
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations returns the embedded migrations in order, checking that they
-// are exactly versions 1…LatestSchemaVersion.
-func migrations() ([]migration, error) {
-	entries, err := migrationFiles.ReadDir("migrations")
-	if err != nil {
-		return nil, fmt.Errorf("reading embedded migrations: %w", err)
-	}
-	var ms []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %s: name does not start with its version", e.Name())
-		}
-		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("reading migration %s: %w", e.Name(), err)
-		}
-		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for k, m := range ms {
-		if m.version != k+1 {
-			return nil, fmt.Errorf("migration %s: expected version %d", m.name, k+1)
-		}
-	}
-	if len(ms) != LatestSchemaVersion {
-		return nil, fmt.Errorf("%d migrations embedded, but LatestSchemaVersion is %d", len(ms), LatestSchemaVersion)
-	}
-	return ms, nil
+// migrations returns the embedded migrations, checked and in order.
+func migrations() ([]contract.Migration, error) {
+	return contract.Migrations(migrationFiles, LatestSchemaVersion)
 }
 
 // migrate applies the missing migrations in one transaction under a
@@ -106,12 +71,12 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) (err error) {
 	for _, m := range ms[current:] {
 		// No arguments: pgx sends it with the simple protocol, which runs
 		// a file of several statements.
-		if _, err := tx.Exec(ctx, m.sql); err != nil {
-			return fmt.Errorf("applying migration %s: %w", m.name, classify(err))
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return fmt.Errorf("applying migration %s: %w", m.Name, classify(err))
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`,
-			m.version, timeText(time.Now())); err != nil {
-			return fmt.Errorf("recording migration %s: %w", m.name, classify(err))
+			m.Version, contract.TimeText(time.Now())); err != nil {
+			return fmt.Errorf("recording migration %s: %w", m.Name, classify(err))
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {

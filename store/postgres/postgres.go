@@ -268,31 +268,6 @@ func (d *DB) Stats() Stats {
 	return d.stats
 }
 
-// timeLayout writes every fractional digit, so that text order (in the
-// "C" collation) is time order, as in store/sqlite.
-const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
-
-func timeText(t time.Time) string { return t.UTC().Format(timeLayout) }
-
-// optionalTime stores the zero time as "".
-func optionalTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return timeText(t)
-}
-
-func parseTime(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("decoding time %q: %w", s, err)
-	}
-	return t, nil
-}
-
 // lockKey names an advisory lock: the first 64 bits of FNV-1a over a
 // pkid-specific prefix and name, so pkid's locks do not collide with each
 // other or, in practice, with another application's on the same database.

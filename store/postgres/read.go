@@ -47,7 +47,7 @@ func scanCertificate(row pgx.Row) (*record.Certificate, error) {
 		text string
 		into *time.Time
 	}{{nb, &c.NotBefore}, {na, &c.NotAfter}, {revoked, &c.RevokedAt}, {created, &c.CreatedAt}, {updated, &c.UpdatedAt}} {
-		if *t.into, err = parseTime(t.text); err != nil {
+		if *t.into, err = contract.ParseTime(t.text); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -165,8 +165,8 @@ func (d *DB) Revoked(ctx context.Context, ca string, fn func(record.RevokedEntry
 			return e, err
 		}
 		var err1, err2 error
-		e.RevokedAt, err1 = parseTime(at)
-		e.NotAfter, err2 = parseTime(na)
+		e.RevokedAt, err1 = contract.ParseTime(at)
+		e.NotAfter, err2 = contract.ParseTime(na)
 		return e, errors.Join(err1, err2)
 	}
 	return unwrapCallback(each(ctx, d, scan, fn, `SELECT serial, revoked_at, revocation_reason, not_after
@@ -214,9 +214,9 @@ func (d *DB) LatestCRL(ctx context.Context, ca string) (*record.CRL, error) {
 		return nil, fmt.Errorf("reading the latest CRL of %s: %w", ca, classify(err))
 	}
 	var err1, err2, err3 error
-	c.ThisUpdate, err1 = parseTime(this)
-	c.NextUpdate, err2 = parseTime(next)
-	c.CreatedAt, err3 = parseTime(created)
+	c.ThisUpdate, err1 = contract.ParseTime(this)
+	c.NextUpdate, err2 = contract.ParseTime(next)
+	c.CreatedAt, err3 = contract.ParseTime(created)
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, fmt.Errorf("CRL record %d of %s: %w", c.Number, c.CA, err)
 	}
@@ -248,7 +248,7 @@ func scanCheckpoint(row pgx.Row) (record.Checkpoint, error) {
 		return cp, err
 	}
 	var err error
-	if cp.Time, err = parseTime(at); err != nil {
+	if cp.Time, err = contract.ParseTime(at); err != nil {
 		return cp, fmt.Errorf("audit checkpoint %d: %w", cp.Seq, err)
 	}
 	return cp, nil
@@ -287,8 +287,8 @@ func (d *DB) OCSPResponse(ctx context.Context, ca, serial string) (*record.OCSPR
 		return nil, fmt.Errorf("reading the OCSP answer for %s %s: %w", ca, serial, classify(err))
 	}
 	var err1, err2 error
-	r.ThisUpdate, err1 = parseTime(this)
-	r.NextUpdate, err2 = parseTime(next)
+	r.ThisUpdate, err1 = contract.ParseTime(this)
+	r.NextUpdate, err2 = contract.ParseTime(next)
 	if err := errors.Join(err1, err2); err != nil {
 		return nil, fmt.Errorf("OCSP answer for %s %s: %w", ca, serial, err)
 	}

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -14,18 +13,6 @@ import (
 	"github.com/pkid/pkid/store"
 	"github.com/pkid/pkid/store/internal/contract"
 )
-
-func jsonText[T any](s []T) string {
-	if s == nil {
-		s = []T{}
-	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		// Slices of strings and of string pairs: json.Marshal cannot fail.
-		panic(fmt.Sprintf("encoding %T: %v", s, err))
-	}
-	return string(b)
-}
 
 // sqlState is the SQLSTATE of a server error, or "".
 func sqlState(err error) (code, constraint string) {
@@ -54,10 +41,10 @@ const insertCertificate = `INSERT INTO certificates (id, serial, profile_id, pro
 func certificateArgs(c *record.Certificate) []any {
 	return []any{c.ID, c.Serial, c.ProfileID, c.Profile, c.CA, c.IssuerHash, c.Identity, c.RequestID,
 		c.CertificateRequestID, c.ApplicationID, c.CommonName,
-		jsonText(c.AltNames), jsonText(c.KeyUsages), jsonText(c.ExtKeyUsages),
-		c.SignatureAlgorithm, c.KeyAlgorithm, timeText(c.NotBefore), timeText(c.NotAfter),
-		c.TBSHash, c.CSR, c.CSRHash, c.Renews, c.Status, c.DER, optionalTime(c.RevokedAt), c.RevocationReason,
-		c.Node, timeText(c.CreatedAt), timeText(c.UpdatedAt)}
+		contract.JSONText(c.AltNames), contract.JSONText(c.KeyUsages), contract.JSONText(c.ExtKeyUsages),
+		c.SignatureAlgorithm, c.KeyAlgorithm, contract.TimeText(c.NotBefore), contract.TimeText(c.NotAfter),
+		c.TBSHash, c.CSR, c.CSRHash, c.Renews, c.Status, c.DER, contract.OptionalTime(c.RevokedAt), c.RevocationReason,
+		c.Node, contract.TimeText(c.CreatedAt), contract.TimeText(c.UpdatedAt)}
 }
 
 // Reserve durably inserts c with status pending.
@@ -103,25 +90,17 @@ func (d *DB) Abort(ctx context.Context, id string, der []byte, ev record.AuditEv
 }
 
 func (d *DB) resolve(ctx context.Context, id, status string, der []byte, ev record.AuditEvent) error {
-	verb := map[string]string{record.StatusIssued: "finalizing", record.StatusAborted: "aborting"}[status]
+	verb := contract.ResolveVerb(status)
 	return d.submit(ctx, true, func(ctx context.Context, g *group) error {
 		have, serial, _, err := g.certState(ctx, id)
 		if err != nil {
 			return fmt.Errorf("%s certificate %s: %w", verb, id, err)
 		}
-		if have != record.StatusPending {
-			return fmt.Errorf("%s certificate %s: it is %s: %w", verb, id, have, record.ErrNotPending)
-		}
-		if status == record.StatusIssued {
-			ev, err = contract.FinalizeEvent(ev, id, serial, der)
-		} else {
-			ev, err = contract.AbortEvent(ev, id, serial, der)
-		}
-		if err != nil {
-			return fmt.Errorf("%s certificate %s: %w", verb, id, err)
+		if ev, err = contract.ResolveCertificate(have, status, ev, id, serial, der); err != nil {
+			return err
 		}
 		return g.appendAudit(ctx, ev, stmt{`UPDATE certificates SET status = $1, der = $2, updated_at = $3
-			WHERE id = $4 AND status = 'pending'`, []any{status, der, timeText(ev.Time), id}})
+			WHERE id = $4 AND status = 'pending'`, []any{status, der, contract.TimeText(ev.Time), id}})
 	})
 }
 
@@ -148,19 +127,12 @@ func (d *DB) Revoke(ctx context.Context, id string, at time.Time, reason string,
 		if err != nil {
 			return fmt.Errorf("revoking certificate %s: %w", id, err)
 		}
-		switch status {
-		case record.StatusIssued:
-		case record.StatusRevoked:
-			return fmt.Errorf("revoking certificate %s: %w", id, record.ErrAlreadyRevoked)
-		default:
-			return fmt.Errorf("revoking certificate %s: it is %s: %w", id, status, record.ErrNotRevocable)
-		}
-		if ev, err = contract.RevokeEvent(ev, id, serial, ca); err != nil {
-			return fmt.Errorf("revoking certificate %s: %w", id, err)
+		if ev, err = contract.RevokeCertificate(status, ev, id, serial, ca); err != nil {
+			return err
 		}
 		return g.appendAudit(ctx, ev, stmt{`UPDATE certificates SET status = 'revoked', revoked_at = $1,
 			revocation_reason = $2, updated_at = $3 WHERE id = $4 AND status = 'issued'`,
-			[]any{timeText(at), reason, timeText(ev.Time), id}})
+			[]any{contract.TimeText(at), reason, contract.TimeText(ev.Time), id}})
 	})
 }
 
@@ -173,10 +145,10 @@ func (d *DB) ReserveCRL(ctx context.Context, c *record.CRL) error {
 		return err
 	}
 	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
-		created := timeText(r.CreatedAt)
+		created := contract.TimeText(r.CreatedAt)
 		_, err := g.exec(ctx, `INSERT INTO crls (ca, number, this_update, next_update, tbs_hash, status, der,
 			node, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', NULL, $6, $7, $7)`,
-			r.CA, r.Number, timeText(r.ThisUpdate), timeText(r.NextUpdate), r.TBSHash, r.Node, created)
+			r.CA, r.Number, contract.TimeText(r.ThisUpdate), contract.TimeText(r.NextUpdate), r.TBSHash, r.Node, created)
 		switch code, _ := sqlState(err); {
 		case code == stateCRLNumberUsed, code == stateUnique:
 			return fmt.Errorf("reserving CRL %d of %s: %w", r.Number, r.CA, record.ErrCRLNumberUsed)
@@ -199,7 +171,7 @@ func (d *DB) AbortCRL(ctx context.Context, ca string, number int64, ev record.Au
 }
 
 func (d *DB) resolveCRL(ctx context.Context, ca string, number int64, status string, der []byte, ev record.AuditEvent) error {
-	verb := map[string]string{record.StatusIssued: "finalizing", record.StatusAborted: "aborting"}[status]
+	verb := contract.ResolveVerb(status)
 	return d.submit(ctx, true, func(ctx context.Context, g *group) error {
 		var have string
 		err := g.queryRow(ctx, `SELECT status FROM crls WHERE ca = $1 AND number = $2 FOR UPDATE`, []any{ca, number}, &have)
@@ -208,19 +180,12 @@ func (d *DB) resolveCRL(ctx context.Context, ca string, number int64, status str
 			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, record.ErrNotFound)
 		case err != nil:
 			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, err)
-		case have != record.StatusPending:
-			return fmt.Errorf("%s CRL %d of %s: it is %s: %w", verb, number, ca, have, record.ErrNotPending)
 		}
-		if status == record.StatusIssued {
-			ev, err = contract.CRLEvent(ev, ca, number, der)
-		} else {
-			ev, err = contract.AbortCRLEvent(ev, ca, number)
-		}
-		if err != nil {
-			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, err)
+		if ev, err = contract.ResolveCRL(have, status, ev, ca, number, der); err != nil {
+			return err
 		}
 		return g.appendAudit(ctx, ev, stmt{`UPDATE crls SET status = $1, der = $2, updated_at = $3
-			WHERE ca = $4 AND number = $5 AND status = 'pending'`, []any{status, der, timeText(ev.Time), ca, number}})
+			WHERE ca = $4 AND number = $5 AND status = 'pending'`, []any{status, der, contract.TimeText(ev.Time), ca, number}})
 	})
 }
 
@@ -242,7 +207,7 @@ func (d *DB) AbortPending(ctx context.Context, node string, staleAfter time.Dura
 // and takes no lock, so that calling it on every heartbeat costs the
 // other nodes' issuance nothing.
 func (d *DB) AbortAbandoned(ctx context.Context, node string, staleAfter time.Duration, reason string, at time.Time) ([]store.Recovered, error) {
-	stale := timeText(contract.StaleBefore(at, staleAfter))
+	stale := contract.TimeText(contract.StaleBefore(at, staleAfter))
 	n, err := d.count(ctx, "finding abandoned pending records", `SELECT
 		(SELECT count(*) FROM certificates WHERE status = 'pending' AND `+resolvable("certificates", false)+`)
 		+ (SELECT count(*) FROM crls WHERE status = 'pending' AND `+resolvable("crls", false)+`)`, node, stale)
@@ -266,7 +231,7 @@ func resolvable(table string, own bool) string {
 
 // abortPending is AbortPending, or with !own AbortAbandoned.
 func (d *DB) abortPending(ctx context.Context, node string, own bool, staleAfter time.Duration, reason string, at time.Time) ([]store.Recovered, error) {
-	stale := timeText(contract.StaleBefore(at, staleAfter))
+	stale := contract.TimeText(contract.StaleBefore(at, staleAfter))
 	mine := func(table string) string { return resolvable(table, own) }
 	var out []store.Recovered
 	err := d.submit(ctx, true, func(ctx context.Context, g *group) error {
@@ -307,7 +272,7 @@ func (d *DB) abortPending(ctx context.Context, node string, own bool, staleAfter
 			if r.CRLNumber != 0 {
 				if err := g.appendAudit(ctx, contract.RecoveredCRLEvent(r.CA, r.CRLNumber, reason, at),
 					stmt{`UPDATE crls SET status = 'aborted', updated_at = $1 WHERE ca = $2 AND number = $3 AND status = 'pending'`,
-						[]any{timeText(at), r.CA, r.CRLNumber}}); err != nil {
+						[]any{contract.TimeText(at), r.CA, r.CRLNumber}}); err != nil {
 					return fmt.Errorf("resolving pending CRL %d of %s: %w", r.CRLNumber, r.CA, err)
 				}
 				continue
@@ -315,7 +280,7 @@ func (d *DB) abortPending(ctx context.Context, node string, own bool, staleAfter
 			ev := contract.RecoveredCertificateEvent(&record.Certificate{ID: r.ID, Serial: r.Serial, Profile: r.Profile,
 				Identity: r.Identity, RequestID: r.RequestID, CA: r.CA}, reason, at)
 			if err := g.appendAudit(ctx, ev, stmt{`UPDATE certificates SET status = 'aborted', updated_at = $1
-				WHERE id = $2 AND status = 'pending'`, []any{timeText(at), r.ID}}); err != nil {
+				WHERE id = $2 AND status = 'pending'`, []any{contract.TimeText(at), r.ID}}); err != nil {
 				return fmt.Errorf("resolving pending certificate %s: %w", r.ID, err)
 			}
 		}
@@ -353,7 +318,7 @@ func (d *DB) AddCheckpoint(ctx context.Context, cp record.Checkpoint) error {
 			return fmt.Errorf("adding audit checkpoint %d: the entry's hash is %s, not %s: %w", cp.Seq, hash, cp.Hash, record.ErrInvalidCheckpoint)
 		}
 		if _, err := g.exec(ctx, `INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5)`,
-			cp.Seq, cp.Hash, timeText(cp.Time), cp.KeyID, cp.Signature); err != nil {
+			cp.Seq, cp.Hash, contract.TimeText(cp.Time), cp.KeyID, cp.Signature); err != nil {
 			return fmt.Errorf("adding audit checkpoint %d: %w", cp.Seq, err)
 		}
 		return nil
@@ -369,7 +334,7 @@ func (d *DB) Heartbeat(ctx context.Context, node string, at time.Time) error {
 	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
 		if _, err := g.exec(ctx, `INSERT INTO nodes AS n (name, heartbeat_at) VALUES ($1, $2)
 			ON CONFLICT (name) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at
-			WHERE EXCLUDED.heartbeat_at > n.heartbeat_at`, node, timeText(at)); err != nil {
+			WHERE EXCLUDED.heartbeat_at > n.heartbeat_at`, node, contract.TimeText(at)); err != nil {
 			return fmt.Errorf("recording the heartbeat of node %s: %w", node, err)
 		}
 		return nil
@@ -390,7 +355,7 @@ func (d *DB) PutOCSPResponses(ctx context.Context, rs []record.OCSPResponse) err
 	this, next, ders := make([]string, len(rs)), make([]string, len(rs)), make([][]byte, len(rs))
 	for k, r := range rs {
 		cas[k], serials[k], statuses[k] = r.CA, r.Serial, r.Status
-		this[k], next[k], ders[k] = timeText(r.ThisUpdate), timeText(r.NextUpdate), r.DER
+		this[k], next[k], ders[k] = contract.TimeText(r.ThisUpdate), contract.TimeText(r.NextUpdate), r.DER
 	}
 	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
 		if _, err := g.exec(ctx, `INSERT INTO ocsp_responses AS o (ca, serial, status, this_update, next_update, der)
@@ -412,12 +377,12 @@ func (d *DB) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) e
 	if err := contract.ValidateToken(jti, expiresAt); err != nil {
 		return err
 	}
-	now := timeText(time.Now())
+	now := contract.TimeText(time.Now())
 	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
 		if _, err := g.exec(ctx, `WITH purged AS (DELETE FROM revoked_tokens WHERE expires_at < $3 AND jti <> $1)
 			INSERT INTO revoked_tokens AS t (jti, expires_at) VALUES ($1, $2)
 			ON CONFLICT (jti) DO UPDATE SET expires_at = greatest(t.expires_at, EXCLUDED.expires_at)`,
-			jti, timeText(expiresAt), now); err != nil {
+			jti, contract.TimeText(expiresAt), now); err != nil {
 			return fmt.Errorf("revoking token %s: %w", jti, err)
 		}
 		return nil

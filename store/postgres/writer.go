@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pkid/pkid/record"
+	"github.com/pkid/pkid/store/internal/contract"
 )
 
 // op is one write handed to the writer goroutine.
@@ -397,7 +398,7 @@ func (g *group) appendAudit(ctx context.Context, ev record.AuditEvent, stmts ...
 	seq := g.seq + 1
 	h := record.ChainHash(g.hash, seq, body)
 	br := g.batch(ctx, append(stmts, stmt{`INSERT INTO audit (seq, at, event, prev_hash, hash) VALUES ($1, $2, $3, $4, $5)`,
-		[]any{seq, timeText(ev.Time), body, g.hash, h}})...)
+		[]any{seq, contract.TimeText(ev.Time), body, g.hash, h}})...)
 	var err error
 	for range len(stmts) + 1 {
 		if _, err = br.Exec(); err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store/internal/acmesql"
+	"github.com/pkid/pkid/store/internal/contract"
 	"github.com/pkid/pkid/store/internal/dump"
 )
 
@@ -37,10 +38,10 @@ func (d *DB) Export(ctx context.Context, fn func(dump.Snapshot) error) error {
 				return c, err
 			}
 			var errs [4]error
-			c.ThisUpdate, errs[0] = parseTime(this)
-			c.NextUpdate, errs[1] = parseTime(next)
-			c.CreatedAt, errs[2] = parseTime(created)
-			c.UpdatedAt, errs[3] = parseTime(updated)
+			c.ThisUpdate, errs[0] = contract.ParseTime(this)
+			c.NextUpdate, errs[1] = contract.ParseTime(next)
+			c.CreatedAt, errs[2] = contract.ParseTime(created)
+			c.UpdatedAt, errs[3] = contract.ParseTime(updated)
 			for _, err := range errs {
 				if err != nil {
 					return c, fmt.Errorf("CRL record %d of %s: %w", c.Number, c.CA, err)
@@ -59,8 +60,8 @@ func (d *DB) Export(ctx context.Context, fn func(dump.Snapshot) error) error {
 			if err := rows.Scan(&r.CA, &r.Serial, &r.Status, &this, &next, &r.DER); err != nil {
 				return r, err
 			}
-			if r.ThisUpdate, err = parseTime(this); err == nil {
-				r.NextUpdate, err = parseTime(next)
+			if r.ThisUpdate, err = contract.ParseTime(this); err == nil {
+				r.NextUpdate, err = contract.ParseTime(next)
 			}
 			return r, err
 		}, `SELECT ca, serial, status, this_update, next_update, der FROM ocsp_responses ORDER BY ca, serial`),
@@ -69,7 +70,7 @@ func (d *DB) Export(ctx context.Context, fn func(dump.Snapshot) error) error {
 			if err := rows.Scan(&tk.JTI, &exp); err != nil {
 				return tk, err
 			}
-			tk.ExpiresAt, err = parseTime(exp)
+			tk.ExpiresAt, err = contract.ParseTime(exp)
 			return tk, err
 		}, `SELECT jti, expires_at FROM revoked_tokens ORDER BY jti`),
 	}

@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/pkid/pkid/store/internal/contract"
 )
 
 // LatestSchemaVersion is the schema this release writes. Version 1 is the
@@ -28,43 +26,9 @@ const LatestSchemaVersion = 4
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations returns the embedded migrations in order, checking that they
-// are exactly versions 1…LatestSchemaVersion (so forgetting to bump the
-// constant, or a gap, fails every Open rather than skipping a step).
-func migrations() ([]migration, error) {
-	entries, err := migrationFiles.ReadDir("migrations")
-	if err != nil {
-		return nil, fmt.Errorf("reading embedded migrations: %w", err)
-	}
-	var ms []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %s: name does not start with its version", e.Name())
-		}
-		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("reading migration %s: %w", e.Name(), err)
-		}
-		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for k, m := range ms {
-		if m.version != k+1 {
-			return nil, fmt.Errorf("migration %s: expected version %d", m.name, k+1)
-		}
-	}
-	if len(ms) != LatestSchemaVersion {
-		return nil, fmt.Errorf("%d migrations embedded, but LatestSchemaVersion is %d", len(ms), LatestSchemaVersion)
-	}
-	return ms, nil
+// migrations returns the embedded migrations, checked and in order.
+func migrations() ([]contract.Migration, error) {
+	return contract.Migrations(migrationFiles, LatestSchemaVersion)
 }
 
 // migrate applies the missing migrations in one IMMEDIATE transaction, so
@@ -109,12 +73,12 @@ func migrate(ctx context.Context, db *sql.DB) (err error) {
 		return fmt.Errorf("database schema version %d is newer than this pkid's (%d): refusing to use it", current, LatestSchemaVersion)
 	}
 	for _, m := range ms[current:] {
-		if _, err := c.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("applying migration %s: %w", m.name, err)
+		if _, err := c.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("applying migration %s: %w", m.Name, err)
 		}
 		if _, err := c.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
-			m.version, timeText(time.Now())); err != nil {
-			return fmt.Errorf("recording migration %s: %w", m.name, err)
+			m.Version, contract.TimeText(time.Now())); err != nil {
+			return fmt.Errorf("recording migration %s: %w", m.Name, err)
 		}
 	}
 	if _, err := c.ExecContext(ctx, `COMMIT`); err != nil {

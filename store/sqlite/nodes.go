@@ -22,7 +22,7 @@ func (d *DB) Heartbeat(ctx context.Context, node string, at time.Time) error {
 	return d.submit(ctx, func(ctx context.Context, d *DB) error {
 		if _, err := d.writer.ExecContext(ctx, `INSERT INTO nodes (name, heartbeat_at) VALUES (?, ?)
 			ON CONFLICT (name) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
-			WHERE excluded.heartbeat_at > nodes.heartbeat_at`, node, timeText(at)); err != nil {
+			WHERE excluded.heartbeat_at > nodes.heartbeat_at`, node, contract.TimeText(at)); err != nil {
 			return fmt.Errorf("recording the heartbeat of node %s: %w", node, err)
 		}
 		return nil
@@ -81,7 +81,7 @@ func (d *DB) PutOCSPResponses(ctx context.Context, rs []record.OCSPResponse) err
 					next_update = excluded.next_update, der = excluded.der
 				WHERE excluded.this_update >= ocsp_responses.this_update
 					AND NOT (ocsp_responses.status = 'revoked' AND excluded.status = 'good')`,
-				r.CA, r.Serial, r.Status, timeText(r.ThisUpdate), timeText(r.NextUpdate), r.DER); err != nil {
+				r.CA, r.Serial, r.Status, contract.TimeText(r.ThisUpdate), contract.TimeText(r.NextUpdate), r.DER); err != nil {
 				return fmt.Errorf("storing the OCSP answer for %s %s: %w", r.CA, r.Serial, err)
 			}
 		}
@@ -106,8 +106,8 @@ func (d *DB) OCSPResponse(ctx context.Context, ca, serial string) (*record.OCSPR
 		return nil, fmt.Errorf("reading the OCSP answer for %s %s: %w", ca, serial, err)
 	}
 	var err1, err2 error
-	r.ThisUpdate, err1 = parseTime(this)
-	r.NextUpdate, err2 = parseTime(next)
+	r.ThisUpdate, err1 = contract.ParseTime(this)
+	r.NextUpdate, err2 = contract.ParseTime(next)
 	if err := errors.Join(err1, err2); err != nil {
 		return nil, fmt.Errorf("OCSP answer for %s %s: %w", ca, serial, err)
 	}
@@ -121,13 +121,13 @@ func (d *DB) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) e
 	if err := contract.ValidateToken(jti, expiresAt); err != nil {
 		return err
 	}
-	now := timeText(time.Now())
+	now := contract.TimeText(time.Now())
 	return d.submit(ctx, func(ctx context.Context, d *DB) error {
 		if _, err := d.writer.ExecContext(ctx, `DELETE FROM revoked_tokens WHERE expires_at < ?`, now); err != nil {
 			return fmt.Errorf("purging expired token revocations: %w", err)
 		}
 		if _, err := d.writer.ExecContext(ctx, `INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?)
-			ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)`, jti, timeText(expiresAt)); err != nil {
+			ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)`, jti, contract.TimeText(expiresAt)); err != nil {
 			return fmt.Errorf("revoking token %s: %w", jti, err)
 		}
 		return nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store"
+	"github.com/pkid/pkid/store/internal/contract"
 )
 
 // querier is what reads need: the pool, or VerifyAudit's snapshot.
@@ -70,19 +71,19 @@ func scanCertificate(rows *sql.Rows) (*record.Certificate, error) {
 		}
 	}
 	var err error
-	if c.NotBefore, err = parseTime(nb); err != nil {
+	if c.NotBefore, err = contract.ParseTime(nb); err != nil {
 		errs = append(errs, err)
 	}
-	if c.NotAfter, err = parseTime(na); err != nil {
+	if c.NotAfter, err = contract.ParseTime(na); err != nil {
 		errs = append(errs, err)
 	}
-	if c.RevokedAt, err = parseTime(revoked); err != nil {
+	if c.RevokedAt, err = contract.ParseTime(revoked); err != nil {
 		errs = append(errs, err)
 	}
-	if c.CreatedAt, err = parseTime(created); err != nil {
+	if c.CreatedAt, err = contract.ParseTime(created); err != nil {
 		errs = append(errs, err)
 	}
-	if c.UpdatedAt, err = parseTime(updated); err != nil {
+	if c.UpdatedAt, err = contract.ParseTime(updated); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -170,8 +171,8 @@ func (d *DB) Revoked(ctx context.Context, ca string, fn func(record.RevokedEntry
 			return e, err
 		}
 		var err1, err2 error
-		e.RevokedAt, err1 = parseTime(at)
-		e.NotAfter, err2 = parseTime(na)
+		e.RevokedAt, err1 = contract.ParseTime(at)
+		e.NotAfter, err2 = contract.ParseTime(na)
 		return e, errors.Join(err1, err2)
 	}
 	for e, err := range rowsOf(ctx, d.db, scan, `SELECT serial, revoked_at, revocation_reason, not_after
@@ -218,9 +219,9 @@ func scanCRL(rows *sql.Rows) (*record.CRL, error) {
 		return nil, fmt.Errorf("reading CRL record: %w", err)
 	}
 	var err1, err2, err3 error
-	c.ThisUpdate, err1 = parseTime(this)
-	c.NextUpdate, err2 = parseTime(next)
-	c.CreatedAt, err3 = parseTime(created)
+	c.ThisUpdate, err1 = contract.ParseTime(this)
+	c.NextUpdate, err2 = contract.ParseTime(next)
+	c.CreatedAt, err3 = contract.ParseTime(created)
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, fmt.Errorf("CRL record %d of %s: %w", c.Number, c.CA, err)
 	}
@@ -278,7 +279,7 @@ func scanCheckpoint(rows *sql.Rows) (record.Checkpoint, error) {
 		return cp, fmt.Errorf("reading audit checkpoint: %w", err)
 	}
 	var err error
-	if cp.Time, err = parseTime(at); err != nil {
+	if cp.Time, err = contract.ParseTime(at); err != nil {
 		return cp, fmt.Errorf("audit checkpoint %d: %w", cp.Seq, err)
 	}
 	return cp, nil

@@ -231,30 +231,3 @@ func (d *DB) Stats() Stats {
 	defer d.statsMu.Unlock()
 	return d.stats
 }
-
-// timeLayout writes every fractional digit, so that text order is time
-// order (RFC 3339Nano trims trailing zeros, and "…:00Z" > "…:00.5Z").
-const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
-
-func timeText(t time.Time) string { return t.UTC().Format(timeLayout) }
-
-// optionalTime stores the zero time as "", so a record that was never
-// revoked has no revocation time rather than year 1.
-func optionalTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return timeText(t)
-}
-
-func parseTime(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	// RFC3339Nano parses both this layout and version 1's trimmed one.
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("decoding time %q: %w", s, err)
-	}
-	return t, nil
-}

@@ -45,7 +45,7 @@ func fill(b *testing.B, path string, n int) {
 	for k := 1; k <= n; k++ {
 		c := newCert(k)
 		der[0], der[1], der[2] = byte(k), byte(k>>8), byte(k>>16)
-		if _, err := insCert.Exec(c.ID, c.Serial, c.CertificateRequestID, der, timeText(c.CreatedAt), timeText(c.CreatedAt)); err != nil {
+		if _, err := insCert.Exec(c.ID, c.Serial, c.CertificateRequestID, der, contract.TimeText(c.CreatedAt), contract.TimeText(c.CreatedAt)); err != nil {
 			b.Fatal(err)
 		}
 		ev := issued(k)

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,18 +13,6 @@ import (
 	"github.com/pkid/pkid/store/internal/contract"
 )
 
-func jsonText[T any](s []T) string {
-	if s == nil {
-		s = []T{}
-	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		// Slices of strings and of string pairs: json.Marshal cannot fail.
-		panic(fmt.Sprintf("encoding %T: %v", s, err))
-	}
-	return string(b)
-}
-
 // Reserve durably inserts c with status pending.
 func (d *DB) Reserve(ctx context.Context, c *record.Certificate) error {
 	r := *c // validation fills in the CSR hash; the caller's value stays as given
@@ -33,12 +20,12 @@ func (d *DB) Reserve(ctx context.Context, c *record.Certificate) error {
 		return err
 	}
 	return d.submit(ctx, func(ctx context.Context, d *DB) error {
-		created := timeText(r.CreatedAt)
+		created := contract.TimeText(r.CreatedAt)
 		_, err := d.stmts.reserve.ExecContext(ctx,
 			r.ID, r.Serial, r.ProfileID, r.Profile, r.CA, r.IssuerHash, r.Identity, r.RequestID,
 			r.CertificateRequestID, r.ApplicationID, r.CommonName,
-			jsonText(r.AltNames), jsonText(r.KeyUsages), jsonText(r.ExtKeyUsages),
-			r.SignatureAlgorithm, r.KeyAlgorithm, timeText(r.NotBefore), timeText(r.NotAfter),
+			contract.JSONText(r.AltNames), contract.JSONText(r.KeyUsages), contract.JSONText(r.ExtKeyUsages),
+			r.SignatureAlgorithm, r.KeyAlgorithm, contract.TimeText(r.NotBefore), contract.TimeText(r.NotAfter),
 			r.TBSHash, r.CSR, r.CSRHash, r.Renews, r.Node, created, created)
 		if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed: certificates.serial") {
 			return fmt.Errorf("reserving serial %s: %w", r.Serial, record.ErrDuplicateSerial)
@@ -74,24 +61,16 @@ func (d *DB) Abort(ctx context.Context, id string, der []byte, ev record.AuditEv
 }
 
 func (d *DB) resolve(ctx context.Context, id, status string, der []byte, ev record.AuditEvent) error {
-	verb := map[string]string{record.StatusIssued: "finalizing", record.StatusAborted: "aborting"}[status]
+	verb := contract.ResolveVerb(status)
 	return d.submit(ctx, func(ctx context.Context, d *DB) error {
 		have, serial, _, err := d.certState(ctx, id)
 		if err != nil {
 			return fmt.Errorf("%s certificate %s: %w", verb, id, err)
 		}
-		if have != record.StatusPending {
-			return fmt.Errorf("%s certificate %s: it is %s: %w", verb, id, have, record.ErrNotPending)
+		if ev, err = contract.ResolveCertificate(have, status, ev, id, serial, der); err != nil {
+			return err
 		}
-		if status == record.StatusIssued {
-			ev, err = contract.FinalizeEvent(ev, id, serial, der)
-		} else {
-			ev, err = contract.AbortEvent(ev, id, serial, der)
-		}
-		if err != nil {
-			return fmt.Errorf("%s certificate %s: %w", verb, id, err)
-		}
-		if _, err := d.stmts.transition.ExecContext(ctx, status, der, timeText(ev.Time), id); err != nil {
+		if _, err := d.stmts.transition.ExecContext(ctx, status, der, contract.TimeText(ev.Time), id); err != nil {
 			return fmt.Errorf("%s certificate %s: %w", verb, id, err)
 		}
 		return d.appendAudit(ctx, ev)
@@ -121,17 +100,10 @@ func (d *DB) Revoke(ctx context.Context, id string, at time.Time, reason string,
 		if err != nil {
 			return fmt.Errorf("revoking certificate %s: %w", id, err)
 		}
-		switch status {
-		case record.StatusIssued:
-		case record.StatusRevoked:
-			return fmt.Errorf("revoking certificate %s: %w", id, record.ErrAlreadyRevoked)
-		default:
-			return fmt.Errorf("revoking certificate %s: it is %s: %w", id, status, record.ErrNotRevocable)
+		if ev, err = contract.RevokeCertificate(status, ev, id, serial, ca); err != nil {
+			return err
 		}
-		if ev, err = contract.RevokeEvent(ev, id, serial, ca); err != nil {
-			return fmt.Errorf("revoking certificate %s: %w", id, err)
-		}
-		if _, err := d.stmts.revoke.ExecContext(ctx, timeText(at), reason, timeText(ev.Time), id); err != nil {
+		if _, err := d.stmts.revoke.ExecContext(ctx, contract.TimeText(at), reason, contract.TimeText(ev.Time), id); err != nil {
 			return fmt.Errorf("revoking certificate %s: %w", id, err)
 		}
 		return d.appendAudit(ctx, ev)
@@ -153,8 +125,8 @@ func (d *DB) ReserveCRL(ctx context.Context, c *record.CRL) error {
 		if r.Number <= last {
 			return fmt.Errorf("reserving CRL %d of %s (the last reserved is %d): %w", r.Number, r.CA, last, record.ErrCRLNumberUsed)
 		}
-		created := timeText(r.CreatedAt)
-		if _, err := d.stmts.reserveCRL.ExecContext(ctx, r.CA, r.Number, timeText(r.ThisUpdate), timeText(r.NextUpdate),
+		created := contract.TimeText(r.CreatedAt)
+		if _, err := d.stmts.reserveCRL.ExecContext(ctx, r.CA, r.Number, contract.TimeText(r.ThisUpdate), contract.TimeText(r.NextUpdate),
 			r.TBSHash, r.Node, created, created); err != nil {
 			return fmt.Errorf("reserving CRL %d of %s: %w", r.Number, r.CA, err)
 		}
@@ -174,7 +146,7 @@ func (d *DB) AbortCRL(ctx context.Context, ca string, number int64, ev record.Au
 }
 
 func (d *DB) resolveCRL(ctx context.Context, ca string, number int64, status string, der []byte, ev record.AuditEvent) error {
-	verb := map[string]string{record.StatusIssued: "finalizing", record.StatusAborted: "aborting"}[status]
+	verb := contract.ResolveVerb(status)
 	return d.submit(ctx, func(ctx context.Context, d *DB) error {
 		var have string
 		err := d.stmts.crlState.QueryRowContext(ctx, ca, number).Scan(&have)
@@ -183,18 +155,11 @@ func (d *DB) resolveCRL(ctx context.Context, ca string, number int64, status str
 			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, record.ErrNotFound)
 		case err != nil:
 			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, err)
-		case have != record.StatusPending:
-			return fmt.Errorf("%s CRL %d of %s: it is %s: %w", verb, number, ca, have, record.ErrNotPending)
 		}
-		if status == record.StatusIssued {
-			ev, err = contract.CRLEvent(ev, ca, number, der)
-		} else {
-			ev, err = contract.AbortCRLEvent(ev, ca, number)
+		if ev, err = contract.ResolveCRL(have, status, ev, ca, number, der); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, err)
-		}
-		if _, err := d.stmts.crlTransition.ExecContext(ctx, status, der, timeText(ev.Time), ca, number); err != nil {
+		if _, err := d.stmts.crlTransition.ExecContext(ctx, status, der, contract.TimeText(ev.Time), ca, number); err != nil {
 			return fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, err)
 		}
 		return d.appendAudit(ctx, ev)
@@ -227,7 +192,7 @@ func (d *DB) AbortAbandoned(ctx context.Context, node string, staleAfter time.Du
 	// A read first, so that the periodic call costs no write when no node
 	// has stopped (the usual case).
 	var found bool
-	stale := timeText(contract.StaleBefore(at, staleAfter))
+	stale := contract.TimeText(contract.StaleBefore(at, staleAfter))
 	if err := d.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM certificates WHERE status = 'pending' AND `+
 		resolvable("certificates", false)+`) OR EXISTS (SELECT 1 FROM crls WHERE status = 'pending' AND `+
 		resolvable("crls", false)+`)`, node, stale, node, stale).Scan(&found); err != nil {
@@ -253,7 +218,7 @@ func resolvable(table string, own bool) string {
 
 // abortPending is AbortPending, or with !own AbortAbandoned.
 func (d *DB) abortPending(ctx context.Context, node string, own bool, staleAfter time.Duration, reason string, at time.Time) ([]store.Recovered, error) {
-	stale := timeText(contract.StaleBefore(at, staleAfter))
+	stale := contract.TimeText(contract.StaleBefore(at, staleAfter))
 	mine := func(table string) string { return resolvable(table, own) }
 	var out []store.Recovered
 	err := d.submit(ctx, func(ctx context.Context, d *DB) error {
@@ -293,7 +258,7 @@ func (d *DB) abortPending(ctx context.Context, node string, own bool, staleAfter
 		}
 		for _, r := range out {
 			if r.CRLNumber != 0 {
-				if _, err := d.stmts.crlTransition.ExecContext(ctx, record.StatusAborted, nil, timeText(at), r.CA, r.CRLNumber); err != nil {
+				if _, err := d.stmts.crlTransition.ExecContext(ctx, record.StatusAborted, nil, contract.TimeText(at), r.CA, r.CRLNumber); err != nil {
 					return fmt.Errorf("resolving pending CRL %d of %s: %w", r.CRLNumber, r.CA, err)
 				}
 				if err := d.appendAudit(ctx, contract.RecoveredCRLEvent(r.CA, r.CRLNumber, reason, at)); err != nil {
@@ -301,7 +266,7 @@ func (d *DB) abortPending(ctx context.Context, node string, own bool, staleAfter
 				}
 				continue
 			}
-			if _, err := d.stmts.transition.ExecContext(ctx, record.StatusAborted, nil, timeText(at), r.ID); err != nil {
+			if _, err := d.stmts.transition.ExecContext(ctx, record.StatusAborted, nil, contract.TimeText(at), r.ID); err != nil {
 				return fmt.Errorf("resolving pending certificate %s: %w", r.ID, err)
 			}
 			ev := contract.RecoveredCertificateEvent(&record.Certificate{ID: r.ID, Serial: r.Serial, Profile: r.Profile,
@@ -343,7 +308,7 @@ func (d *DB) AddCheckpoint(ctx context.Context, cp record.Checkpoint) error {
 		case hash != cp.Hash:
 			return fmt.Errorf("adding audit checkpoint %d: the entry's hash is %s, not %s: %w", cp.Seq, hash, cp.Hash, record.ErrInvalidCheckpoint)
 		}
-		if _, err := d.stmts.addCheckpoint.ExecContext(ctx, cp.Seq, cp.Hash, timeText(cp.Time),
+		if _, err := d.stmts.addCheckpoint.ExecContext(ctx, cp.Seq, cp.Hash, contract.TimeText(cp.Time),
 			cp.KeyID, cp.Signature); err != nil {
 			return fmt.Errorf("adding audit checkpoint %d: %w", cp.Seq, err)
 		}

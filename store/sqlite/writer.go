@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pkid/pkid/record"
+	"github.com/pkid/pkid/store/internal/contract"
 )
 
 // op is one write handed to the writer goroutine.
@@ -261,7 +262,7 @@ func (d *DB) appendAudit(ctx context.Context, ev record.AuditEvent) error {
 	body := record.EncodeEvent(ev)
 	seq := d.seq + 1
 	h := record.ChainHash(d.hash, seq, body)
-	if _, err := d.stmts.audit.ExecContext(ctx, seq, timeText(ev.Time), body, d.hash, h); err != nil {
+	if _, err := d.stmts.audit.ExecContext(ctx, seq, contract.TimeText(ev.Time), body, d.hash, h); err != nil {
 		return fmt.Errorf("appending audit entry %d: %w", seq, err)
 	}
 	d.seq, d.hash = seq, h

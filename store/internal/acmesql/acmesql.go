@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pkid/pkid/record"
+	"github.com/pkid/pkid/store/internal/contract"
 )
 
 // Tx runs statements: inside one write of a backend's writer, or on its
@@ -51,17 +52,6 @@ type Store struct{ b Backend }
 
 // New returns the ACME store of a backend.
 func New(b Backend) *Store { return &Store{b: b} }
-
-// timeLayout is the backends' fixed-width UTC layout, so text order is
-// time order.
-const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
-
-func timeText(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(timeLayout)
-}
 
 func jsonText(v any) string {
 	b, err := json.Marshal(v)
@@ -112,7 +102,7 @@ func (s *Store) AddACMEEABKey(ctx context.Context, k *record.ACMEEABKey) error {
 	}
 	return s.b.Write(ctx, func(ctx context.Context, tx Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO acme_eab_keys (kid, profile_id, key_hash, account_id, created_at, bound_at)
-			VALUES (?, ?, ?, '', ?, '')`, k.KeyID, k.ProfileID, k.KeyHash, timeText(k.CreatedAt))
+			VALUES (?, ?, ?, '', ?, '')`, k.KeyID, k.ProfileID, k.KeyHash, contract.OptionalTime(k.CreatedAt))
 		if err != nil {
 			return fmt.Errorf("adding EAB key %s: %w", k.KeyID, err)
 		}
@@ -206,7 +196,7 @@ func (s *Store) CreateACMEAccount(ctx context.Context, a *record.ACMEAccount) er
 	return s.b.Write(ctx, func(ctx context.Context, tx Tx) error {
 		if a.EABKeyID != "" {
 			n, err := tx.Exec(ctx, `UPDATE acme_eab_keys SET account_id = ?, bound_at = ?
-				WHERE kid = ? AND profile_id = ? AND account_id = ''`, a.ID, timeText(a.CreatedAt), a.EABKeyID, a.ProfileID)
+				WHERE kid = ? AND profile_id = ? AND account_id = ''`, a.ID, contract.OptionalTime(a.CreatedAt), a.EABKeyID, a.ProfileID)
 			if err != nil {
 				return fmt.Errorf("binding EAB key %s: %w", a.EABKeyID, err)
 			}
@@ -224,7 +214,7 @@ func (s *Store) CreateACMEAccount(ctx context.Context, a *record.ACMEAccount) er
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO acme_accounts (`+accountColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			a.ID, a.ProfileID, a.KeyID, string(a.Key), jsonText(contacts), a.Status, a.EABKeyID,
-			timeText(a.CreatedAt), timeText(a.CreatedAt))
+			contract.OptionalTime(a.CreatedAt), contract.OptionalTime(a.CreatedAt))
 		if errors.Is(err, ErrUnique) {
 			return fmt.Errorf("creating ACME account %s: %w", a.ID, record.ErrACMEKeyInUse)
 		}
@@ -265,7 +255,7 @@ func (s *Store) UpdateACMEAccount(ctx context.Context, id string, contacts []str
 	}
 	return s.b.Write(ctx, func(ctx context.Context, tx Tx) error {
 		n, err := tx.Exec(ctx, `UPDATE acme_accounts SET contacts = ?, status = ?, updated_at = ? WHERE id = ? AND status = 'valid'`,
-			jsonText(contacts), status, timeText(at), id)
+			jsonText(contacts), status, contract.OptionalTime(at), id)
 		if err != nil {
 			return fmt.Errorf("updating ACME account %s: %w", id, err)
 		}
@@ -283,7 +273,7 @@ func (s *Store) ChangeACMEAccountKey(ctx context.Context, id, oldKeyID, newKeyID
 	}
 	return s.b.Write(ctx, func(ctx context.Context, tx Tx) error {
 		n, err := tx.Exec(ctx, `UPDATE acme_accounts SET key_id = ?, jwk = ?, updated_at = ?
-			WHERE id = ? AND key_id = ? AND status = 'valid'`, newKeyID, string(key), timeText(at), id, oldKeyID)
+			WHERE id = ? AND key_id = ? AND status = 'valid'`, newKeyID, string(key), contract.OptionalTime(at), id, oldKeyID)
 		if errors.Is(err, ErrUnique) {
 			return fmt.Errorf("changing the key of ACME account %s: %w", id, record.ErrACMEKeyInUse)
 		}
@@ -329,8 +319,8 @@ func (s *Store) CreateACMEOrder(ctx context.Context, o *record.ACMEOrder, authzs
 	return s.b.Write(ctx, func(ctx context.Context, tx Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO acme_orders (`+orderColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			o.ID, o.AccountID, o.ProfileID, o.Status, jsonText(o.Identifiers), jsonText(o.AuthorizationIDs),
-			timeText(o.NotBefore), timeText(o.NotAfter), timeText(o.Expires), nullable(o.Problem), o.CertificateID,
-			timeText(o.CreatedAt), timeText(o.CreatedAt)); err != nil {
+			contract.OptionalTime(o.NotBefore), contract.OptionalTime(o.NotAfter), contract.OptionalTime(o.Expires), nullable(o.Problem), o.CertificateID,
+			contract.OptionalTime(o.CreatedAt), contract.OptionalTime(o.CreatedAt)); err != nil {
 			return fmt.Errorf("creating ACME order %s: %w", o.ID, err)
 		}
 		for _, az := range authzs {
@@ -340,12 +330,12 @@ func (s *Store) CreateACMEOrder(ctx context.Context, o *record.ACMEOrder, authzs
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO acme_authorizations (`+authzColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				az.ID, az.OrderID, az.AccountID, az.ProfileID, az.Identifier.Type, az.Identifier.Value, wildcard,
-				az.Status, timeText(az.Expires), timeText(o.CreatedAt), timeText(o.CreatedAt)); err != nil {
+				az.Status, contract.OptionalTime(az.Expires), contract.OptionalTime(o.CreatedAt), contract.OptionalTime(o.CreatedAt)); err != nil {
 				return fmt.Errorf("creating ACME authorization %s: %w", az.ID, err)
 			}
 			for k, c := range az.Challenges {
 				if _, err := tx.Exec(ctx, `INSERT INTO acme_challenges (authz_id, position, type, token, status, validated_at, problem, updated_at)
-					VALUES (?, ?, ?, ?, ?, '', NULL, ?)`, az.ID, k, c.Type, c.Token, c.Status, timeText(o.CreatedAt)); err != nil {
+					VALUES (?, ?, ?, ?, ?, '', NULL, ?)`, az.ID, k, c.Type, c.Token, c.Status, contract.OptionalTime(o.CreatedAt)); err != nil {
 					return fmt.Errorf("creating ACME challenge %s of %s: %w", c.Type, az.ID, err)
 				}
 			}
@@ -423,7 +413,7 @@ func (s *Store) UpdateACMEOrder(ctx context.Context, id, from, to, certificateID
 	}
 	return s.b.Write(ctx, func(ctx context.Context, tx Tx) error {
 		n, err := tx.Exec(ctx, `UPDATE acme_orders SET status = ?, certificate_id = ?, problem = ?, updated_at = ? WHERE id = ? AND status = ?`,
-			to, certificateID, nullable(problem), timeText(at), id, from)
+			to, certificateID, nullable(problem), contract.OptionalTime(at), id, from)
 		if err != nil {
 			return fmt.Errorf("updating ACME order %s: %w", id, err)
 		}
@@ -477,7 +467,7 @@ func (s *Store) UpdateACMEAuthorization(ctx context.Context, id, from, to string
 	}
 	return s.b.Write(ctx, func(ctx context.Context, tx Tx) error {
 		n, err := tx.Exec(ctx, `UPDATE acme_authorizations SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
-			to, timeText(at), id, from)
+			to, contract.OptionalTime(at), id, from)
 		if err != nil {
 			return fmt.Errorf("updating ACME authorization %s: %w", id, err)
 		}
@@ -499,7 +489,7 @@ func (s *Store) UpdateACMEChallenge(ctx context.Context, authzID, typ, from stri
 		n, err := tx.Exec(ctx, `UPDATE acme_challenges SET status = ?, validated_at = ?, problem = ?, updated_at = ?
 			WHERE authz_id = ? AND type = ? AND status = ?
 			AND EXISTS (SELECT 1 FROM acme_authorizations WHERE id = ? AND status = 'pending')`,
-			c.Status, timeText(c.Validated), nullable(c.Problem), timeText(c.UpdatedAt), authzID, typ, from, authzID)
+			c.Status, contract.OptionalTime(c.Validated), nullable(c.Problem), contract.OptionalTime(c.UpdatedAt), authzID, typ, from, authzID)
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
@@ -514,7 +504,7 @@ func (s *Store) UpdateACMEChallenge(ctx context.Context, authzID, typ, from stri
 			return nil
 		}
 		if n, err = tx.Exec(ctx, `UPDATE acme_authorizations SET status = ?, updated_at = ? WHERE id = ? AND status = 'pending'`,
-			authzStatus, timeText(c.UpdatedAt), authzID); err != nil {
+			authzStatus, contract.OptionalTime(c.UpdatedAt), authzID); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		if n == 0 {
@@ -531,7 +521,7 @@ func (s *Store) UseACMENonce(ctx context.Context, consume, issue string, expires
 	}
 	ok := consume == ""
 	err := s.b.Write(ctx, func(ctx context.Context, tx Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM acme_nonces WHERE expires_at < ?`, timeText(now)); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM acme_nonces WHERE expires_at < ?`, contract.OptionalTime(now)); err != nil {
 			return fmt.Errorf("purging expired ACME nonces: %w", err)
 		}
 		if consume != "" {
@@ -542,7 +532,7 @@ func (s *Store) UseACMENonce(ctx context.Context, consume, issue string, expires
 			ok = n == 1
 		}
 		if issue != "" {
-			if _, err := tx.Exec(ctx, `INSERT INTO acme_nonces (nonce, expires_at) VALUES (?, ?)`, issue, timeText(expires)); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO acme_nonces (nonce, expires_at) VALUES (?, ?)`, issue, contract.OptionalTime(expires)); err != nil {
 				return fmt.Errorf("storing an ACME nonce: %w", err)
 			}
 		}

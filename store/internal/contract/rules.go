@@ -275,3 +275,69 @@ func ValidateToken(jti string, expiresAt time.Time) error {
 // StaleBefore is the heartbeat time before which a node counts as gone for
 // AbortPending: a heartbeat older than at − staleAfter.
 func StaleBefore(at time.Time, staleAfter time.Duration) time.Time { return at.Add(-staleAfter) }
+
+// ResolveVerb names the move of a pending row to status, for errors:
+// "finalizing" (issued) or "aborting" (aborted).
+func ResolveVerb(status string) string {
+	if status == record.StatusIssued {
+		return "finalizing"
+	}
+	return "aborting"
+}
+
+// ResolveCertificate checks that a certificate that is have may move to
+// status (issued or aborted) — only a pending one may — and returns ev
+// filled in for that move.
+func ResolveCertificate(have, status string, ev record.AuditEvent, id, serial string, der []byte) (record.AuditEvent, error) {
+	verb := ResolveVerb(status)
+	if have != record.StatusPending {
+		return ev, fmt.Errorf("%s certificate %s: it is %s: %w", verb, id, have, record.ErrNotPending)
+	}
+	var err error
+	if status == record.StatusIssued {
+		ev, err = FinalizeEvent(ev, id, serial, der)
+	} else {
+		ev, err = AbortEvent(ev, id, serial, der)
+	}
+	if err != nil {
+		return ev, fmt.Errorf("%s certificate %s: %w", verb, id, err)
+	}
+	return ev, nil
+}
+
+// RevokeCertificate checks that a certificate that is have may be revoked
+// — only an issued one may — and returns ev filled in for the revocation.
+func RevokeCertificate(have string, ev record.AuditEvent, id, serial, ca string) (record.AuditEvent, error) {
+	switch have {
+	case record.StatusIssued:
+	case record.StatusRevoked:
+		return ev, fmt.Errorf("revoking certificate %s: %w", id, record.ErrAlreadyRevoked)
+	default:
+		return ev, fmt.Errorf("revoking certificate %s: it is %s: %w", id, have, record.ErrNotRevocable)
+	}
+	ev, err := RevokeEvent(ev, id, serial, ca)
+	if err != nil {
+		return ev, fmt.Errorf("revoking certificate %s: %w", id, err)
+	}
+	return ev, nil
+}
+
+// ResolveCRL checks that a CRL that is have may move to status (issued or
+// aborted) — only a pending one may — and returns ev filled in for that
+// move.
+func ResolveCRL(have, status string, ev record.AuditEvent, ca string, number int64, der []byte) (record.AuditEvent, error) {
+	verb := ResolveVerb(status)
+	if have != record.StatusPending {
+		return ev, fmt.Errorf("%s CRL %d of %s: it is %s: %w", verb, number, ca, have, record.ErrNotPending)
+	}
+	var err error
+	if status == record.StatusIssued {
+		ev, err = CRLEvent(ev, ca, number, der)
+	} else {
+		ev, err = AbortCRLEvent(ev, ca, number)
+	}
+	if err != nil {
+		return ev, fmt.Errorf("%s CRL %d of %s: %w", verb, number, ca, err)
+	}
+	return ev, nil
+}
