@@ -119,7 +119,7 @@ func (t acmeRead) Query(ctx context.Context, query string, args []any, each func
 func (d *DB) acmeBackend() acmesql.Backend {
 	return acmesql.Backend{
 		Write: func(ctx context.Context, fn func(context.Context, acmesql.Tx) error) error {
-			return d.submit(ctx, false, func(ctx context.Context, g *group) error { return fn(ctx, acmeWrite{g}) })
+			return d.writes.Submit(ctx, false, func(ctx context.Context, g *group) error { return fn(ctx, acmeWrite{g}) })
 		},
 		Read: acmeRead{d},
 	}

@@ -66,6 +66,7 @@ import (
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store"
 	"github.com/pkid/pkid/store/internal/acmesql"
+	"github.com/pkid/pkid/store/internal/writequeue"
 )
 
 // maxGroup bounds how many writes share one transaction. PostgreSQL keeps
@@ -85,9 +86,8 @@ const (
 type DB struct {
 	pool   *pgxpool.Pool
 	where  string // "database D on H:P", for messages (never the DSN)
-	ops    chan *op
+	writes *writequeue.Queue[*group]
 	quit   chan struct{} // closed by Close: finish what was submitted, then stop
-	done   chan struct{} // closed by the writer once it has stopped
 	closed chan struct{} // closed once the pool is released
 	once   sync.Once
 	// closeErr is written before closed is closed and read after.
@@ -96,10 +96,6 @@ type DB struct {
 	writeTimeout time.Duration
 	onCommit     func(d time.Duration, size int)
 	onAudit      func(head int64)
-
-	// queued, if set (by tests only), is called after each write is handed
-	// to the writer.
-	queued func()
 
 	leadMu sync.Mutex
 	leads  map[*lead]struct{} // locks held, released by Close if their holder has not
@@ -216,15 +212,16 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("preparing %s: %w", where, err)
 	}
 	d := &DB{
-		pool: pool, where: where, ops: make(chan *op, maxGroup),
-		quit: make(chan struct{}), done: make(chan struct{}), closed: make(chan struct{}),
+		pool: pool, where: where,
+		quit: make(chan struct{}), closed: make(chan struct{}),
 		writeTimeout: opts.WriteTimeout, onCommit: opts.OnCommit, onAudit: opts.OnAudit, leads: make(map[*lead]struct{}),
 	}
+	d.writes = writequeue.New[*group](maxGroup, d.quit)
 	if d.writeTimeout <= 0 {
 		d.writeTimeout = defaultWriteTimeout
 	}
 	d.Store = acmesql.New(d.acmeBackend())
-	go d.writeLoop()
+	go d.writes.Run(maxGroup, d.commitGroup)
 	return d, nil
 }
 
@@ -236,7 +233,7 @@ func (d *DB) Close(ctx context.Context) error {
 	d.once.Do(func() {
 		close(d.quit)
 		go func() {
-			<-d.done
+			<-d.writes.Done()
 			d.dropLeads()
 			// pgxpool's Close waits for connections still lent to readers.
 			d.pool.Close()

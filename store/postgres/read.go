@@ -309,7 +309,7 @@ func (d *DB) Check(ctx context.Context) error {
 	if err := d.closing(); err != nil {
 		return err
 	}
-	if err := d.submitBounded(ctx, false, func(context.Context, *group) error { return nil }); err != nil {
+	if err := d.writes.SubmitBounded(ctx, false, func(context.Context, *group) error { return nil }); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			err = classify(err)
 		}

@@ -54,7 +54,7 @@ func (d *DB) Reserve(ctx context.Context, c *record.Certificate) error {
 		return err
 	}
 	r.Status, r.DER, r.RevokedAt, r.RevocationReason, r.UpdatedAt = record.StatusPending, nil, time.Time{}, "", r.CreatedAt
-	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, g *group) error {
 		_, err := g.exec(ctx, insertCertificate, certificateArgs(&r)...)
 		if code, constraint := sqlState(err); code == stateUnique && constraint == "certificates_serial_key" {
 			return fmt.Errorf("reserving serial %s: %w", r.Serial, record.ErrDuplicateSerial)
@@ -91,7 +91,7 @@ func (d *DB) Abort(ctx context.Context, id string, der []byte, ev record.AuditEv
 
 func (d *DB) resolve(ctx context.Context, id, status string, der []byte, ev record.AuditEvent) error {
 	verb := contract.ResolveVerb(status)
-	return d.submit(ctx, true, func(ctx context.Context, g *group) error {
+	return d.writes.Submit(ctx, true, func(ctx context.Context, g *group) error {
 		have, serial, _, err := g.certState(ctx, id)
 		if err != nil {
 			return fmt.Errorf("%s certificate %s: %w", verb, id, err)
@@ -111,7 +111,7 @@ func (d *DB) Refuse(ctx context.Context, ev record.AuditEvent) error {
 	if err != nil {
 		return fmt.Errorf("recording refusal: %w", err)
 	}
-	return d.submit(ctx, true, func(ctx context.Context, g *group) error {
+	return d.writes.Submit(ctx, true, func(ctx context.Context, g *group) error {
 		return g.appendAudit(ctx, ev)
 	})
 }
@@ -122,7 +122,7 @@ func (d *DB) Revoke(ctx context.Context, id string, at time.Time, reason string,
 	if at.IsZero() || reason == "" {
 		return fmt.Errorf("revoking certificate %s: a revocation needs a time and a reason", id)
 	}
-	return d.submit(ctx, true, func(ctx context.Context, g *group) error {
+	return d.writes.Submit(ctx, true, func(ctx context.Context, g *group) error {
 		status, serial, ca, err := g.certState(ctx, id)
 		if err != nil {
 			return fmt.Errorf("revoking certificate %s: %w", id, err)
@@ -144,7 +144,7 @@ func (d *DB) ReserveCRL(ctx context.Context, c *record.CRL) error {
 	if err := contract.ValidateCRL(&r); err != nil {
 		return err
 	}
-	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, g *group) error {
 		created := contract.TimeText(r.CreatedAt)
 		_, err := g.exec(ctx, `INSERT INTO crls (ca, number, this_update, next_update, tbs_hash, status, der,
 			node, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', NULL, $6, $7, $7)`,
@@ -172,7 +172,7 @@ func (d *DB) AbortCRL(ctx context.Context, ca string, number int64, ev record.Au
 
 func (d *DB) resolveCRL(ctx context.Context, ca string, number int64, status string, der []byte, ev record.AuditEvent) error {
 	verb := contract.ResolveVerb(status)
-	return d.submit(ctx, true, func(ctx context.Context, g *group) error {
+	return d.writes.Submit(ctx, true, func(ctx context.Context, g *group) error {
 		var have string
 		err := g.queryRow(ctx, `SELECT status FROM crls WHERE ca = $1 AND number = $2 FOR UPDATE`, []any{ca, number}, &have)
 		switch {
@@ -234,7 +234,7 @@ func (d *DB) abortPending(ctx context.Context, node string, own bool, staleAfter
 	stale := contract.TimeText(contract.StaleBefore(at, staleAfter))
 	mine := func(table string) string { return resolvable(table, own) }
 	var out []store.Recovered
-	err := d.submit(ctx, true, func(ctx context.Context, g *group) error {
+	err := d.writes.Submit(ctx, true, func(ctx context.Context, g *group) error {
 		out = out[:0]
 		rows, err := g.query(ctx, `SELECT id, serial, profile, identity, request_id, ca, tbs_hash, node
 			FROM certificates WHERE status = 'pending' AND `+mine("certificates")+` ORDER BY created_at, id FOR UPDATE`, node, stale)
@@ -299,7 +299,7 @@ func (d *DB) AddCheckpoint(ctx context.Context, cp record.Checkpoint) error {
 	if cp.Seq < 1 || cp.Hash == "" || cp.Time.IsZero() || cp.KeyID == "" || len(cp.Signature) == 0 {
 		return fmt.Errorf("adding audit checkpoint %d: incomplete: %w", cp.Seq, record.ErrInvalidCheckpoint)
 	}
-	return d.submit(ctx, true, func(ctx context.Context, g *group) error {
+	return d.writes.Submit(ctx, true, func(ctx context.Context, g *group) error {
 		var latest int64
 		if err := g.queryRow(ctx, `SELECT coalesce(max(seq), 0) FROM audit_checkpoints`, nil, &latest); err != nil {
 			return fmt.Errorf("adding audit checkpoint %d: %w", cp.Seq, err)
@@ -331,7 +331,7 @@ func (d *DB) Heartbeat(ctx context.Context, node string, at time.Time) error {
 	if err := contract.ValidateNode(node); err != nil {
 		return err
 	}
-	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, g *group) error {
 		if _, err := g.exec(ctx, `INSERT INTO nodes AS n (name, heartbeat_at) VALUES ($1, $2)
 			ON CONFLICT (name) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at
 			WHERE EXCLUDED.heartbeat_at > n.heartbeat_at`, node, contract.TimeText(at)); err != nil {
@@ -357,7 +357,7 @@ func (d *DB) PutOCSPResponses(ctx context.Context, rs []record.OCSPResponse) err
 		cas[k], serials[k], statuses[k] = r.CA, r.Serial, r.Status
 		this[k], next[k], ders[k] = contract.TimeText(r.ThisUpdate), contract.TimeText(r.NextUpdate), r.DER
 	}
-	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, g *group) error {
 		if _, err := g.exec(ctx, `INSERT INTO ocsp_responses AS o (ca, serial, status, this_update, next_update, der)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
 			ON CONFLICT (ca, serial) DO UPDATE SET status = EXCLUDED.status, this_update = EXCLUDED.this_update,
@@ -378,7 +378,7 @@ func (d *DB) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) e
 		return err
 	}
 	now := contract.TimeText(time.Now())
-	return d.submit(ctx, false, func(ctx context.Context, g *group) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, g *group) error {
 		if _, err := g.exec(ctx, `WITH purged AS (DELETE FROM revoked_tokens WHERE expires_at < $3 AND jti <> $1)
 			INSERT INTO revoked_tokens AS t (jti, expires_at) VALUES ($1, $2)
 			ON CONFLICT (jti) DO UPDATE SET expires_at = greatest(t.expires_at, EXCLUDED.expires_at)`,

@@ -11,17 +11,8 @@ import (
 
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store/internal/contract"
+	"github.com/pkid/pkid/store/internal/writequeue"
 )
-
-// op is one write handed to the writer goroutine.
-type op struct {
-	ctx context.Context
-	// chain: the write appends to the audit log or checks against it, so
-	// its group takes the chain-head lock first.
-	chain bool
-	fn    func(ctx context.Context, g *group) error
-	done  chan error // buffered: the writer never blocks on an abandoned op
-}
 
 // group is one transaction of the writer: its connection and, once
 // locked, the chain head as the transaction sees it.
@@ -36,93 +27,6 @@ type group struct {
 	needSavepoint, tookSavepoint bool
 }
 
-// submit hands fn to the writer and waits until its group is committed or
-// rolled back. Once submitted, the write is waited for even if ctx ends,
-// so the caller never misreports a write that became durable.
-func (d *DB) submit(ctx context.Context, chain bool, fn func(context.Context, *group) error) error {
-	o, err := d.enqueue(ctx, chain, fn)
-	if err != nil {
-		return err
-	}
-	return d.await(o, nil)
-}
-
-// submitBounded is submit for callers that must return by ctx's deadline
-// even if the writer is stuck (Check). Only writes whose outcome does not
-// matter once abandoned may use it.
-func (d *DB) submitBounded(ctx context.Context, chain bool, fn func(context.Context, *group) error) error {
-	o, err := d.enqueue(ctx, chain, fn)
-	if err != nil {
-		return err
-	}
-	return d.await(o, ctx.Done())
-}
-
-func (d *DB) enqueue(ctx context.Context, chain bool, fn func(context.Context, *group) error) (*op, error) {
-	select {
-	case <-d.quit:
-		return nil, record.ErrClosed
-	default:
-	}
-	o := &op{ctx: ctx, chain: chain, fn: fn, done: make(chan error, 1)}
-	select {
-	case d.ops <- o:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-d.quit:
-		return nil, record.ErrClosed
-	}
-	if d.queued != nil {
-		d.queued()
-	}
-	return o, nil
-}
-
-// await waits for o's answer; see store/sqlite for why checking o.done
-// once more after d.done cannot miss one.
-func (d *DB) await(o *op, abandon <-chan struct{}) error {
-	select {
-	case err := <-o.done:
-		return err
-	case <-abandon:
-		return o.ctx.Err()
-	case <-d.done:
-		select {
-		case err := <-o.done:
-			return err
-		default:
-			return record.ErrClosed
-		}
-	}
-}
-
-func (d *DB) writeLoop() {
-	defer close(d.done)
-	for {
-		var first *op
-		select {
-		case first = <-d.ops:
-		case <-d.quit:
-			select {
-			case first = <-d.ops:
-			default:
-				return
-			}
-		}
-		group := []*op{first}
-	gather:
-		for len(group) < maxGroup {
-			select {
-			case o := <-d.ops:
-				group = append(group, o)
-			default:
-				break gather
-			}
-		}
-		d.commitGroup(group)
-	}
-}
-
 // commitGroup runs the group's writes in one transaction on a connection
 // of its own, each inside a savepoint, and commits once. The statements
 // run under the group's own deadline (Options.WriteTimeout), not a
@@ -132,7 +36,7 @@ func (d *DB) writeLoop() {
 //
 // Whatever happens, the writer goes on to the next group: a broken
 // connection is dropped by the pool and the next group dials a new one.
-func (d *DB) commitGroup(ops []*op) {
+func (d *DB) commitGroup(ops []*writequeue.Op[*group]) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), d.writeTimeout)
 	defer cancel()
@@ -140,9 +44,9 @@ func (d *DB) commitGroup(ops []*op) {
 	fail := func(err error) {
 		for k, o := range ops {
 			if results[k] == nil {
-				o.done <- err
+				o.Answer(err)
 			} else {
-				o.done <- results[k]
+				o.Answer(results[k])
 			}
 		}
 	}
@@ -152,7 +56,7 @@ func (d *DB) commitGroup(ops []*op) {
 	var order []int
 	for _, chain := range []bool{false, true} {
 		for k, o := range ops {
-			if o.chain == chain {
+			if o.Chain == chain {
 				order = append(order, k)
 			}
 		}
@@ -184,12 +88,12 @@ func (d *DB) commitGroup(ops []*op) {
 	var seq0 int64
 	for _, k := range order {
 		o := ops[k]
-		if err := o.ctx.Err(); err != nil {
+		if err := o.Ctx.Err(); err != nil {
 			// Given up before its turn: nothing of it is written.
 			results[k] = err
 			continue
 		}
-		if o.chain && !g.locked {
+		if o.Chain && !g.locked {
 			if err := g.lockHead(ctx); err != nil {
 				fail(fmt.Errorf("locking the audit chain head on %s: %w", d.where, classify(err)))
 				return
@@ -198,7 +102,7 @@ func (d *DB) commitGroup(ops []*op) {
 		}
 		g.needSavepoint, g.tookSavepoint = true, false
 		opSeq, opHash := g.seq, g.hash
-		err := o.fn(ctx, g)
+		err := o.Fn(ctx, g)
 		if err == nil {
 			// Savepoints are not released: they nest, at most maxGroup
 			// deep, and each release would cost a round trip.
@@ -239,7 +143,7 @@ func (d *DB) commitGroup(ops []*op) {
 		d.onAudit(g.seq)
 	}
 	for k, o := range ops {
-		o.done <- results[k]
+		o.Answer(results[k])
 	}
 }
 

@@ -20,12 +20,12 @@ import (
 func blocked(t *testing.T, d *DB) (queued <-chan struct{}, release func()) {
 	t.Helper()
 	q := make(chan struct{}, 4*maxGroup)
-	d.queued = func() { q <- struct{}{} }
+	d.writes.Queued = func() { q <- struct{}{} }
 	started, hold := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	release = func() { once.Do(func() { close(hold) }) }
 	t.Cleanup(release)
-	go d.submit(context.Background(), false, func(context.Context, *group) error {
+	go d.writes.Submit(context.Background(), false, func(context.Context, *group) error {
 		close(started)
 		<-hold
 		return nil

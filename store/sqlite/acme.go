@@ -81,7 +81,7 @@ func (t acmeTx) Query(ctx context.Context, query string, args []any, each func(s
 func (d *DB) acmeBackend() acmesql.Backend {
 	return acmesql.Backend{
 		Write: func(ctx context.Context, fn func(context.Context, acmesql.Tx) error) error {
-			return d.submit(ctx, func(ctx context.Context, d *DB) error { return fn(ctx, acmeTx{c: d.writer}) })
+			return d.writes.Submit(ctx, false, func(ctx context.Context, d *DB) error { return fn(ctx, acmeTx{c: d.writer}) })
 		},
 		Read: acmeTx{c: d.db, closing: d.closing},
 	}

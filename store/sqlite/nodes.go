@@ -19,7 +19,7 @@ func (d *DB) Heartbeat(ctx context.Context, node string, at time.Time) error {
 	if err := contract.ValidateNode(node); err != nil {
 		return err
 	}
-	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, d *DB) error {
 		if _, err := d.writer.ExecContext(ctx, `INSERT INTO nodes (name, heartbeat_at) VALUES (?, ?)
 			ON CONFLICT (name) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
 			WHERE excluded.heartbeat_at > nodes.heartbeat_at`, node, contract.TimeText(at)); err != nil {
@@ -73,7 +73,7 @@ func (d *DB) PutOCSPResponses(ctx context.Context, rs []record.OCSPResponse) err
 	if len(rs) == 0 {
 		return nil
 	}
-	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, d *DB) error {
 		for _, r := range rs {
 			if _, err := d.writer.ExecContext(ctx, `INSERT INTO ocsp_responses (ca, serial, status, this_update, next_update, der)
 				VALUES (?, ?, ?, ?, ?, ?)
@@ -122,7 +122,7 @@ func (d *DB) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) e
 		return err
 	}
 	now := contract.TimeText(time.Now())
-	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, d *DB) error {
 		if _, err := d.writer.ExecContext(ctx, `DELETE FROM revoked_tokens WHERE expires_at < ?`, now); err != nil {
 			return fmt.Errorf("purging expired token revocations: %w", err)
 		}

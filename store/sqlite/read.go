@@ -312,7 +312,7 @@ func (d *DB) Check(ctx context.Context) error {
 	if free, err := freeBytes(d.dir); err == nil && free < minFreeBytes {
 		return fmt.Errorf("database volume is full: %d bytes free", free)
 	}
-	err := d.submitBounded(ctx, func(ctx context.Context, d *DB) error {
+	err := d.writes.SubmitBounded(ctx, false, func(ctx context.Context, d *DB) error {
 		_, err := d.stmts.checkWrite.ExecContext(ctx)
 		return err
 	})

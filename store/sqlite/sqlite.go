@@ -42,6 +42,7 @@ import (
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store"
 	"github.com/pkid/pkid/store/internal/acmesql"
+	"github.com/pkid/pkid/store/internal/writequeue"
 )
 
 // maxGroup bounds how many writes share one transaction.
@@ -52,17 +53,12 @@ type DB struct {
 	db     *sql.DB
 	dir    string // the database's directory, for free-space checks
 	writer *sql.Conn
-	ops    chan *op
+	writes *writequeue.Queue[*DB]
 	quit   chan struct{} // closed by Close: finish what was submitted, then stop
-	done   chan struct{} // closed by the writer once it has stopped
 	closed chan struct{} // closed once the database is released
 	once   sync.Once
 	// closeErr is written before closed is closed and read after.
 	closeErr error
-
-	// queued, if set (by tests only), is called after each write is handed
-	// to the writer: the event a test waits for instead of sleeping.
-	queued func()
 
 	// Owned by the writer goroutine.
 	seq   int64
@@ -132,10 +128,11 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("opening writer connection: %w", err)
 	}
 	d := &DB{
-		db: sqlDB, dir: filepath.Dir(path), writer: w, ops: make(chan *op, maxGroup),
-		quit: make(chan struct{}), done: make(chan struct{}), closed: make(chan struct{}), onCommit: opts.OnCommit,
+		db: sqlDB, dir: filepath.Dir(path), writer: w,
+		quit: make(chan struct{}), closed: make(chan struct{}), onCommit: opts.OnCommit,
 		onAudit: opts.OnAudit,
 	}
+	d.writes = writequeue.New[*DB](maxGroup, d.quit)
 	d.seq, d.hash, err = d.AuditHead(ctx)
 	if err == nil {
 		err = d.stmts.prepare(ctx, w)
@@ -147,7 +144,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("opening database %s: %w", path, err)
 	}
 	d.Store = acmesql.New(d.acmeBackend())
-	go d.writeLoop()
+	go d.writes.Run(maxGroup, d.commitGroup)
 	return d, nil
 }
 
@@ -196,7 +193,7 @@ func (d *DB) Close(ctx context.Context) error {
 	d.once.Do(func() {
 		close(d.quit)
 		go func() {
-			<-d.done
+			<-d.writes.Done()
 			d.stmts.close()
 			werr := d.writer.Close()
 			if err := d.db.Close(); err != nil {

@@ -19,7 +19,7 @@ func (d *DB) Reserve(ctx context.Context, c *record.Certificate) error {
 	if err := contract.ValidateCertificate(&r); err != nil {
 		return err
 	}
-	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, d *DB) error {
 		created := contract.TimeText(r.CreatedAt)
 		_, err := d.stmts.reserve.ExecContext(ctx,
 			r.ID, r.Serial, r.ProfileID, r.Profile, r.CA, r.IssuerHash, r.Identity, r.RequestID,
@@ -62,7 +62,7 @@ func (d *DB) Abort(ctx context.Context, id string, der []byte, ev record.AuditEv
 
 func (d *DB) resolve(ctx context.Context, id, status string, der []byte, ev record.AuditEvent) error {
 	verb := contract.ResolveVerb(status)
-	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, d *DB) error {
 		have, serial, _, err := d.certState(ctx, id)
 		if err != nil {
 			return fmt.Errorf("%s certificate %s: %w", verb, id, err)
@@ -84,7 +84,7 @@ func (d *DB) Refuse(ctx context.Context, ev record.AuditEvent) error {
 	if err != nil {
 		return fmt.Errorf("recording refusal: %w", err)
 	}
-	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, d *DB) error {
 		return d.appendAudit(ctx, ev)
 	})
 }
@@ -95,7 +95,7 @@ func (d *DB) Revoke(ctx context.Context, id string, at time.Time, reason string,
 	if at.IsZero() || reason == "" {
 		return fmt.Errorf("revoking certificate %s: a revocation needs a time and a reason", id)
 	}
-	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, d *DB) error {
 		status, serial, ca, err := d.certState(ctx, id)
 		if err != nil {
 			return fmt.Errorf("revoking certificate %s: %w", id, err)
@@ -117,7 +117,7 @@ func (d *DB) ReserveCRL(ctx context.Context, c *record.CRL) error {
 	if err := contract.ValidateCRL(&r); err != nil {
 		return err
 	}
-	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, d *DB) error {
 		var last int64
 		if err := d.stmts.lastCRL.QueryRowContext(ctx, r.CA).Scan(&last); err != nil {
 			return fmt.Errorf("reserving CRL %d of %s: %w", r.Number, r.CA, err)
@@ -147,7 +147,7 @@ func (d *DB) AbortCRL(ctx context.Context, ca string, number int64, ev record.Au
 
 func (d *DB) resolveCRL(ctx context.Context, ca string, number int64, status string, der []byte, ev record.AuditEvent) error {
 	verb := contract.ResolveVerb(status)
-	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, d *DB) error {
 		var have string
 		err := d.stmts.crlState.QueryRowContext(ctx, ca, number).Scan(&have)
 		switch {
@@ -221,7 +221,7 @@ func (d *DB) abortPending(ctx context.Context, node string, own bool, staleAfter
 	stale := contract.TimeText(contract.StaleBefore(at, staleAfter))
 	mine := func(table string) string { return resolvable(table, own) }
 	var out []store.Recovered
-	err := d.submit(ctx, func(ctx context.Context, d *DB) error {
+	err := d.writes.Submit(ctx, false, func(ctx context.Context, d *DB) error {
 		out = out[:0]
 		c := d.writer
 		rows, err := c.QueryContext(ctx, `SELECT id, serial, profile, identity, request_id, ca, tbs_hash, node
@@ -290,7 +290,7 @@ func (d *DB) AddCheckpoint(ctx context.Context, cp record.Checkpoint) error {
 	if cp.Seq < 1 || cp.Hash == "" || cp.Time.IsZero() || cp.KeyID == "" || len(cp.Signature) == 0 {
 		return fmt.Errorf("adding audit checkpoint %d: incomplete: %w", cp.Seq, record.ErrInvalidCheckpoint)
 	}
-	return d.submit(ctx, func(ctx context.Context, d *DB) error {
+	return d.writes.Submit(ctx, false, func(ctx context.Context, d *DB) error {
 		var latest int64
 		if err := d.stmts.lastCheckpoint.QueryRowContext(ctx).Scan(&latest); err != nil {
 			return fmt.Errorf("adding audit checkpoint %d: %w", cp.Seq, err)

@@ -9,14 +9,8 @@ import (
 
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store/internal/contract"
+	"github.com/pkid/pkid/store/internal/writequeue"
 )
-
-// op is one write handed to the writer goroutine.
-type op struct {
-	ctx  context.Context
-	fn   func(ctx context.Context, d *DB) error
-	done chan error // buffered: the writer never blocks on an abandoned op
-}
 
 // statements are prepared once on the writer connection; each write binds
 // them into its transaction.
@@ -80,110 +74,20 @@ func (st *statements) close() {
 	}
 }
 
-// submit hands fn to the writer and waits until its group is committed or
-// rolled back. Once submitted, the write is waited for even if ctx ends,
-// so the caller never misreports a write that became durable.
-func (d *DB) submit(ctx context.Context, fn func(context.Context, *DB) error) error {
-	o, err := d.enqueue(ctx, fn)
-	if err != nil {
-		return err
-	}
-	return d.await(o, nil)
-}
-
-// submitBounded is submit for callers that must return by ctx's deadline
-// even if the writer is stuck (Check). Only writes whose outcome does not
-// matter once abandoned may use it.
-func (d *DB) submitBounded(ctx context.Context, fn func(context.Context, *DB) error) error {
-	o, err := d.enqueue(ctx, fn)
-	if err != nil {
-		return err
-	}
-	return d.await(o, ctx.Done())
-}
-
-func (d *DB) enqueue(ctx context.Context, fn func(context.Context, *DB) error) (*op, error) {
-	select {
-	case <-d.quit:
-		return nil, record.ErrClosed
-	default:
-	}
-	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	select {
-	case d.ops <- o:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-d.quit:
-		return nil, record.ErrClosed
-	}
-	if d.queued != nil {
-		d.queued()
-	}
-	return o, nil
-}
-
-// await waits for o's answer. If the writer has stopped without taking o
-// (an op sent as Close drained the queue), o never ran: ErrClosed. The
-// writer answers every op it took before it stops, so checking o.done once
-// more after d.done cannot miss an answer.
-func (d *DB) await(o *op, abandon <-chan struct{}) error {
-	select {
-	case err := <-o.done:
-		return err
-	case <-abandon:
-		return o.ctx.Err()
-	case <-d.done:
-		select {
-		case err := <-o.done:
-			return err
-		default:
-			return record.ErrClosed
-		}
-	}
-}
-
-func (d *DB) writeLoop() {
-	defer close(d.done)
-	for {
-		var first *op
-		select {
-		case first = <-d.ops:
-		case <-d.quit:
-			// Finish what was submitted before Close, still in groups.
-			select {
-			case first = <-d.ops:
-			default:
-				return
-			}
-		}
-		group := []*op{first}
-	gather:
-		for len(group) < maxGroup {
-			select {
-			case o := <-d.ops:
-				group = append(group, o)
-			default:
-				break gather
-			}
-		}
-		d.commitGroup(group)
-	}
-}
-
 // commitGroup runs the group's writes in one transaction, each inside its
 // own savepoint, and commits once. The transaction is driven with SQL on
 // the writer's dedicated connection (not database/sql's Tx, which would
 // re-prepare the statements every time). Writes run under
 // context.Background: a caller's deadline must not interrupt a statement
 // of a transaction that holds other callers' writes.
-func (d *DB) commitGroup(group []*op) {
+func (d *DB) commitGroup(group []*writequeue.Op[*DB]) {
 	results := make([]error, len(group))
 	start := time.Now()
 	ctx := context.Background()
 	st := &d.stmts
 	fail := func(err error) {
 		for _, o := range group {
-			o.done <- err
+			o.Answer(err)
 		}
 	}
 	if _, err := st.begin.ExecContext(ctx); err != nil {
@@ -199,7 +103,7 @@ func (d *DB) commitGroup(group []*op) {
 	}
 	seq, hash := d.seq, d.hash
 	for k, o := range group {
-		if err := o.ctx.Err(); err != nil {
+		if err := o.Ctx.Err(); err != nil {
 			// Given up before its turn: nothing of it is written.
 			results[k] = err
 			continue
@@ -209,7 +113,7 @@ func (d *DB) commitGroup(group []*op) {
 			results[k] = fmt.Errorf("savepoint: %w", err)
 			continue
 		}
-		results[k] = o.fn(ctx, d)
+		results[k] = o.Fn(ctx, d)
 		if results[k] != nil {
 			d.seq, d.hash = opSeq, opHash
 			if _, err := st.undo.ExecContext(ctx); err != nil {
@@ -241,7 +145,7 @@ func (d *DB) commitGroup(group []*op) {
 		}
 	}
 	for k, o := range group {
-		o.done <- results[k]
+		o.Answer(results[k])
 	}
 }
 

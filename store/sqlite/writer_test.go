@@ -23,7 +23,7 @@ func blocked(t *testing.T) (d *DB, path string, queued <-chan struct{}, release 
 	path = filepath.Join(t.TempDir(), "pkid.db")
 	d = openDB(t, path)
 	q := make(chan struct{}, 4*maxGroup)
-	d.queued = func() { q <- struct{}{} }
+	d.writes.Queued = func() { q <- struct{}{} }
 	started, hold := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	release = func() { once.Do(func() { close(hold) }) }
@@ -31,7 +31,7 @@ func blocked(t *testing.T) (d *DB, path string, queued <-chan struct{}, release 
 		release()
 		d.Close(context.Background())
 	})
-	go d.submit(context.Background(), func(context.Context, *DB) error {
+	go d.writes.Submit(context.Background(), false, func(context.Context, *DB) error {
 		close(started)
 		<-hold
 		return nil
