@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -18,43 +17,10 @@ import (
 	"github.com/pkid/pkid/store/internal/contract"
 )
 
-const certColumns = `id, serial, profile_id, profile, ca, issuer_hash, identity, request_id, certificate_request_id,
-	application_id, common_name, alt_names, key_usages, ext_key_usages, signature_algorithm, key_algorithm,
-	not_before, not_after, tbs_hash, csr, csr_hash, renews, status, der, revoked_at, revocation_reason,
-	node, created_at, updated_at`
+const certColumns = contract.CertificateColumns
 
 func scanCertificate(row pgx.Row) (*record.Certificate, error) {
-	var c record.Certificate
-	var alt, ku, eku []byte
-	var nb, na, revoked, created, updated string
-	if err := row.Scan(&c.ID, &c.Serial, &c.ProfileID, &c.Profile, &c.CA, &c.IssuerHash, &c.Identity, &c.RequestID,
-		&c.CertificateRequestID, &c.ApplicationID, &c.CommonName, &alt, &ku, &eku, &c.SignatureAlgorithm,
-		&c.KeyAlgorithm, &nb, &na, &c.TBSHash, &c.CSR, &c.CSRHash, &c.Renews, &c.Status, &c.DER, &revoked,
-		&c.RevocationReason, &c.Node, &created, &updated); err != nil {
-		return nil, err
-	}
-	var errs []error
-	for _, f := range []struct {
-		text []byte
-		into any
-	}{{alt, &c.AltNames}, {ku, &c.KeyUsages}, {eku, &c.ExtKeyUsages}} {
-		if err := json.Unmarshal(f.text, f.into); err != nil {
-			errs = append(errs, fmt.Errorf("decoding column: %w", err))
-		}
-	}
-	var err error
-	for _, t := range []struct {
-		text string
-		into *time.Time
-	}{{nb, &c.NotBefore}, {na, &c.NotAfter}, {revoked, &c.RevokedAt}, {created, &c.CreatedAt}, {updated, &c.UpdatedAt}} {
-		if *t.into, err = contract.ParseTime(t.text); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("certificate record %s: %w", c.ID, err)
-	}
-	return &c, nil
+	return contract.ScanCertificate(row.Scan)
 }
 
 func (d *DB) certificateWhere(ctx context.Context, what, where, arg string) (*record.Certificate, error) {

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -47,49 +46,10 @@ func rowsOf[T any](ctx context.Context, q querier, scan func(*sql.Rows) (T, erro
 	}
 }
 
-const certColumns = `id, serial, profile_id, profile, ca, issuer_hash, identity, request_id, certificate_request_id,
-	application_id, common_name, alt_names, key_usages, ext_key_usages, signature_algorithm, key_algorithm,
-	not_before, not_after, tbs_hash, csr, csr_hash, renews, status, der, revoked_at, revocation_reason,
-	node, created_at, updated_at`
+const certColumns = contract.CertificateColumns
 
 func scanCertificate(rows *sql.Rows) (*record.Certificate, error) {
-	var c record.Certificate
-	var alt, ku, eku, nb, na, revoked, created, updated string
-	if err := rows.Scan(&c.ID, &c.Serial, &c.ProfileID, &c.Profile, &c.CA, &c.IssuerHash, &c.Identity, &c.RequestID,
-		&c.CertificateRequestID, &c.ApplicationID, &c.CommonName, &alt, &ku, &eku, &c.SignatureAlgorithm,
-		&c.KeyAlgorithm, &nb, &na, &c.TBSHash, &c.CSR, &c.CSRHash, &c.Renews, &c.Status, &c.DER, &revoked,
-		&c.RevocationReason, &c.Node, &created, &updated); err != nil {
-		return nil, fmt.Errorf("reading certificate record: %w", err)
-	}
-	var errs []error
-	for _, f := range []struct {
-		text string
-		into any
-	}{{alt, &c.AltNames}, {ku, &c.KeyUsages}, {eku, &c.ExtKeyUsages}} {
-		if err := json.Unmarshal([]byte(f.text), f.into); err != nil {
-			errs = append(errs, fmt.Errorf("decoding column: %w", err))
-		}
-	}
-	var err error
-	if c.NotBefore, err = contract.ParseTime(nb); err != nil {
-		errs = append(errs, err)
-	}
-	if c.NotAfter, err = contract.ParseTime(na); err != nil {
-		errs = append(errs, err)
-	}
-	if c.RevokedAt, err = contract.ParseTime(revoked); err != nil {
-		errs = append(errs, err)
-	}
-	if c.CreatedAt, err = contract.ParseTime(created); err != nil {
-		errs = append(errs, err)
-	}
-	if c.UpdatedAt, err = contract.ParseTime(updated); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("certificate record %s: %w", c.ID, err)
-	}
-	return &c, nil
+	return contract.ScanCertificate(rows.Scan)
 }
 
 func (d *DB) certificateWhere(ctx context.Context, what, where string, arg string) (*record.Certificate, error) {

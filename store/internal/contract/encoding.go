@@ -2,8 +2,11 @@ package contract
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/pkid/pkid/record"
 )
 
 // Both stores keep times and lists as text, in the same encoding, so that
@@ -50,4 +53,48 @@ func JSONText[T any](s []T) string {
 		panic(fmt.Sprintf("encoding %T: %v", s, err))
 	}
 	return string(b)
+}
+
+// CertificateColumns are the certificates table's columns in the order
+// ScanCertificate reads them.
+const CertificateColumns = `id, serial, profile_id, profile, ca, issuer_hash, identity, request_id, certificate_request_id,
+	application_id, common_name, alt_names, key_usages, ext_key_usages, signature_algorithm, key_algorithm,
+	not_before, not_after, tbs_hash, csr, csr_hash, renews, status, der, revoked_at, revocation_reason,
+	node, created_at, updated_at`
+
+// ScanCertificate reads a row of CertificateColumns with scan (a row's or
+// a result set's Scan) and decodes its lists and times. A Scan error is
+// returned as it is.
+func ScanCertificate(scan func(dest ...any) error) (*record.Certificate, error) {
+	var c record.Certificate
+	var alt, ku, eku []byte
+	var nb, na, revoked, created, updated string
+	if err := scan(&c.ID, &c.Serial, &c.ProfileID, &c.Profile, &c.CA, &c.IssuerHash, &c.Identity, &c.RequestID,
+		&c.CertificateRequestID, &c.ApplicationID, &c.CommonName, &alt, &ku, &eku, &c.SignatureAlgorithm,
+		&c.KeyAlgorithm, &nb, &na, &c.TBSHash, &c.CSR, &c.CSRHash, &c.Renews, &c.Status, &c.DER, &revoked,
+		&c.RevocationReason, &c.Node, &created, &updated); err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, f := range []struct {
+		text []byte
+		into any
+	}{{alt, &c.AltNames}, {ku, &c.KeyUsages}, {eku, &c.ExtKeyUsages}} {
+		if err := json.Unmarshal(f.text, f.into); err != nil {
+			errs = append(errs, fmt.Errorf("decoding column: %w", err))
+		}
+	}
+	var err error
+	for _, t := range []struct {
+		text string
+		into *time.Time
+	}{{nb, &c.NotBefore}, {na, &c.NotAfter}, {revoked, &c.RevokedAt}, {created, &c.CreatedAt}, {updated, &c.UpdatedAt}} {
+		if *t.into, err = ParseTime(t.text); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("certificate record %s: %w", c.ID, err)
+	}
+	return &c, nil
 }
