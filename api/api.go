@@ -145,7 +145,7 @@ func NewHandler(cfg Config) http.Handler {
 		{V1RequestPath, http.MethodGet, noBody, h.v1Request}, // before {certificateId}/…: the same shape
 		{V1CertificatePath, http.MethodGet, noBody, h.v1Get},
 		{V1BodyPath, http.MethodGet, noBody, h.v1Body},
-		{V1BundlePath, http.MethodGet, noBody, h.v1Bundle},
+		{V1BundlePath, http.MethodGet, noBody, h.v1Body},
 		{V1RenewPath, http.MethodPost, issuing | optionalBody, h.renew(false)},
 		{V1RevokePath, http.MethodPost, 0, h.revoke(true)},
 	} {

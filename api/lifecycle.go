@@ -237,7 +237,8 @@ func (h *handler) lookup(w http.ResponseWriter, r *http.Request, l *logLine, c *
 // outcomeServed labels a look-up that was answered.
 const outcomeServed = "served"
 
-// bodyResponse is GET …/{serialNumber}/certificate.
+// bodyResponse is GET …/{serialNumber}/certificate and v1's
+// …/{id}/certificate and …/{id}/bundle.
 type bodyResponse struct {
 	Certificate      string `json:"certificate"`
 	CertificateChain string `json:"certificateChain"`
@@ -253,13 +254,18 @@ func (h *handler) body(w http.ResponseWriter, r *http.Request, l *logLine, c *ca
 	if err != nil {
 		return fromIssuer(err)
 	}
+	l.profile, l.serial, l.outcome, l.status = cert.Record.Profile, cert.Record.Serial, outcomeServed, http.StatusOK
+	writeJSON(w, http.StatusOK, bodyOf(cert))
+	return nil
+}
+
+// bodyOf is the answer of the routes that return a certificate's PEM.
+func bodyOf(cert *issuer.Certificate) bodyResponse {
 	res := bodyResponse{Certificate: pemCertificate(cert.Record.DER), SerialNumber: cert.Record.Serial}
 	if cert.CA != nil {
 		res.CertificateChain = cert.CA.Chain(false)
 	}
-	l.profile, l.serial, l.outcome, l.status = cert.Record.Profile, cert.Record.Serial, outcomeServed, http.StatusOK
-	writeJSON(w, http.StatusOK, res)
-	return nil
+	return res
 }
 
 // revokeResponse is Infisical's answer to a revocation.

@@ -268,37 +268,14 @@ func (h *handler) v1Get(w http.ResponseWriter, r *http.Request, l *logLine, c *c
 	return nil
 }
 
+// v1Body is GET …/{id}/certificate and …/{id}/bundle: pkid never keeps a
+// private key, so the bundle is the certificate and its chain.
 func (h *handler) v1Body(w http.ResponseWriter, r *http.Request, l *logLine, c *call) *httpError {
 	cert, e := h.byID(r, l, c)
 	if e != nil {
 		return e
 	}
-	res := bodyResponse{Certificate: pemCertificate(cert.Record.DER), SerialNumber: cert.Record.Serial}
-	if cert.CA != nil {
-		res.CertificateChain = cert.CA.Chain(false)
-	}
-	writeJSON(w, http.StatusOK, res)
-	return nil
-}
-
-// v1BundleResponse is GET …/{id}/bundle; pkid never keeps a private key,
-// so it carries none.
-type v1BundleResponse struct {
-	Certificate      string `json:"certificate"`
-	CertificateChain string `json:"certificateChain"`
-	SerialNumber     string `json:"serialNumber"`
-}
-
-func (h *handler) v1Bundle(w http.ResponseWriter, r *http.Request, l *logLine, c *call) *httpError {
-	cert, e := h.byID(r, l, c)
-	if e != nil {
-		return e
-	}
-	res := v1BundleResponse{Certificate: pemCertificate(cert.Record.DER), SerialNumber: cert.Record.Serial}
-	if cert.CA != nil {
-		res.CertificateChain = cert.CA.Chain(false)
-	}
-	writeJSON(w, http.StatusOK, res)
+	writeJSON(w, http.StatusOK, bodyOf(cert))
 	return nil
 }
 
