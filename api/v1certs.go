@@ -93,11 +93,7 @@ func (h *handler) decodeV1Create(body []byte, c *call) (v1Create, *httpError) {
 	}
 	var out v1Create
 	if csr != "" {
-		for _, f := range []string{"commonName", "keyUsages", "extendedKeyUsages", "altNames", "keyAlgorithm"} {
-			if raw, present := a.obj[f]; present && !emptyValue(raw) {
-				a.add(custom(a.at(f), "With a csr, "+f+" comes from the CSR"))
-			}
-		}
+		a.refuseBesideCSR("commonName", "keyUsages", "extendedKeyUsages", "altNames", "keyAlgorithm")
 		out.sign = &issuer.SignRequest{ProfileID: profileID, CSR: csr, TTL: ttl, NotBefore: notBefore, NotAfter: notAfter,
 			SignatureAlgorithm: sigAlg, RemoveRootsFromChain: removeRoots, ApplicationID: applicationID}
 	} else {
@@ -131,6 +127,17 @@ func sortedKeys(obj map[string]any) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// refuseBesideCSR refuses the fields that a CSR supplies when the body
+// also gives them a value (an empty one is no value): the names, usages
+// and key of a signed certificate come from the CSR alone.
+func (v *validator) refuseBesideCSR(fields ...string) {
+	for _, f := range fields {
+		if raw, present := v.obj[f]; present && !emptyValue(raw) {
+			v.add(custom(v.at(f), "With a csr, "+f+" comes from the CSR"))
+		}
+	}
 }
 
 func emptyValue(raw any) bool {
@@ -341,11 +348,7 @@ func (h *handler) legacySign(w http.ResponseWriter, r *http.Request, l *logLine,
 	v.unrecognized(nil, keys, []string{"caId", "certificateTemplateId", "csr", "ttl", "commonName", "altNames"})
 	// Infisical's legacy schema has these beside the csr; a value there would
 	// be silently dropped, so it is refused as v1 create refuses it.
-	for _, f := range []string{"commonName", "altNames"} {
-		if raw, present := v.obj[f]; present && !emptyValue(raw) {
-			v.add(custom(v.at(f), "With a csr, "+f+" comes from the CSR"))
-		}
-	}
+	v.refuseBesideCSR("commonName", "altNames")
 	if len(v.issues) > 0 {
 		return validation(v.issues)
 	}
