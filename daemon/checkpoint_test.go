@@ -57,6 +57,23 @@ func attr(r slog.Record, key string) slog.Value {
 	return v
 }
 
+// withAuditStore gives d a real SQLite store, which reports its audit head
+// to d, and a signing service whose audit key is key.
+func withAuditStore(t *testing.T, d *Daemon, key crypto.Signer) *sqlite.DB {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "pkid.db"), sqlite.Options{OnAudit: d.audit.appended})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(context.Background()) })
+	svc, err := issuer.NewService(issuer.ServiceConfig{Store: st, AuditKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.res = &resources{store: st, service: svc}
+	return st
+}
+
 // A checkpoint follows every checkpointEvery entries as soon as the store
 // reports them, however fast they come, not only when the periodic look
 // comes round (here an hour away) — DESIGN.md §6.
@@ -73,20 +90,11 @@ func TestCheckpointEveryThousandEntries(t *testing.T) {
 	}
 	<-d.audit.wake
 
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "pkid.db"), sqlite.Options{OnAudit: d.audit.appended})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(context.Background())
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := issuer.NewService(issuer.ServiceConfig{Store: st, AuditKey: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.res = &resources{store: st, service: svc}
+	st := withAuditStore(t, d, key)
 	var loop sync.WaitGroup
 	loop.Add(1)
 	go func() { defer loop.Done(); d.housekeepingLoop(ctx) }()
@@ -201,21 +209,12 @@ func TestFailingCheckpointIsNotRetriedPerCommit(t *testing.T) {
 	failures := new(atomic.Int64)
 	d := &Daemon{metrics: metrics.New(metrics.Options{}), audit: newAuditCount(), housekeeping: time.Hour,
 		log: slog.New(countingHandler{Handler: slog.NewTextHandler(io.Discard, nil), msg: "audit checkpoint failed", count: failures})}
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "pkid.db"), sqlite.Options{OnAudit: d.audit.appended})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(context.Background())
 	real, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := &failingKey{Signer: real, tried: make(chan struct{})}
-	svc, err := issuer.NewService(issuer.ServiceConfig{Store: st, AuditKey: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.res = &resources{store: st, service: svc}
+	st := withAuditStore(t, d, key)
 	var loop sync.WaitGroup
 	loop.Add(1)
 	go func() { defer loop.Done(); d.housekeepingLoop(ctx) }()
