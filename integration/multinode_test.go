@@ -310,8 +310,12 @@ func TestMultiNode(t *testing.T) {
 
 	step(t, "the database gone and back", func(t *testing.T) {
 		before := c.count(t, `SELECT count(*) FROM certificates`)
+		// The token's signatures are counted from here: a node's start-up
+		// pass over the OCSP answers (node A has just started) must have
+		// ended, or its signatures would be taken for refused requests'.
 		signs := map[string]float64{}
 		for _, n := range c.nodes {
+			n.waitOCSPPresigned(t)
 			signs[n.name] = metricSum(t, n, "pkid_hsm_sign_duration_seconds_count")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -614,6 +618,23 @@ func (n *haNode) kill() {
 func (n *haNode) logSinceStart(t *testing.T, msg string) []map[string]any {
 	t.Helper()
 	return n.logSince(t, n.logOffset, msg)
+}
+
+// waitOCSPPresigned waits for the current run's first pass over the OCSP
+// answers to end (the daemon logs it).
+func (n *haNode) waitOCSPPresigned(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if passes := n.logSinceStart(t, "OCSP answers pre-signed"); len(passes) > 0 {
+			t.Logf("%s: the start-up OCSP pass signed %v answers in %v", n.name, passes[0]["signed"], passes[0]["took"])
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no OCSP pre-signing pass ended within 60s of the start", n.name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // logSize is where the node's next log line will start.

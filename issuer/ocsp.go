@@ -632,10 +632,11 @@ func (o *OCSPResponder) dueAnswers(ctx context.Context, r *responder, now time.T
 	return kept, nil
 }
 
-// presign signs due answers in batches; with a Cluster, each batch under
-// the CA's OCSP lead and stored for every node. A node that cannot take the
-// lead leaves the work to the node that has it.
-func (o *OCSPResponder) presign(ctx context.Context, r *responder, due []dueAnswer) {
+// presign signs due answers in batches and returns how many it signed;
+// with a Cluster, each batch under the CA's OCSP lead and stored for every
+// node. A node that cannot take the lead leaves the work to the node that
+// has it.
+func (o *OCSPResponder) presign(ctx context.Context, r *responder, due []dueAnswer) (signed int) {
 	c := o.service.cluster
 	for start := 0; start < len(due) && ctx.Err() == nil; start += presignBatch {
 		release := func() {}
@@ -645,7 +646,7 @@ func (o *OCSPResponder) presign(ctx context.Context, r *responder, due []dueAnsw
 				o.log.Warn("taking the OCSP lead failed", "ca", r.ca.name, "error", err)
 			}
 			if err != nil || !ok {
-				return
+				return signed
 			}
 			release = rel
 		}
@@ -657,6 +658,7 @@ func (o *OCSPResponder) presign(ctx context.Context, r *responder, due []dueAnsw
 				continue
 			}
 			put = append(put, storedForm(d.key, a))
+			signed++
 		}
 		if c != nil && len(put) > 0 {
 			if err := c.PutOCSPResponses(ctx, put); err != nil {
@@ -665,6 +667,7 @@ func (o *OCSPResponder) presign(ctx context.Context, r *responder, due []dueAnsw
 		}
 		release()
 	}
+	return signed
 }
 
 // Run pre-signs and refreshes answers until ctx ends: every issued or
@@ -678,27 +681,49 @@ func (o *OCSPResponder) Run(ctx context.Context, counter RevocationCounter) {
 	defer tick.Stop()
 	poll := time.NewTicker(revocationPoll)
 	defer poll.Stop()
-	o.refresh(ctx)
+	o.takeFullDue() // the first pass covers responders set before Run
+	o.refreshLogged(ctx, true)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			o.refresh(ctx)
+			o.refreshLogged(ctx, false)
 		case <-poll.C:
 			o.pollRevocations(ctx, counter)
 		case <-o.wake:
-			o.mu.Lock()
-			full := o.fullDue
-			o.fullDue = false
-			o.mu.Unlock()
-			if full {
-				o.refresh(ctx)
+			if o.takeFullDue() {
+				o.refreshLogged(ctx, true)
 			} else {
 				o.refreshStale(ctx)
 			}
 		}
 	}
+}
+
+// takeFullDue reports whether new responders wait for a full pass, and
+// clears the flag.
+func (o *OCSPResponder) takeFullDue() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	full := o.fullDue
+	o.fullDue = false
+	return full
+}
+
+// refreshLogged runs one refresh pass and logs what it signed: always after
+// a pass over new responders (start-up and reload: the operator sees when
+// every answer is ready), after a periodic pass only if it signed anything.
+func (o *OCSPResponder) refreshLogged(ctx context.Context, full bool) {
+	start := time.Now()
+	signed := o.refresh(ctx)
+	if ctx.Err() != nil || (!full && signed == 0) {
+		return
+	}
+	o.mu.RLock()
+	cas := len(o.responders)
+	o.mu.RUnlock()
+	o.log.Info("OCSP answers pre-signed", "cas", cas, "signed", signed, "took", time.Since(start).Round(time.Millisecond).String())
 }
 
 // pollRevocations moves a CA's epoch on when its revocation count changed.
@@ -755,7 +780,9 @@ func (o *OCSPResponder) refreshStale(ctx context.Context) {
 	}
 }
 
-func (o *OCSPResponder) refresh(ctx context.Context) {
+// refresh renews due responder certificates and signs every due answer;
+// it returns how many answers it signed.
+func (o *OCSPResponder) refresh(ctx context.Context) (signed int) {
 	o.mu.RLock()
 	rs := make([]*responder, 0, len(o.responders))
 	for _, r := range o.responders {
@@ -765,7 +792,7 @@ func (o *OCSPResponder) refresh(ctx context.Context) {
 	now := o.service.clock.Now()
 	for _, r := range rs {
 		if ctx.Err() != nil {
-			return
+			return signed
 		}
 		if r.cert == nil || o.dueForRenewal(r.cert) {
 			if err := o.ensureCertificate(ctx, r); err != nil {
@@ -778,7 +805,7 @@ func (o *OCSPResponder) refresh(ctx context.Context) {
 			o.log.Error("listing certificates to pre-sign OCSP answers failed", "ca", r.ca.name, "error", err)
 			continue
 		}
-		o.presign(ctx, r, due)
+		signed += o.presign(ctx, r, due)
 		// Answers for other hash algorithms were made on demand; re-sign the
 		// stale ones the same way.
 		o.mu.RLock()
@@ -798,9 +825,12 @@ func (o *OCSPResponder) refresh(ctx context.Context) {
 			if err == nil {
 				_, err = o.sign(ctx, r, k, n, want, ep)
 			}
-			if err != nil && !errors.Is(err, errNotLeader) {
+			if err == nil {
+				signed++
+			} else if !errors.Is(err, errNotLeader) {
 				o.log.Error("refreshing an OCSP answer failed", "ca", r.ca.name, "serial", k.serial, "error", err)
 			}
 		}
 	}
+	return signed
 }

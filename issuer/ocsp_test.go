@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"log/slog"
 	"math/big"
 	"sync"
 	"testing"
@@ -367,5 +368,55 @@ func TestOCSPSharedStoreReadsTheRecordEveryTime(t *testing.T) {
 	}
 	if _, resp := h.ask(t, leaf, crypto.SHA1); resp == nil || resp.Status != ocsp.Revoked {
 		t.Fatalf("right after a revocation made elsewhere: %+v", resp)
+	}
+}
+
+// logLines is a slog handler that hands each record's message and
+// attributes to a channel.
+type logLines chan map[string]any
+
+func (l logLines) Enabled(context.Context, slog.Level) bool { return true }
+func (l logLines) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l logLines) WithGroup(string) slog.Handler            { return l }
+func (l logLines) Handle(_ context.Context, r slog.Record) error {
+	line := map[string]any{"msg": r.Message}
+	r.Attrs(func(a slog.Attr) bool { line[a.Key] = a.Value.Any(); return true })
+	l <- line
+	return nil
+}
+
+// Run's first pass signs an answer for every certificate and logs when it
+// has ended, with what it signed: the operator (and a test counting the
+// token's signatures) can tell start-up work from what follows.
+func TestOCSPRunLogsItsFirstPass(t *testing.T) {
+	h := newHarness(t, false)
+	for range 2 {
+		if _, err := h.iss.Issue(context.Background(), h.meta, request(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := make(logLines, 64)
+	o := NewOCSPResponder(h.service, OCSPConfig{Validity: 12 * time.Hour, ResponderValidity: 30 * 24 * time.Hour}, slog.New(lines))
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err := o.SetResponders(context.Background(), []OCSPKey{{CA: h.ca, Key: key}}, lintAll{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); o.Run(ctx, nil) }()
+	defer func() { cancel(); <-done }()
+	for line := range lines {
+		if line["msg"] != "OCSP answers pre-signed" {
+			continue
+		}
+		if line["cas"] != int64(1) || line["signed"] != int64(2) {
+			t.Errorf("first pass logged %v, want cas=1 signed=2 (two leaves; the responder certificate gets no answer)", line)
+		}
+		break
+	}
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if len(o.cache) != 2 {
+		t.Errorf("%d answers cached after the first pass, want 2", len(o.cache))
 	}
 }
