@@ -67,6 +67,9 @@ func TestDatabaseFaults(t *testing.T) {
 	if code, body := d.post(t, "client", prodReq); code != 200 {
 		t.Fatalf("healthy: %d %v", code, body)
 	}
+	// The start-up OCSP pass signs too (and may have listed the certificate
+	// just issued); the signature counts below start after it.
+	waitOCSPPresigned(t, "pkid", d.logPath, d.logOffset)
 	signs := func() string {
 		_, text := httpGet(t, "http://"+d.metrics+"/metrics")
 		for _, l := range strings.Split(text, "\n") {

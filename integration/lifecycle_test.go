@@ -24,6 +24,7 @@ import (
 // lifecycle: notify, watchdog, reloads, and a draining stop.
 type daemon2 struct {
 	dir, addr, metrics, public, logPath, sock string
+	logOffset                                 int64 // where the current run's log starts
 	cmd                                       *exec.Cmd
 	clients                                   map[string]*http.Client
 	notes                                     chan string
@@ -98,6 +99,7 @@ func (d *daemon2) start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.logOffset = fileSize(t, d.logPath)
 	d.cmd = exec.Command(s.bin, "serve", "--config", filepath.Join(d.dir, "pkid.yaml"))
 	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+d.sock, "WATCHDOG_USEC=400000")
 	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
