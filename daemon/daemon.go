@@ -35,6 +35,7 @@ import (
 // Timings of the lifecycle.
 const (
 	shutdownGrace   = 30 * time.Second // in-flight requests get this long to finish
+	backgroundGrace = 5 * time.Second  // then background loops get this long to stop
 	probeInterval   = 5 * time.Second  // token and database health probes
 	probeTimeout    = 3 * time.Second  // each check of a probe has its own deadline
 	housekeeping    = 5 * time.Second  // how often refusal summaries and the checkpoint's age are looked at
@@ -84,18 +85,19 @@ type storeProber interface {
 
 // Daemon is a running pkid.
 type Daemon struct {
-	log          *slog.Logger
-	configPath   string
-	res          *resources
-	metrics      *metrics.Metrics
-	gen          atomic.Pointer[generation]
-	token        tokenProber
-	store        storeProber
-	probeTimeout time.Duration
-	node         string        // this node's name in the store (DESIGN.md §16)
-	nodeTimeout  time.Duration // a node silent this long is taken for stopped
-	audit        *auditCount   // entries appended since the newest checkpoint
-	housekeeping time.Duration // how often housekeepingLoop runs without being woken
+	log             *slog.Logger
+	configPath      string
+	res             *resources
+	metrics         *metrics.Metrics
+	gen             atomic.Pointer[generation]
+	token           tokenProber
+	store           storeProber
+	probeTimeout    time.Duration
+	backgroundGrace time.Duration // how long a stop waits for the background loops
+	node            string        // this node's name in the store (DESIGN.md §16)
+	nodeTimeout     time.Duration // a node silent this long is taken for stopped
+	audit           *auditCount   // entries appended since the newest checkpoint
+	housekeeping    time.Duration // how often housekeepingLoop runs without being woken
 
 	stopping     atomic.Bool
 	reloading    atomic.Bool
@@ -132,7 +134,7 @@ func Serve(ctx context.Context, configPath string, info Info, log *slog.Logger) 
 	}
 	tuneGC()
 	d := &Daemon{log: log, configPath: configPath, metrics: newMetrics(info, cfg), probeTimeout: probeTimeout,
-		node: cfg.nodeName, nodeTimeout: cfg.nodeTimeout, audit: newAuditCount(), housekeeping: housekeeping}
+		backgroundGrace: backgroundGrace, node: cfg.nodeName, nodeTimeout: cfg.nodeTimeout, audit: newAuditCount(), housekeeping: housekeeping}
 	// The store tells d.audit the audit head after each commit that
 	// appended to it.
 	openDB := func() (store.Store, error) { return openStore(ctx, cfg, d.metrics.ObserveCommit, d.audit.appended) }
@@ -248,13 +250,36 @@ loop:
 			runErr = errors.Join(runErr, fmt.Errorf("stopping public listener: %w", err))
 		}
 	}
-	stopBackground()
-	background.Wait()
-	cctx, ccancel := context.WithTimeout(context.Background(), probeTimeout)
-	d.checkpoint(cctx, d.audit.anchored.Load()) // the last entries of this run are anchored too
-	ccancel()
+	if err := d.stopBackground(stopBackground, &background); err != nil {
+		runErr = errors.Join(runErr, err)
+	} else {
+		cctx, ccancel := context.WithTimeout(context.Background(), probeTimeout)
+		d.checkpoint(cctx, d.audit.anchored.Load()) // the last entries of this run are anchored too
+		ccancel()
+	}
 	log.Info("stopped")
 	return runErr
+}
+
+// stopBackground cancels the background loops and waits d.backgroundGrace
+// for them. A loop still inside a store write or a token call past that
+// (a write, once queued, is waited for whatever the context says) must not
+// keep the process from exiting until systemd kills it: the daemon leaves
+// without it, and without the last audit checkpoint, which would queue
+// behind the same stuck writer. The next run's housekeeping anchors the
+// entries it would have (it reads the newest checkpoint from the store).
+func (d *Daemon) stopBackground(cancel context.CancelFunc, loops *sync.WaitGroup) error {
+	cancel()
+	stopped := make(chan struct{})
+	go func() { loops.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+		return nil
+	case <-time.After(d.backgroundGrace):
+		d.log.Error("background work did not stop; exiting without it and without the last audit checkpoint",
+			"waited", d.backgroundGrace.String())
+		return fmt.Errorf("background work did not stop within %s", d.backgroundGrace)
+	}
 }
 
 // GC defaults for the issuance hot path, unless the operator set GOGC or

@@ -220,3 +220,34 @@ func TestRestartOnlySettings(t *testing.T) {
 		t.Errorf("changed node name: %q", got)
 	}
 }
+
+// A stop waits for background loops that end with their context, and no
+// longer than backgroundGrace for one stuck in a call that ignores it (a
+// queued store write, a token call): systemd must not have to kill pkid.
+func TestStopBackgroundDoesNotWaitForeverForAStuckLoop(t *testing.T) {
+	var logged strings.Builder
+	d := testDaemon(&fakeToken{}, &fakeStore{})
+	d.log = slog.New(slog.NewJSONHandler(&logged, nil)) // written before stopBackground returns
+	d.backgroundGrace = 200 * time.Millisecond
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var loops sync.WaitGroup
+	loops.Add(1)
+	go func() { defer loops.Done(); <-ctx.Done() }()
+	if err := d.stopBackground(cancel, &loops); err != nil {
+		t.Fatalf("loops that follow their context: %v", err)
+	}
+
+	_, cancel = context.WithCancel(context.Background())
+	stuck := make(chan struct{})
+	defer close(stuck)
+	loops.Add(1)
+	go func() { defer loops.Done(); <-stuck }()
+	err := d.stopBackground(cancel, &loops)
+	if err == nil || !strings.Contains(err.Error(), "did not stop within 200ms") {
+		t.Fatalf("a stuck loop: %v", err)
+	}
+	if !strings.Contains(logged.String(), `"msg":"background work did not stop; exiting without it and without the last audit checkpoint"`) {
+		t.Errorf("log:\n%s", logged.String())
+	}
+}
