@@ -96,7 +96,7 @@ func openStore(ctx context.Context, cfg *Config, onCommit func(time.Duration, in
 			return nil, fmt.Errorf("database: %w", err)
 		}
 		db, err := postgres.Open(ctx, cfg.database, postgres.Options{Password: password, OnCommit: onCommit, OnAudit: onAudit,
-			MaxConns: cfg.dbMaxConns, WriteTimeout: cfg.limits.databaseBusyTimeout})
+			ApplicationName: "pkid/" + cfg.nodeName, MaxConns: cfg.dbMaxConns, WriteTimeout: cfg.limits.databaseBusyTimeout})
 		if err != nil {
 			return nil, fmt.Errorf("database: %w", err)
 		}

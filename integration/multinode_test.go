@@ -984,6 +984,7 @@ func (c *haCluster) crashUnderLoad(t *testing.T, n *haNode, during func()) int {
 			}
 		}
 		n.kill()
+		c.waitDisconnected(t, n)
 		got, _ := l.stop()
 		pending := c.count(t, `SELECT count(*) FROM certificates WHERE status = 'pending' AND node = $1`, n.name)
 		t.Logf("round %d: SIGKILL of %s after %d certificates left %d pending rows", round, n.name, len(got), pending)
@@ -1000,6 +1001,22 @@ func (c *haCluster) crashUnderLoad(t *testing.T, n *haNode, during func()) int {
 	}
 	t.Fatalf("three SIGKILLs of %s under load left no pending row; the test cannot show recovery", n.name)
 	return 0
+}
+
+// waitDisconnected waits until PostgreSQL has ended every session of the
+// killed node n: a COMMIT that reached the server before the kill still
+// commits, so until then n's rows may still change.
+func (c *haCluster) waitDisconnected(t *testing.T, n *haNode) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		left := c.count(t, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, "pkid/"+n.name)
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PostgreSQL still has %d sessions of the killed %s", left, n.name)
+		}
+	}
 }
 
 func (c *haCluster) index(n *haNode) int {

@@ -48,6 +48,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -124,6 +125,11 @@ type Options struct {
 	// chain all nodes share: what a checkpoint every N entries waits for
 	// (DESIGN §6). It runs on the writer and must not block.
 	OnAudit func(head int64)
+	// ApplicationName names the pool's connections in pg_stat_activity and
+	// the server's log when the DSN sets no application_name; "" means
+	// "pkid". The daemon passes "pkid/<nodeName>", so a DBA sees which node
+	// holds a connection or a lock.
+	ApplicationName string
 	// MaxConns bounds the pool; 0 means 10. The writer takes one, each held
 	// Lead one, reads the rest.
 	MaxConns int
@@ -164,7 +170,7 @@ func config(dsn string, opts Options) (*pgxpool.Config, error) {
 		cfg.MaxConns = defaultMaxConns
 	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
-		cfg.ConnConfig.RuntimeParams["application_name"] = "pkid"
+		cfg.ConnConfig.RuntimeParams["application_name"] = cmp.Or(opts.ApplicationName, "pkid")
 	}
 	return cfg, nil
 }

@@ -189,3 +189,21 @@ func issued(n int) record.AuditEvent {
 func refused(n int) record.AuditEvent {
 	return record.AuditEvent{Time: at(n), Action: record.ActionRefused, Identity: "client", Profile: "web-server", Outcome: "forbidden"}
 }
+
+// The pool's connections carry the caller's name unless the DSN sets one.
+func TestConfigNamesTheConnections(t *testing.T) {
+	for _, c := range []struct{ dsn, name, want string }{
+		{"postgres://pkid@127.0.0.1/pkid", "pkid/node-a", "pkid/node-a"},
+		{"postgres://pkid@127.0.0.1/pkid", "", "pkid"},
+		{"postgres://pkid@127.0.0.1/pkid?application_name=dba-chosen", "pkid/node-a", "dba-chosen"},
+		{"host=127.0.0.1 user=pkid application_name=dba-chosen", "pkid/node-a", "dba-chosen"},
+	} {
+		cfg, err := config(c.dsn, Options{ApplicationName: c.name})
+		if err != nil {
+			t.Fatalf("%s: %v", c.dsn, err)
+		}
+		if got := cfg.ConnConfig.RuntimeParams["application_name"]; got != c.want {
+			t.Errorf("%s with %q: application_name %q, want %q", c.dsn, c.name, got, c.want)
+		}
+	}
+}
