@@ -243,7 +243,12 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request, l *logLine) {
 		fail(e)
 		return
 	}
-	l.identity = "client:" + truncate(vals["clientId"], 40)
+	// Only a UUID-shaped clientId is logged: a client that swapped its
+	// fields sends its secret here.
+	l.identity = "client:(not a UUID)"
+	if id := vals["clientId"]; uuidPattern.MatchString(id) {
+		l.identity = "client:" + strings.ToLower(id)
+	}
 	tok, err := h.cfg.Machines.Login(r.Context(), vals["clientId"], vals["clientSecret"], sourceOf(r))
 	if err != nil {
 		e := authError(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -279,4 +280,27 @@ func TestLegacySign(t *testing.T) {
 func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// The request log names the client only by a UUID-shaped clientId: a
+// client that swapped its fields sends its secret as the clientId.
+func TestLoginLogsNoSecretAsClientID(t *testing.T) {
+	var logged strings.Builder
+	m := &stubMachines{}
+	h := NewHandler(Config{Issuer: &stubIssuer{}, Machines: m, Now: func() time.Time { return now },
+		Logger: slog.New(slog.NewJSONHandler(&logged, nil))})
+	const id = "9F1C2B3A-4D5E-4F60-8A7B-1C2D3E4F5A6B"
+	v1Do(t, h, http.MethodPost, LoginPath, "application/json", `{"clientId":"`+id+`","clientSecret":"s3cret"}`)
+	v1Do(t, h, http.MethodPost, LoginPath, "application/json", `{"clientId":"0123456789abcdefswappedsecret","clientSecret":"`+id+`"}`)
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d log lines:\n%s", len(lines), logged.String())
+	}
+	if !strings.Contains(lines[0], `"identity":"client:`+strings.ToLower(id)+`"`) {
+		t.Errorf("a UUID clientId is not logged canonically: %s", lines[0])
+	}
+	if strings.Contains(lines[1], "swappedsecret") || strings.Contains(lines[1], "0123456789") ||
+		!strings.Contains(lines[1], `"identity":"client:(not a UUID)"`) {
+		t.Errorf("a clientId that is no UUID is logged: %s", lines[1])
+	}
 }
