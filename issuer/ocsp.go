@@ -326,8 +326,9 @@ func (o *OCSPResponder) kick() {
 
 // Respond answers one DER OCSP request (DESIGN.md §14): good, revoked (time
 // and reason) or unknown, signed by the CA's responder; unauthorized for a
-// CA pkid does not answer for; malformedRequest for what does not parse. A
-// request nonce is ignored (RFC 5019 §2.2.1).
+// CA pkid does not answer for; tryLater for one whose responder certificate
+// could not be issued yet (the refresh loop retries); malformedRequest for
+// what does not parse. A request nonce is ignored (RFC 5019 §2.2.1).
 //
 // What the answer says is read from the certificate's record on every
 // request, so a revocation made anywhere — another node, `pkid revoke` —
@@ -340,6 +341,12 @@ func (o *OCSPResponder) Respond(ctx context.Context, raw []byte) OCSPAnswer {
 	r := o.responderFor(req)
 	if r == nil {
 		return o.unsigned(ocsp.UnauthorizedErrorResponse, OCSPUnauthorized, "")
+	}
+	o.mu.RLock()
+	certified := r.cert != nil
+	o.mu.RUnlock()
+	if !certified { // pkid serves this CA; its responder certificate is still to be issued
+		return o.unsigned(ocsp.TryLaterErrorResponse, OCSPTryLater, r.ca.name)
 	}
 	key := cacheKey{ca: r.ca.name, serial: hex.EncodeToString(req.SerialNumber.Bytes()), hash: req.HashAlgorithm}
 	if req.SerialNumber.Sign() == 0 {
@@ -551,7 +558,7 @@ func (o *OCSPResponder) responderFor(req *ocsp.Request) *responder {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	for _, r := range o.responders {
-		if r.cert != nil && bytes.Equal(r.nameHash[req.HashAlgorithm], req.IssuerNameHash) &&
+		if bytes.Equal(r.nameHash[req.HashAlgorithm], req.IssuerNameHash) &&
 			bytes.Equal(r.keyHash[req.HashAlgorithm], req.IssuerKeyHash) {
 			return r
 		}

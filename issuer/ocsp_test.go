@@ -420,3 +420,35 @@ func TestOCSPRunLogsItsFirstPass(t *testing.T) {
 		t.Errorf("%d answers cached after the first pass, want 2", len(o.cache))
 	}
 }
+
+// A CA whose responder certificate could not be issued (the database was
+// away at start) is one pkid serves: its requests get tryLater, never
+// unauthorized, until the refresh loop has issued the certificate.
+func TestOCSPTryLaterUntilTheResponderIsCertified(t *testing.T) {
+	h := &ocspHarness{harness: newHarness(t, false)}
+	h.ocsp = NewOCSPResponder(h.service, OCSPConfig{Validity: 12 * time.Hour, ResponderValidity: 30 * 24 * time.Hour}, nil)
+	h.key, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	res, err := h.iss.Issue(context.Background(), h.meta, request(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := parsePEM(t, res.Certificate)
+
+	h.store.mu.Lock()
+	h.store.failReserve = record.ErrUnavailable
+	h.store.mu.Unlock()
+	if err := h.ocsp.SetResponders(context.Background(), []OCSPKey{{CA: h.ca, Key: h.key}}, lintAll{}); err == nil {
+		t.Fatal("SetResponders issued a responder certificate with the store away")
+	}
+	if a, _ := h.ask(t, leaf, crypto.SHA1); a.Status != OCSPTryLater {
+		t.Errorf("before the responder is certified: %s, want %s", a.Status, OCSPTryLater)
+	}
+
+	h.store.mu.Lock()
+	h.store.failReserve = nil
+	h.store.mu.Unlock()
+	h.ocsp.refresh(context.Background())
+	if a, resp := h.ask(t, leaf, crypto.SHA1); a.Status != OCSPGood || resp == nil {
+		t.Errorf("once certified: %s", a.Status)
+	}
+}
