@@ -73,6 +73,7 @@ func TestSignCSR(t *testing.T) {
 func TestSignCSRRefusals(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	cases := []struct {
 		name, csr string
 		kind      Kind
@@ -82,10 +83,12 @@ func TestSignCSRRefusals(t *testing.T) {
 		{"weak key", csrPEM(t, weak, "a.example.internal", []string{"a.example.internal"}, nil), KindBadRequest, "1024 bits"},
 		{"a name the policy does not allow", csrPEM(t, key, "a.example.internal", []string{"evil.com"}, nil), KindPolicy, "'evil.com'"},
 		{"a denied name in another case", csrPEM(t, key, "", []string{"ADMIN.example.internal"}, nil), KindPolicy, "admin.example.internal"},
+		{"a key algorithm the profile does not allow", csrPEM(t, p384, "a.example.internal", []string{"a.example.internal"}, nil), KindPolicy, "EC_secp384r1"},
 	}
+	onlyP256 := func(c *ProfileConfig) { c.Policy.KeyAlgorithms = []string{"EC_prime256v1", "RSA_2048"} }
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t, false)
+			h := newHarness(t, false, onlyP256)
 			_, err := h.iss.Sign(context.Background(), h.meta, SignRequest{ProfileID: profileID, CSR: c.csr, TTL: time.Hour})
 			if e := wantKind(t, err, c.kind); !strings.Contains(e.Message, c.msg) {
 				t.Errorf("message %q lacks %q", e.Message, c.msg)
