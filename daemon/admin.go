@@ -368,15 +368,20 @@ type MigrateReport struct {
 // MigrateStore copies the SQLite store at from into the PostgreSQL
 // database of the config at configPath (DESIGN.md §16), which must be
 // empty, then verifies the copied audit chain with the config's audit key
-// and checks that its head is the source's. The daemon must be stopped:
-// writes made during the copy would not be copied.
-func MigrateStore(ctx context.Context, configPath, from string) (*MigrateReport, error) {
+// and checks that its head is the source's. to, if set, must be the
+// config's database: it lets the command name its target, while the
+// config still supplies the target's password file. The daemon must be
+// stopped: writes made during the copy would not be copied.
+func MigrateStore(ctx context.Context, configPath, from, to string) (*MigrateReport, error) {
 	cfg, err := LoadConfig(configPath)
 	if err != nil {
 		return nil, err
 	}
 	if !cfg.postgres {
 		return nil, fmt.Errorf("%w: the config's database must be the postgres:// target (it is %s)", ErrUsage, cfg.database)
+	}
+	if to != "" && to != cfg.database {
+		return nil, fmt.Errorf("%w: --to is not the config's database; the config names the target (and its password file)", ErrUsage)
 	}
 	key, err := readPublicKey(cfg.audit.PublicKey)
 	if err != nil {

@@ -45,7 +45,11 @@ func TestStoreMigrateToPostgreSQL(t *testing.T) {
 	d.editConfig(t, func(c string) string {
 		return strings.Replace(c, "database: pkid.db\n", fmt.Sprintf("database: %q\ndatabasePasswordFile: pg-password\n", dsn), 1)
 	})
-	if out, errOut, code := s.pkid(t, "store", "migrate", "--config", sqliteConfig, "--from", filepath.Join(d.dir, "pkid.db")); code != 0 {
+	if _, errOut, code := s.pkid(t, "store", "migrate", "--config", sqliteConfig, "--from", "sqlite:"+filepath.Join(d.dir, "pkid.db"),
+		"--to", dsn+"x"); code != 2 || !strings.Contains(errOut, "--to is not the config's database") || strings.Contains(errOut, dsn) {
+		t.Errorf("a --to that is not the config's database: exit %d %q", code, errOut)
+	}
+	if out, errOut, code := s.pkid(t, "store", "migrate", "--config", sqliteConfig, "--from", "sqlite:"+filepath.Join(d.dir, "pkid.db"), "--to", dsn); code != 0 {
 		t.Fatalf("pkid store migrate: exit %d\n%s%s", code, out, errOut)
 	} else if !regexp.MustCompile(`copied \d+ certificates`).MatchString(out) || !strings.Contains(out, "audit chain verified on the target") {
 		t.Errorf("migrate said: %s", out)

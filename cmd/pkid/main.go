@@ -9,7 +9,7 @@
 //	pkid revoke --config F --serial S --reason R   revoke as the operator
 //	pkid crl show --config F --ca NAME   print a CA's current CRL
 //	pkid audit verify --config F     verify the audit log (chain, checkpoints, records)
-//	pkid store migrate --config F --from DB   copy a SQLite store into PostgreSQL
+//	pkid store migrate --config F --from [sqlite:]DB [--to DSN]   copy a SQLite store into PostgreSQL
 //	pkid identity add --name N       make a machine identity's client id, secret and config stanza
 //	pkid identity token --name N     make a static token for a machine identity
 //	pkid acme eab add --config F --profile P   make an ACME external account binding key
@@ -55,7 +55,7 @@ commands:
   revoke --config F --serial S --reason R   revoke a certificate as the operator (audited as local:<user>)
   crl show --config F --ca NAME print a CA's current CRL
   audit verify --config F       verify the audit log: its hash chain, signed checkpoints and records
-  store migrate --config F --from DB   copy a stopped node's SQLite store into the config's empty PostgreSQL database
+  store migrate --config F --from [sqlite:]DB [--to DSN]   copy a stopped node's SQLite store into the config's empty PostgreSQL database
   identity add --name N         make a machine identity: client id, client secret (shown once), config stanza
   identity token --name N       make a static token ("token auth") for a machine identity
   acme eab add --config F --profile P [--key-file F]   make an ACME external account binding key (shown once)
