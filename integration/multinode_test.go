@@ -402,6 +402,68 @@ func TestMultiNode(t *testing.T) {
 		c.oneCRLMaker(t, last)
 	})
 
+	step(t, "PostgreSQL restarted under load", func(t *testing.T) {
+		loads := make([]*haLoad, len(c.nodes))
+		for k, n := range c.nodes {
+			loads[k] = startHALoad(n, 4)
+		}
+		for _, l := range loads {
+			l.waitMore(t, 10)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		// -m fast: the server cuts every session, mid-transaction or not.
+		if err := srv.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for k, n := range c.nodes {
+			loads[k].waitRefused(t)
+			waitReadyz(t, n, http.StatusServiceUnavailable)
+		}
+		if err := srv.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c.db.Reset()
+		restarted := time.Now()
+		for k, n := range c.nodes {
+			loads[k].waitMore(t, 10) // the same workers, no restart
+			t.Logf("%s: issuing under load again %s after the server started", n.name, time.Since(restarted).Round(time.Millisecond))
+		}
+		for k, n := range c.nodes {
+			got, failed := loads[k].stop()
+			refused := loads[k].refused
+			if n.cmd.ProcessState != nil {
+				t.Errorf("%s exited during the outage", n.name)
+			}
+			if len(failed) != len(refused) {
+				t.Errorf("%s: %d requests failed without an answer, e.g. %v", n.name, len(failed)-len(refused), failed)
+			}
+			for _, r := range refused {
+				if r.code != http.StatusServiceUnavailable || r.retryAfter == "" || r.body["error"] != "ServiceUnavailable" {
+					t.Errorf("%s refused a request with the database gone with %v, want 503 with Retry-After", n.name, r)
+					break
+				}
+			}
+			status := c.records(t, n)
+			for id, cert := range got {
+				if status[id] != "issued" {
+					t.Errorf("a client received %s from %s; its record is %q", id, n.name, status[id])
+				}
+				c.verifyLeaf(t, cert)
+			}
+			// A request whose finalize the outage cut was answered 503; its
+			// row stays pending until the node restarts (DESIGN.md §5).
+			pending := c.count(t, `SELECT count(*) FROM certificates WHERE status = 'pending' AND node = $1`, n.name)
+			if pending > len(refused) {
+				t.Errorf("%s has %d pending rows but refused only %d requests", n.name, pending, len(refused))
+			}
+			t.Logf("%s: %d certificates, %d refusals (503), %d rows left pending", n.name, len(got), len(refused), pending)
+		}
+		if dup := c.count(t, `SELECT count(*) - count(DISTINCT serial) FROM certificates`); dup != 0 {
+			t.Errorf("%d duplicate serials", dup)
+		}
+	})
+
 	for _, n := range c.nodes {
 		c.auditVerify(t, n)
 	}
@@ -684,12 +746,12 @@ func (n *haNode) issueRaw(cn string) (int, http.Header, map[string]any, error) {
 
 // issue is issueRaw that wants a certificate.
 func (n *haNode) issue(cn string) (haIssued, error) {
-	code, _, body, err := n.issueRaw(cn)
+	code, header, body, err := n.issueRaw(cn)
 	if err != nil {
 		return haIssued{}, err
 	}
 	if code != 200 {
-		return haIssued{}, fmt.Errorf("%s: %d %v", n.name, code, body)
+		return haIssued{}, &haRefusal{node: n.name, code: code, retryAfter: header.Get("Retry-After"), body: body}
 	}
 	got := haIssued{node: n.name}
 	got.id, _ = body["certificateId"].(string)
@@ -712,6 +774,18 @@ func (n *haNode) issue(cn string) (haIssued, error) {
 		got.chain = append(got.chain, c)
 	}
 	return got, nil
+}
+
+// haRefusal is an answer other than 200 to an issuing request.
+type haRefusal struct {
+	node       string
+	code       int
+	retryAfter string
+	body       map[string]any
+}
+
+func (r *haRefusal) Error() string {
+	return fmt.Sprintf("%s: %d Retry-After=%q %v", r.node, r.code, r.retryAfter, r.body)
 }
 
 // verifyLeaf checks a received certificate as a client would: it chains to
@@ -1036,7 +1110,8 @@ type haLoad struct {
 	mu       sync.Mutex
 	got      map[string]haIssued
 	failed   []string
-	progress chan struct{}
+	refused  []*haRefusal  // the failures that were answers
+	progress chan struct{} // a certificate or a refusal arrived
 }
 
 func startHALoad(n *haNode, workers int) *haLoad {
@@ -1052,23 +1127,31 @@ func startHALoad(n *haNode, workers int) *haLoad {
 				default:
 				}
 				got, err := n.issue(fmt.Sprintf("load-%d-%d.prod.example.internal", w, k))
+				var refusal *haRefusal
 				l.mu.Lock()
 				if err != nil {
 					l.failed = append(l.failed, err.Error())
+					if errors.As(err, &refusal) {
+						l.refused = append(l.refused, refusal)
+					}
 				} else {
 					l.got[got.id] = got
 				}
 				l.mu.Unlock()
-				if err != nil {
+				if err == nil || refusal != nil {
+					select {
+					case l.progress <- struct{}{}:
+					default:
+					}
+				}
+				if refusal != nil {
+					time.Sleep(20 * time.Millisecond) // a client's back-off, not a wait for anything
+				}
+				if err != nil && refusal == nil {
 					var ne net.Error
 					if errors.As(err, &ne) || strings.Contains(err.Error(), "connection") || strings.Contains(err.Error(), "EOF") {
 						return // the node died under us
 					}
-					continue
-				}
-				select {
-				case l.progress <- struct{}{}:
-				default:
 				}
 			}
 		}()
@@ -1093,6 +1176,24 @@ func (l *haLoad) waitMore(t *testing.T, k int) {
 		case <-l.progress:
 		case <-time.After(30 * time.Second):
 			t.Fatalf("the load stalled at %d certificates (%d failures)", n, failed)
+		}
+	}
+}
+
+// waitRefused waits until the load has had a refusal.
+func (l *haLoad) waitRefused(t *testing.T) {
+	t.Helper()
+	for {
+		l.mu.Lock()
+		n := len(l.refused)
+		l.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		select {
+		case <-l.progress:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the load had no refusal within 30s")
 		}
 	}
 }
