@@ -555,8 +555,30 @@ func (d *Daemon) heartbeatLoop(ctx context.Context) {
 			d.log.Warn("heartbeat not recorded", "node", d.node, "error", err)
 			return
 		}
+		d.resolveUnfinished(ctx)
 		d.recoverAbandoned(ctx)
 	})
+}
+
+// resolveUnfinished aborts this node's pending rows whose requests ended
+// while the store could not record their outcome (a finalize the database
+// failed): once a heartbeat is recorded the store is back, and those rows
+// need not wait for a restart.
+func (d *Daemon) resolveUnfinished(ctx context.Context) {
+	done, err := d.res.service.ResolveUnfinished(ctx)
+	if err != nil {
+		d.log.Warn("resolving the pending rows of ended requests", "error", err)
+	}
+	if len(done) == 0 {
+		return
+	}
+	recovered := make([]store.Recovered, len(done))
+	for k, u := range done {
+		recovered[k] = store.Recovered{ID: u.ID, Serial: u.Serial, Profile: u.Profile, CA: u.CA, Node: d.node,
+			CRLNumber: u.CRLNumber, TBSHash: u.TBSHash}
+	}
+	d.log.Warn("pending records of requests that ended while the database was away; resolved them as aborted", "count", len(done))
+	d.reportRecovered(ctx, recovered)
 }
 
 // every calls fn each interval, with a deadline of timeout, until ctx

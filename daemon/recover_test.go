@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkid/pkid/issuer"
 	"github.com/pkid/pkid/metrics"
 	"github.com/pkid/pkid/record"
 	"github.com/pkid/pkid/store/sqlite"
@@ -40,8 +41,12 @@ func TestHeartbeatResolvesStoppedNodesRows(t *testing.T) {
 			t.Fatalf("Reserve for %s: %v", node, err)
 		}
 	}
+	svc, err := issuer.NewService(issuer.ServiceConfig{Store: st, Node: "node-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	logged := newLogEvents("resolved pending record")
-	d := &Daemon{log: slog.New(logged), metrics: metrics.New(metrics.Options{}), res: &resources{store: st},
+	d := &Daemon{log: slog.New(logged), metrics: metrics.New(metrics.Options{}), res: &resources{store: st, service: svc},
 		node: "node-a", nodeTimeout: 40 * time.Millisecond} // beats every 10ms
 	var loop sync.WaitGroup
 	loop.Add(1)

@@ -403,8 +403,9 @@ func TestMultiNode(t *testing.T) {
 	})
 
 	step(t, "PostgreSQL restarted under load", func(t *testing.T) {
-		loads := make([]*haLoad, len(c.nodes))
+		loads, logAt := make([]*haLoad, len(c.nodes)), make([]int64, len(c.nodes))
 		for k, n := range c.nodes {
+			logAt[k] = n.logSize(t)
 			loads[k] = startHALoad(n, 4)
 		}
 		for _, l := range loads {
@@ -451,13 +452,28 @@ func TestMultiNode(t *testing.T) {
 				}
 				c.verifyLeaf(t, cert)
 			}
-			// A request whose finalize the outage cut was answered 503; its
-			// row stays pending until the node restarts (DESIGN.md §5).
-			pending := c.count(t, `SELECT count(*) FROM certificates WHERE status = 'pending' AND node = $1`, n.name)
-			if pending > len(refused) {
-				t.Errorf("%s has %d pending rows but refused only %d requests", n.name, pending, len(refused))
+			// A request whose finalize the outage cut was answered 503; the
+			// node aborts its row itself after its next heartbeat.
+			var pending int
+			for deadline := time.Now().Add(c.nodeTimeout + time.Minute); ; time.Sleep(200 * time.Millisecond) {
+				if pending = c.count(t, `SELECT count(*) FROM certificates WHERE status = 'pending' AND node = $1`, n.name); pending == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s still has %d pending rows %s after the server started", n.name, pending, time.Since(restarted).Round(time.Second))
+				}
 			}
-			t.Logf("%s: %d certificates, %d refusals (503), %d rows left pending", n.name, len(got), len(refused), pending)
+			ended := 0
+			for _, r := range n.logSince(t, logAt[k], "resolved pending record") {
+				if r["node"] != n.name {
+					t.Errorf("%s resolved a row of %v while both nodes ran", n.name, r["node"])
+				}
+				ended++
+			}
+			if ended > len(refused) {
+				t.Errorf("%s resolved %d rows of ended requests but refused only %d", n.name, ended, len(refused))
+			}
+			t.Logf("%s: %d certificates, %d refusals (503), %d rows of cut requests aborted by the node itself", n.name, len(got), len(refused), ended)
 		}
 		if dup := c.count(t, `SELECT count(*) - count(DISTINCT serial) FROM certificates`); dup != 0 {
 			t.Errorf("%d duplicate serials", dup)

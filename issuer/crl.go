@@ -114,6 +114,7 @@ func (s *Service) signCRL(ctx context.Context, o *crlOrder) (*record.CRL, error)
 		ab := ev
 		ab.Action, ab.Outcome, ab.Reason = record.ActionAborted, OutcomeError, reason
 		if err := s.store.AbortCRL(context.WithoutCancel(ctx), o.ca.name, rec.Number, ab); err != nil {
+			s.leaveCRL(&rec, ab)
 			return errors.Join(cause, err)
 		}
 		return cause
@@ -138,6 +139,9 @@ func (s *Service) signCRL(ctx context.Context, o *crlOrder) (*record.CRL, error)
 	}
 	ev.Action, ev.Outcome, ev.DERHash = record.ActionCRL, OutcomeIssued, sha256Hex(der)
 	if err := s.store.FinalizeCRL(context.WithoutCancel(ctx), o.ca.name, rec.Number, der, ev); err != nil {
+		ab := unfinishedEvent(ev, OutcomeError)
+		ab.DERHash = "" // an aborted CRL keeps no DER
+		s.leaveCRL(&rec, ab)
 		return nil, fmt.Errorf("finalizing CRL %d: %w", rec.Number, err)
 	}
 	rec.Status, rec.DER = record.StatusIssued, der

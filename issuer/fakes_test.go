@@ -9,7 +9,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"io"
 	"math/big"
 	"sync"
@@ -22,15 +21,17 @@ import (
 
 // memStore is an in-memory Store whose steps can be made to fail.
 type memStore struct {
-	mu          sync.Mutex
-	records     map[string]*record.Certificate
-	audit       []record.AuditEvent
-	checkpoints []record.Checkpoint
-	crls        []*record.CRL
-	failReserve error
-	failFinal   error
-	failRefuse  error
-	dupSerials  int // Reserve reports a duplicate serial this many times
+	mu           sync.Mutex
+	records      map[string]*record.Certificate
+	audit        []record.AuditEvent
+	checkpoints  []record.Checkpoint
+	crls         []*record.CRL
+	failReserve  error
+	failFinal    error
+	failAbort    error
+	failFinalCRL error
+	failRefuse   error
+	dupSerials   int // Reserve reports a duplicate serial this many times
 }
 
 func newMemStore() *memStore { return &memStore{records: map[string]*record.Certificate{}} }
@@ -52,8 +53,11 @@ func (s *memStore) Reserve(_ context.Context, c *record.Certificate) error {
 
 func (s *memStore) transition(id, status string, der []byte, ev record.AuditEvent) error {
 	r, ok := s.records[id]
-	if !ok || r.Status != record.StatusPending {
-		return errors.New("no pending record")
+	if !ok {
+		return record.ErrNotFound
+	}
+	if r.Status != record.StatusPending {
+		return record.ErrNotPending
 	}
 	r.Status, r.DER = status, der
 	s.audit = append(s.audit, ev)
@@ -72,6 +76,9 @@ func (s *memStore) Finalize(_ context.Context, id string, der []byte, ev record.
 func (s *memStore) Abort(_ context.Context, id string, der []byte, ev record.AuditEvent) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failAbort != nil {
+		return s.failAbort
+	}
 	return s.transition(id, record.StatusAborted, der, ev)
 }
 
@@ -239,6 +246,12 @@ func (s *memStore) resolveCRL(ctx context.Context, ca string, number int64, stat
 }
 
 func (s *memStore) FinalizeCRL(ctx context.Context, ca string, number int64, der []byte, ev record.AuditEvent) error {
+	s.mu.Lock()
+	fail := s.failFinalCRL
+	s.mu.Unlock()
+	if fail != nil {
+		return fail
+	}
 	return s.resolveCRL(ctx, ca, number, record.StatusIssued, der, ev)
 }
 

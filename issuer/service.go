@@ -117,6 +117,8 @@ type Service struct {
 	lintKeys map[string]*lintIssuer // by CA issuer hash
 	refusals *refusalThrottle
 	onRevoke []func(ca, serial string) // set by NewCRLPublisher and NewOCSPResponder, before serving
+
+	unfinished unfinishedRows // reservations whose requests ended with their outcome unrecorded
 }
 
 // lintIssuer stands in for a CA when signing the lint copy: the same
@@ -231,6 +233,7 @@ func (s *Service) issueCertificate(ctx context.Context, o *certificateOrder) (*r
 		ab := ev
 		ab.Action, ab.Outcome, ab.Reason = record.ActionAborted, cause.Kind.Outcome(), reason
 		if err := s.store.Abort(context.WithoutCancel(ctx), rec.ID, der, ab); err != nil {
+			s.leaveCertificate(&rec, der, ab)
 			return storeUnavailable(errors.Join(cause, err))
 		}
 		return cause
@@ -263,6 +266,7 @@ func (s *Service) issueCertificate(ctx context.Context, o *certificateOrder) (*r
 	// transaction. The client may have gone; the record must not be lost.
 	ev.Action, ev.Outcome, ev.DERHash = record.ActionIssued, OutcomeIssued, sha256Hex(der)
 	if err := s.store.Finalize(context.WithoutCancel(ctx), rec.ID, der, ev); err != nil {
+		s.leaveCertificate(&rec, der, unfinishedEvent(ev, OutcomeUnavailable))
 		return nil, storeUnavailable(err)
 	}
 	rec.Status, rec.DER = record.StatusIssued, der
