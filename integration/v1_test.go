@@ -564,3 +564,54 @@ func TestMachineCredentialFailures(t *testing.T) {
 	}
 	assertNoSecrets(t, d.dir, d.logPath, [][]byte{[]byte(secret), []byte(static), []byte(token), []byte(parts[2])})
 }
+
+// The v1 routes no replay above reaches: a top-level removeRootsFromChain on
+// create, …/bundle and …/certificate (the go-sdk and the Kubernetes issuer
+// read the bundle), and revocation by certificate id, after which look-up
+// says revoked, the CRL lists it and renewal is refused.
+func TestV1BundleAndRevokeByID(t *testing.T) {
+	_, _, static := credentials(t, s.dir)
+	a := newAgent(t, s.dir, s.addr)
+	a.bearer = static
+	created := a.must(http.MethodPost, "/api/v1/cert-manager/certificates", map[string]any{
+		"profileId": webServerID, "applicationId": webAppID, "removeRootsFromChain": true,
+		"attributes": map[string]any{"ttl": "1d", "commonName": "bundle.example.internal",
+			"altNames":           []map[string]string{{"type": "dns_name", "value": "bundle.example.internal"}},
+			"signatureAlgorithm": "ECDSA-SHA256", "keyAlgorithm": "EC_prime256v1"}})
+	issued := asMap(created["certificate"])
+	leaf := checkBundle(t, issued, false)
+	id := issued["certificateId"].(string)
+	path := "/api/v1/cert-manager/certificates/" + id
+
+	for _, sub := range []string{"/bundle", "/certificate"} {
+		body := a.must(http.MethodGet, path+sub, nil)
+		if body["certificate"] != issued["certificate"] || body["serialNumber"] != issued["serialNumber"] {
+			t.Errorf("%s: %v, want the issued certificate %s", sub, body, issued["serialNumber"])
+		}
+		if _, ok := body["privateKey"]; ok {
+			t.Errorf("%s returns a privateKey, which pkid never keeps", sub)
+		}
+		checkBundle(t, body, true) // the full chain: removeRootsFromChain shaped only the create's answer
+	}
+
+	before, _, _ := fetchCRL(t, s.public, "ec-issuing")
+	r := a.do(http.MethodPost, path+"/revoke", "", map[string]string{"revocationReason": "KEY_COMPROMISE"})
+	if r.status != http.StatusOK || r.body["serialNumber"] != issued["serialNumber"] || r.body["revokedAt"] == "" || r.body["message"] == "" {
+		t.Fatalf("revoke by id: %d %s", r.status, r.raw)
+	}
+	if meta := asMap(a.must(http.MethodGet, path, nil)["certificate"]); meta["status"] != "revoked" {
+		t.Errorf("look-up after revocation: status %v", meta["status"])
+	}
+	waitCRLListing(t, s.public, "ec-issuing", before.Number.Int64(), leaf.SerialNumber.Text(16))
+	if r := a.do(http.MethodPost, path+"/revoke", "", map[string]string{"revocationReason": "KEY_COMPROMISE"}); r.status != http.StatusBadRequest ||
+		r.body["message"] != "Certificate already revoked" {
+		t.Errorf("revoking again: %d %s", r.status, r.raw)
+	}
+	if r := a.do(http.MethodPost, path+"/renew", "", map[string]any{}); r.status != http.StatusBadRequest ||
+		!strings.Contains(string(r.raw), "A revoked certificate cannot be renewed") {
+		t.Errorf("renewing a revoked certificate: %d %s", r.status, r.raw)
+	}
+	if r := a.do(http.MethodGet, "/api/v1/cert-manager/certificates/00000000-0000-4000-8000-000000000000/bundle", "", nil); r.status != http.StatusNotFound {
+		t.Errorf("bundle of an unknown certificate: %d %s", r.status, r.raw)
+	}
+}
