@@ -46,7 +46,7 @@ test: deps build lint fuzz
 FUZZTIME ?= 3s
 FUZZ_TARGETS := policy:FuzzParseDuration policy:FuzzMatchAgreesWithRegexp policy:FuzzParseSAN policy:FuzzSANPattern \
 	policy:FuzzParseCommonName issuer:FuzzCanonicalValueRoundTrip csr:FuzzParse api:FuzzDecodeRequest daemon:FuzzParseConfig \
-	auth:FuzzAuthenticate acme:FuzzParseJWS
+	auth:FuzzAuthenticate acme:FuzzParseJWS api:FuzzV1Bodies
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
 	  echo "fuzz $$fn ($(FUZZTIME))"; \

@@ -304,3 +304,27 @@ func TestLoginLogsNoSecretAsClientID(t *testing.T) {
 		t.Errorf("a clientId that is no UUID is logged: %s", lines[1])
 	}
 }
+
+// No body makes the v1 create or the login answer anything but a 2xx or a
+// 4xx with Infisical's error envelope: never a 5xx, never a panic.
+func FuzzV1Bodies(f *testing.F) {
+	f.Add([]byte(`{"profileId":"b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e","applicationId":"22222222-2222-4222-8222-222222222222",` +
+		`"removeRootsFromChain":true,"attributes":{"ttl":"1d","commonName":"a.example.internal","keyAlgorithm":"EC_prime256v1"}}`))
+	f.Add([]byte(`{"profileId":"b59e644e-e2ee-4dec-871e-2ac6f5ac2f0e","csr":"-----BEGIN CERTIFICATE REQUEST-----\nAA==\n-----END CERTIFICATE REQUEST-----"}`))
+	f.Add([]byte(`{"clientId":"cid","clientSecret":"s3cret"}`))
+	f.Add([]byte(`{"attributes":[],"metadata":{"k":1}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		h, _ := v1Handler(&stubIssuer{})
+		for _, c := range []struct{ path, ctype string }{
+			{V1CreatePath, "application/json"}, {LoginPath, "application/json"}, {LoginPath, "application/x-www-form-urlencoded"},
+		} {
+			rep := v1Do(t, h, http.MethodPost, c.path, c.ctype, string(body), "Authorization", "Bearer tok")
+			switch {
+			case rep.status >= 500:
+				t.Fatalf("%s: %d %s", c.path, rep.status, rep.raw)
+			case rep.status >= 400 && (rep.body["message"] == nil || rep.body["statusCode"] != float64(rep.status)):
+				t.Fatalf("%s: %d without the error envelope: %s", c.path, rep.status, rep.raw)
+			}
+		}
+	})
+}
