@@ -187,9 +187,10 @@ type CRLPublisher struct {
 	cas     map[string]*CA
 	lint    CRLLinter
 	current map[string]*PublishedCRL
-	events  map[string]uint64 // CA → revocations recorded by this process
-	covered map[string]uint64 // CA → events the current CRL was built after
-	counted map[string]int64  // CA → revocations in the store when the current CRL was built
+	events  map[string]uint64        // CA → revocations recorded by this process
+	covered map[string]uint64        // CA → events the current CRL was built after
+	counted map[string]int64         // CA → revocations in the store when the current CRL was built
+	took    map[string]time.Duration // CA → how long its last CRL took to make
 	// leads holds, with a Cluster, the CAs whose CRLs this node makes: a
 	// lead is kept until Run ends (or the node dies and the database
 	// lets it go), so that one node makes them and the others adopt them.
@@ -210,7 +211,7 @@ func NewCRLPublisher(s *Service, cfg CRLConfig, log *slog.Logger) *CRLPublisher 
 	}
 	p := &CRLPublisher{service: s, cfg: cfg, log: log, wake: make(chan struct{}, 1), cas: map[string]*CA{},
 		current: map[string]*PublishedCRL{}, events: map[string]uint64{}, covered: map[string]uint64{}, counted: map[string]int64{},
-		leads: map[string]func(){}}
+		took: map[string]time.Duration{}, leads: map[string]func(){}}
 	s.onRevoke = append(s.onRevoke, func(ca, _ string) { p.revoked(ca) })
 	return p
 }
@@ -264,7 +265,6 @@ func (p *CRLPublisher) Run(ctx context.Context, counter RevocationCounter) {
 	poll := time.NewTicker(max(p.cfg.MaxDelay/2, 10*time.Millisecond))
 	defer poll.Stop()
 	defer p.releaseLeads()
-	batch := min(p.cfg.MaxDelay/4, time.Second)
 	for {
 		p.refreshDue(ctx, counter)
 		select {
@@ -273,12 +273,26 @@ func (p *CRLPublisher) Run(ctx context.Context, counter RevocationCounter) {
 		case <-poll.C:
 		case <-p.wake:
 			select {
-			case <-time.After(batch):
+			case <-time.After(p.batchWait()):
 			case <-ctx.Done():
 				return
 			}
 		}
 	}
+}
+
+// batchWait is how long a revocation waits for others to share its CRL: a
+// quarter of MaxDelay (at most 1 s), shorter once the slowest CA's last
+// CRL took more than half of MaxDelay to make, so that wait and build
+// together stay within three quarters of it while a build fits at all.
+func (p *CRLPublisher) batchWait() time.Duration {
+	p.mu.Lock()
+	var slowest time.Duration
+	for _, d := range p.took {
+		slowest = max(slowest, d)
+	}
+	p.mu.Unlock()
+	return max(0, min(p.cfg.MaxDelay/4, time.Second, p.cfg.MaxDelay*3/4-slowest))
 }
 
 // refreshDue makes a CRL for each CA that has none, whose current one is
@@ -429,6 +443,7 @@ func (p *CRLPublisher) Refresh(ctx context.Context, caName string, counter Revoc
 	if ca == nil || lint == nil {
 		return nil, fmt.Errorf("no CA %q with a key", caName)
 	}
+	started := time.Now() // the build's real duration, whatever the service's clock says
 	thisUpdate := p.service.clock.Now().UTC().Truncate(time.Second)
 	var count int64
 	if counter != nil {
@@ -461,11 +476,16 @@ func (p *CRLPublisher) Refresh(ctx context.Context, caName string, counter Revoc
 		return nil, err
 	}
 	pub := &PublishedCRL{CA: caName, Number: rec.Number, ThisUpdate: rec.ThisUpdate, NextUpdate: rec.NextUpdate, DER: rec.DER, Entries: len(entries)}
+	took := time.Since(started)
 	p.mu.Lock()
-	p.current[caName], p.covered[caName], p.counted[caName] = pub, events, count
+	p.current[caName], p.covered[caName], p.counted[caName], p.took[caName] = pub, events, count, took
 	p.mu.Unlock()
 	p.service.observer.ObserveCRL(caName, rec.Number, rec.ThisUpdate, rec.NextUpdate)
 	p.log.Info("published CRL", "ca", caName, "number", rec.Number, "entries", len(entries),
-		"nextUpdate", rec.NextUpdate.Format(time.RFC3339))
+		"nextUpdate", rec.NextUpdate.Format(time.RFC3339), "took", took.Round(time.Millisecond).String())
+	if took > p.cfg.MaxDelay/2 {
+		p.log.Warn("making a CRL took more than half of crl.maxDelay: revocations may reach it later than crl.maxDelay; raise it",
+			"ca", caName, "entries", len(entries), "took", took.Round(time.Millisecond).String(), "maxDelay", p.cfg.MaxDelay.String())
+	}
 	return pub, nil
 }

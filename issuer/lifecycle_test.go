@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net"
 	"strings"
@@ -647,4 +648,50 @@ func TestOwnerOfAnEarlierSpellingKeepsEveryRight(t *testing.T) {
 	other := metaFor(t, "uri:spiffe://test/other")
 	_, err = h.iss.Renew(ctx, other, renewed.CertificateID, false)
 	wantKind(t, err, KindForbidden)
+}
+
+// slowCRLLinter takes its time, as zlint does over a large CRL.
+type slowCRLLinter struct{ d time.Duration }
+
+func (l slowCRLLinter) LintCRL(context.Context, []byte) ([]string, error) {
+	time.Sleep(l.d) // stands in for the work of a big CRL; nothing waits on it
+	return nil, nil
+}
+
+// A revocation waits a quarter of crl.maxDelay for others to share its CRL,
+// less once the CA's CRLs take long to make, and a CRL that takes more than
+// half of crl.maxDelay to make is reported to the operator.
+func TestCRLBatchWaitLeavesRoomForTheBuild(t *testing.T) {
+	h := newHarness(t, false)
+	logged := make(logLines, 16)
+	pub := NewCRLPublisher(h.service, CRLConfig{Validity: 24 * time.Hour, MaxDelay: 2 * time.Second}, nil)
+	for _, c := range []struct{ took, want time.Duration }{
+		{0, 500 * time.Millisecond},
+		{900 * time.Millisecond, 500 * time.Millisecond},
+		{1200 * time.Millisecond, 300 * time.Millisecond},
+		{3 * time.Second, 0},
+	} {
+		pub.took["ec"] = c.took
+		if got := pub.batchWait(); got != c.want {
+			t.Errorf("last build %s: wait %s, want %s", c.took, got, c.want)
+		}
+	}
+
+	slow := NewCRLPublisher(h.service, CRLConfig{Validity: 24 * time.Hour, MaxDelay: 40 * time.Millisecond}, slog.New(logged))
+	slow.SetCAs([]*CA{h.ca}, slowCRLLinter{d: 30 * time.Millisecond})
+	if _, err := slow.Refresh(context.Background(), h.ca.Name(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := slow.batchWait(); got != 0 {
+		t.Errorf("after a 30ms build with maxDelay 40ms: wait %s, want 0", got)
+	}
+	close(logged)
+	var msgs []any
+	for line := range logged {
+		if line["msg"] == "making a CRL took more than half of crl.maxDelay: revocations may reach it later than crl.maxDelay; raise it" {
+			return
+		}
+		msgs = append(msgs, line["msg"])
+	}
+	t.Errorf("no warning for a slow CRL; log: %v", msgs)
 }
