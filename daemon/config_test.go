@@ -141,6 +141,38 @@ func TestReadPINSources(t *testing.T) {
 	}
 }
 
+// PostgreSQL's password: databasePasswordFile, else the systemd credential
+// database-password, else none (peer or certificate authentication).
+func TestReadDatabasePasswordSources(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "db-password")
+	os.WriteFile(file, []byte("from-file\n"), 0o600)
+	credDir := filepath.Join(dir, "creds")
+	os.Mkdir(credDir, 0o700)
+
+	cfg := &Config{}
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	if pw, err := cfg.readDatabasePassword(); err != nil || pw != "" {
+		t.Errorf("no source: %q, %v; want none", pw, err)
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", credDir)
+	if pw, err := cfg.readDatabasePassword(); err != nil || pw != "" {
+		t.Errorf("a credentials directory without the credential: %q, %v; want none", pw, err)
+	}
+	os.WriteFile(filepath.Join(credDir, CredentialDatabasePassword), []byte("from-credential\r\n"), 0o600)
+	if pw, err := cfg.readDatabasePassword(); err != nil || pw != "from-credential" {
+		t.Errorf("credential: %q, %v", pw, err)
+	}
+	cfg.dbPassword = file
+	if pw, err := cfg.readDatabasePassword(); err != nil || pw != "from-file" {
+		t.Errorf("the file beats the credential: %q, %v", pw, err)
+	}
+	cfg.dbPassword = filepath.Join(dir, "missing")
+	if _, err := cfg.readDatabasePassword(); err == nil || strings.Contains(err.Error(), "from-") {
+		t.Errorf("a missing password file: %v", err)
+	}
+}
+
 // Any byte string decodes to a checked config or to a *ConfigError; never
 // a panic, never an unchecked config.
 func FuzzParseConfig(f *testing.F) {
