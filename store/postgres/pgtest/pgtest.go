@@ -230,6 +230,51 @@ func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
 	return s.DSN(AppUser, name), nil
 }
 
+// EnableTLS has the running server accept TLS with the given PEM
+// certificate and key (plain connections still work, as the admin ones
+// and sslmode=disable DSNs need): for tests of sslmode.
+func (s *Server) EnableTLS(ctx context.Context, certPEM, keyPEM []byte) error {
+	owner, err := serverUser()
+	if err != nil {
+		return err
+	}
+	for name, b := range map[string][]byte{"server.crt": certPEM, "server.key": keyPEM} {
+		path := filepath.Join(s.dataDir(), name)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return fmt.Errorf("writing %s: %w", name, err)
+		}
+		if owner.name != "" {
+			if err := os.Chown(path, owner.uid, owner.gid); err != nil {
+				return fmt.Errorf("handing %s to %s: %w", name, owner.name, err)
+			}
+		}
+	}
+	if err := s.admin(ctx, `ALTER SYSTEM SET ssl = on`); err != nil {
+		return fmt.Errorf("turning ssl on: %w", err)
+	}
+	if err := s.admin(ctx, `SELECT pg_reload_conf()`); err != nil {
+		return fmt.Errorf("reloading the configuration: %w", err)
+	}
+	// The postmaster rereads it when the signal arrives: TLS is on once a
+	// connection that requires it gets through.
+	cfg, err := pgx.ParseConfig(strings.Replace(s.DSN("postgres", "postgres"), "sslmode=disable", "sslmode=require", 1))
+	if err != nil {
+		return err
+	}
+	cfg.Password = s.password
+	for {
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err == nil {
+			return conn.Close(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the server did not take TLS connections: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // admin runs statement as the superuser.
 func (s *Server) admin(ctx context.Context, statement string) error {
 	cfg, err := pgx.ParseConfig(s.DSN("postgres", "postgres"))
