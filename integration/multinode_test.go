@@ -105,7 +105,7 @@ func TestMultiNode(t *testing.T) {
 		}
 		// Either node's config sees every record, issued.
 		for _, n := range c.nodes {
-			status := c.records(t, n)
+			status := recordsOf(t, n)
 			for _, got := range issued {
 				if status[got.id] != "issued" {
 					t.Errorf("records list --config %s: certificate %s (from %s) is %q", filepath.Base(n.config), got.id, got.node, status[got.id])
@@ -120,7 +120,7 @@ func TestMultiNode(t *testing.T) {
 			t.Errorf("issuance audit entries per recording node: %q, want %q", strings.Join(rows, "; "), want)
 		}
 		for _, n := range c.nodes {
-			c.auditVerify(t, n)
+			auditVerifyOn(t, n)
 		}
 	})
 	if len(issued) < 4 {
@@ -248,13 +248,13 @@ func TestMultiNode(t *testing.T) {
 		for _, got := range bGot {
 			c.verifyLeaf(t, got)
 		}
-		status := c.records(t, b)
+		status := recordsOf(t, b)
 		for id := range bGot {
 			if status[id] != "issued" {
 				t.Errorf("a client received %s from %s; its record is %q", id, b.name, status[id])
 			}
 		}
-		c.auditVerify(t, a)
+		auditVerifyOn(t, a)
 	})
 
 	step(t, "a dead node's pending rows are resolved by the running node", func(t *testing.T) {
@@ -318,7 +318,7 @@ func TestMultiNode(t *testing.T) {
 		if again := a.logSinceStart(t, "resolved pending record"); len(again) != 0 {
 			t.Errorf("%s found %d rows to resolve after %s had", a.name, len(again), b.name)
 		}
-		c.auditVerify(t, b)
+		auditVerifyOn(t, b)
 	})
 
 	step(t, "the database gone and back", func(t *testing.T) {
@@ -445,7 +445,7 @@ func TestMultiNode(t *testing.T) {
 					break
 				}
 			}
-			status := c.records(t, n)
+			status := recordsOf(t, n)
 			for id, cert := range got {
 				if status[id] != "issued" {
 					t.Errorf("a client received %s from %s; its record is %q", id, n.name, status[id])
@@ -481,7 +481,7 @@ func TestMultiNode(t *testing.T) {
 	})
 
 	for _, n := range c.nodes {
-		c.auditVerify(t, n)
+		auditVerifyOn(t, n)
 	}
 	for _, n := range c.nodes {
 		if err := n.stop(); err != nil {
@@ -839,8 +839,8 @@ func pick(issued []haIssued, node string, k int) haIssued {
 	panic("no certificate of " + node)
 }
 
-// records is `pkid records list --config` of node n: id → status.
-func (c *haCluster) records(t *testing.T, n *haNode) map[string]string {
+// recordsOf is `pkid records list --config` of node n: id → status.
+func recordsOf(t *testing.T, n *haNode) map[string]string {
 	t.Helper()
 	out, errOut, code := s.pkid(t, "records", "list", "--config", n.config)
 	if code != 0 {
@@ -857,7 +857,8 @@ func (c *haCluster) records(t *testing.T, n *haNode) map[string]string {
 	return status
 }
 
-func (c *haCluster) auditVerify(t *testing.T, n *haNode) {
+// auditVerifyOn runs `pkid audit verify` with node n's config.
+func auditVerifyOn(t *testing.T, n *haNode) {
 	t.Helper()
 	out, errOut, code := s.pkid(t, "audit", "verify", "--config", n.config)
 	if code != 0 || !strings.Contains(out, "audit chain intact") {
@@ -1079,7 +1080,7 @@ func (c *haCluster) crashUnderLoad(t *testing.T, n *haNode, during func()) int {
 		pending := c.count(t, `SELECT count(*) FROM certificates WHERE status = 'pending' AND node = $1`, n.name)
 		t.Logf("round %d: SIGKILL of %s after %d certificates left %d pending rows", round, n.name, len(got), pending)
 		// Whatever the client received is recorded as issued.
-		status := c.records(t, c.nodes[1-c.index(n)])
+		status := recordsOf(t, c.nodes[1-c.index(n)])
 		for id := range got {
 			if status[id] != "issued" {
 				t.Errorf("a client received %s from %s before the kill; its record is %q", id, n.name, status[id])
