@@ -199,6 +199,23 @@ func TestMultiNode(t *testing.T) {
 		c.oneCRLMaker(t, 0)
 	})
 
+	step(t, "an access token from one node works on the other, and its revocation on both", func(t *testing.T) {
+		id, secret, _ := credentials(t, c.dir)
+		onA, onB := newAgent(t, c.dir, a.addr), newAgent(t, c.dir, b.addr)
+		onA.login(id, secret)
+		onB.bearer = onA.bearer
+		create := map[string]any{"profileId": webServerID, "applicationId": webAppID, "attributes": map[string]any{
+			"ttl": "1h", "commonName": "token.example.internal", "signatureAlgorithm": "ECDSA-SHA256", "keyAlgorithm": "EC_prime256v1",
+			"altNames": []map[string]string{{"type": "dns_name", "value": "token.example.internal"}}}}
+		onB.must(http.MethodPost, "/api/v1/cert-manager/certificates", create)
+		onB.must(http.MethodPost, "/api/v1/auth/token/revoke", map[string]string{"accessToken": onA.bearer})
+		for _, ag := range []*agent{onA, onB} {
+			if r := ag.do(http.MethodPost, "/api/v1/cert-manager/certificates", "", create); r.status != http.StatusUnauthorized {
+				t.Errorf("a token revoked on %s, used on %s: %d %s", b.name, ag.addr, r.status, r.raw)
+			}
+		}
+	})
+
 	step(t, "a node killed under load resolves only its own pending rows", func(t *testing.T) {
 		bLoad := startHALoad(b, 6)
 		bLog := b.logSize(t)
