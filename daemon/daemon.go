@@ -544,19 +544,33 @@ func (d *Daemon) watchdogTick() {
 
 // heartbeatLoop tells the other nodes this one is alive, four times per
 // nodeTimeout, until ctx ends, and after each beat resolves the pending
-// rows of nodes whose heartbeat stopped. A missed beat is logged (and no
-// other node's rows are resolved on it); three in a row and the others may
-// resolve this node's in-flight reservations as abandoned. A beat may take
-// up to its interval, not probeTimeout: it waits in the store's writer
-// behind issuance, and a busy node is not a stopped one.
+// rows of nodes whose heartbeat stopped, then its own rows of requests the
+// database cut. A missed beat is logged (and no other node's rows are
+// resolved on it); three in a row and the others may resolve this node's
+// in-flight reservations as abandoned. A beat may take up to its interval,
+// not probeTimeout: it waits in the store's writer behind issuance, and a
+// busy node is not a stopped one.
+//
+// Other nodes are judged only once this node's own beats have been
+// recorded for a whole nodeTimeout: after a database outage every node's
+// last beat is old, and the first node back must give the others that
+// long to record theirs before it takes them for stopped.
 func (d *Daemon) heartbeatLoop(ctx context.Context) {
+	var beatingSince time.Time // zero after a missed beat
 	every(ctx, d.nodeTimeout/4, d.nodeTimeout/4, func(ctx context.Context) {
-		if err := d.res.store.Heartbeat(ctx, d.node, time.Now().UTC()); err != nil {
+		now := time.Now()
+		if err := d.res.store.Heartbeat(ctx, d.node, now.UTC()); err != nil {
 			d.log.Warn("heartbeat not recorded", "node", d.node, "error", err)
+			beatingSince = time.Time{}
 			return
 		}
+		if beatingSince.IsZero() {
+			beatingSince = now
+		}
+		if now.Sub(beatingSince) >= d.nodeTimeout {
+			d.recoverAbandoned(ctx)
+		}
 		d.resolveUnfinished(ctx)
-		d.recoverAbandoned(ctx)
 	})
 }
 

@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pkid/pkid/issuer"
 	"github.com/pkid/pkid/metrics"
 	"github.com/pkid/pkid/record"
+	"github.com/pkid/pkid/store"
 	"github.com/pkid/pkid/store/sqlite"
 )
 
@@ -21,33 +23,9 @@ import (
 func TestHeartbeatResolvesStoppedNodesRows(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "pkid.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(context.Background())
-	now := time.Now().UTC()
-	if err := st.Heartbeat(ctx, "node-b", now.Add(-time.Hour)); err != nil { // stopped an hour ago
-		t.Fatal(err)
-	}
-	for k, node := range []string{"node-a", "node-b"} {
-		sum := fmt.Sprintf("%064x", k+1)
-		c := &record.Certificate{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", k), Serial: fmt.Sprintf("4%039x", k),
-			ProfileID: "11111111-0000-4000-8000-000000000001", Profile: "web-server", CA: "ec-issuing", IssuerHash: sum,
-			Identity: "uri:spiffe://example.internal/client", RequestID: "req", CommonName: "a.example.internal",
-			KeyUsages: []string{"digital_signature"}, ExtKeyUsages: []string{"server_auth"}, SignatureAlgorithm: "ECDSA-SHA256",
-			KeyAlgorithm: "EC_prime256v1", NotBefore: now, NotAfter: now.Add(time.Hour), TBSHash: sum, CreatedAt: now, Node: node}
-		if err := st.Reserve(ctx, c); err != nil {
-			t.Fatalf("Reserve for %s: %v", node, err)
-		}
-	}
-	svc, err := issuer.NewService(issuer.ServiceConfig{Store: st, Node: "node-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := twoNodesPendingRows(t, ctx)
 	logged := newLogEvents("resolved pending record")
-	d := &Daemon{log: slog.New(logged), metrics: metrics.New(metrics.Options{}), res: &resources{store: st, service: svc},
-		node: "node-a", nodeTimeout: 40 * time.Millisecond} // beats every 10ms
+	d := heartbeatDaemon(t, st, logged)
 	var loop sync.WaitGroup
 	loop.Add(1)
 	go func() { defer loop.Done(); d.heartbeatLoop(ctx) }()
@@ -84,5 +62,110 @@ func TestHeartbeatResolvesStoppedNodesRows(t *testing.T) {
 	case r := <-logged.recs:
 		t.Errorf("resolved another row: node %s", attr(r, "node"))
 	default:
+	}
+}
+
+// twoNodesPendingRows is a SQLite store with one pending row of node-a and
+// one of node-b, whose last heartbeat was an hour ago.
+func twoNodesPendingRows(t *testing.T, ctx context.Context) *sqlite.DB {
+	t.Helper()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "pkid.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(context.Background()) })
+	now := time.Now().UTC()
+	if err := st.Heartbeat(ctx, "node-b", now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for k, node := range []string{"node-a", "node-b"} {
+		sum := fmt.Sprintf("%064x", k+1)
+		c := &record.Certificate{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", k), Serial: fmt.Sprintf("4%039x", k),
+			ProfileID: "11111111-0000-4000-8000-000000000001", Profile: "web-server", CA: "ec-issuing", IssuerHash: sum,
+			Identity: "uri:spiffe://example.internal/client", RequestID: "req", CommonName: "a.example.internal",
+			KeyUsages: []string{"digital_signature"}, ExtKeyUsages: []string{"server_auth"}, SignatureAlgorithm: "ECDSA-SHA256",
+			KeyAlgorithm: "EC_prime256v1", NotBefore: now, NotAfter: now.Add(time.Hour), TBSHash: sum, CreatedAt: now, Node: node}
+		if err := st.Reserve(ctx, c); err != nil {
+			t.Fatalf("Reserve for %s: %v", node, err)
+		}
+	}
+	return st
+}
+
+// heartbeatDaemon is node-a on st, beating every 10ms (nodeTimeout 40ms).
+func heartbeatDaemon(t *testing.T, st store.Store, logged logEvents) *Daemon {
+	t.Helper()
+	svc, err := issuer.NewService(issuer.ServiceConfig{Store: st, Node: "node-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Daemon{log: slog.New(logged), metrics: metrics.New(metrics.Options{}), res: &resources{store: st, service: svc},
+		node: "node-a", nodeTimeout: 40 * time.Millisecond}
+}
+
+// awayBeats is a store whose heartbeats fail while away is set, and that
+// notes when the first beat after that was recorded.
+type awayBeats struct {
+	store.Store
+	away   atomic.Bool
+	missed chan struct{} // a beat failed
+	mu     sync.Mutex
+	back   time.Time // the first recorded beat after a failed one
+	failed bool
+}
+
+func (s *awayBeats) Heartbeat(ctx context.Context, node string, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.away.Load() {
+		s.failed = true
+		select {
+		case s.missed <- struct{}{}:
+		default:
+		}
+		return record.ErrUnavailable
+	}
+	if err := s.Store.Heartbeat(ctx, node, at); err != nil {
+		return err
+	}
+	if s.failed && s.back.IsZero() {
+		s.back = time.Now()
+	}
+	return nil
+}
+
+// After a database outage every node's last beat is old. A node whose own
+// beats are recorded again gives the others a whole nodeTimeout to record
+// theirs before it takes them for stopped: node B's row is resolved no
+// sooner than nodeTimeout after node A's first beat back.
+func TestHeartbeatJudgesOthersOnlyAfterANodeTimeoutOfItsOwnBeats(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := &awayBeats{Store: twoNodesPendingRows(t, ctx), missed: make(chan struct{}, 1)}
+	st.away.Store(true)
+	logged := newLogEvents("resolved pending record")
+	d := heartbeatDaemon(t, st, logged)
+	var loop sync.WaitGroup
+	loop.Add(1)
+	go func() { defer loop.Done(); d.heartbeatLoop(ctx) }()
+	defer loop.Wait()
+	defer cancel()
+
+	<-st.missed
+	st.away.Store(false)
+	var r slog.Record
+	select {
+	case r = <-logged.recs:
+	case <-time.After(time.Minute): // a failure bound only
+		t.Fatal("the stopped node's row was not resolved after the outage")
+	}
+	st.mu.Lock()
+	back := st.back
+	st.mu.Unlock()
+	if node := attr(r, "node").String(); node != "node-b" {
+		t.Fatalf("resolved a row of %s", node)
+	}
+	if waited := r.Time.Sub(back); waited < d.nodeTimeout {
+		t.Errorf("node B's row was resolved %s after node A's beats resumed; nodeTimeout is %s", waited, d.nodeTimeout)
 	}
 }
