@@ -67,9 +67,26 @@ func (r *resources) Close() error {
 		cancel()
 	}
 	if r.token != nil {
-		errs = append(errs, r.token.Close())
+		errs = append(errs, closeTokenWithin(r.token, tokenCloseTimeout))
 	}
 	return errors.Join(errs...)
+}
+
+// tokenCloseTimeout bounds closing the token: closing waits for every
+// session lent out, and one stuck in a call to a hung HSM never comes
+// back. The process then exits with the token open; its sessions end with
+// it (C_Finalize is never called under a call in flight).
+const tokenCloseTimeout = 5 * time.Second
+
+func closeTokenWithin(tok interface{ Close() error }, within time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- tok.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		return fmt.Errorf("the token did not close within %s: a call is still inside it; exiting leaves it to the process's end", within)
+	}
 }
 
 // openToken sets the module's environment, reads the PIN and opens the token.

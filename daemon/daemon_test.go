@@ -251,3 +251,24 @@ func TestStopBackgroundDoesNotWaitForeverForAStuckLoop(t *testing.T) {
 		t.Errorf("log:\n%s", logged.String())
 	}
 }
+
+// blockingCloser is a token whose Close waits for a session that a hung
+// call never gives back.
+type blockingCloser struct{ release chan struct{} }
+
+func (b blockingCloser) Close() error { <-b.release; return nil }
+
+// Closing the token is bounded: the daemon exits even when a call is
+// still inside a hung HSM.
+func TestCloseTokenWithinDoesNotWaitForAHungCall(t *testing.T) {
+	hung := blockingCloser{release: make(chan struct{})}
+	defer close(hung.release)
+	if err := closeTokenWithin(hung, 50*time.Millisecond); err == nil || !strings.Contains(err.Error(), "did not close within 50ms") {
+		t.Errorf("a hung token: %v", err)
+	}
+	free := blockingCloser{release: make(chan struct{})}
+	close(free.release)
+	if err := closeTokenWithin(free, time.Minute); err != nil {
+		t.Errorf("a token that closes: %v", err)
+	}
+}
