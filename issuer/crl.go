@@ -105,7 +105,13 @@ func (s *Service) signCRL(ctx context.Context, o *crlOrder) (*record.CRL, error)
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, record.ErrCRLNumberUsed) || attempt == 2 {
+		if !errors.Is(err, record.ErrCRLNumberUsed) {
+			// Perhaps committed all the same: resolve it if it was.
+			ab := record.AuditEvent{Identity: "pkid", CA: o.ca.name, CRLNumber: rec.Number}
+			s.leaveCRL(&rec, unfinishedEvent(ab, OutcomeError))
+			return nil, fmt.Errorf("reserving CRL number %d: %w", rec.Number, err)
+		}
+		if attempt == 2 {
 			return nil, fmt.Errorf("reserving CRL number %d: %w", rec.Number, err)
 		}
 	}
@@ -139,9 +145,7 @@ func (s *Service) signCRL(ctx context.Context, o *crlOrder) (*record.CRL, error)
 	}
 	ev.Action, ev.Outcome, ev.DERHash = record.ActionCRL, OutcomeIssued, sha256Hex(der)
 	if err := s.store.FinalizeCRL(context.WithoutCancel(ctx), o.ca.name, rec.Number, der, ev); err != nil {
-		ab := unfinishedEvent(ev, OutcomeError)
-		ab.DERHash = "" // an aborted CRL keeps no DER
-		s.leaveCRL(&rec, ab)
+		s.leaveCRL(&rec, unfinishedEvent(ev, OutcomeError)) // its derSha256 says what the key signed
 		return nil, fmt.Errorf("finalizing CRL %d: %w", rec.Number, err)
 	}
 	rec.Status, rec.DER = record.StatusIssued, der

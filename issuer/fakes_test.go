@@ -27,6 +27,7 @@ type memStore struct {
 	checkpoints  []record.Checkpoint
 	crls         []*record.CRL
 	failReserve  error
+	lostReserve  error // Reserve commits, then answers this (an answer lost with the connection)
 	failFinal    error
 	failAbort    error
 	failFinalCRL error
@@ -48,7 +49,7 @@ func (s *memStore) Reserve(_ context.Context, c *record.Certificate) error {
 	}
 	cp := *c
 	s.records[c.ID] = &cp
-	return nil
+	return s.lostReserve
 }
 
 func (s *memStore) transition(id, status string, der []byte, ev record.AuditEvent) error {

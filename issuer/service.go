@@ -223,7 +223,15 @@ func (s *Service) issueCertificate(ctx context.Context, o *certificateOrder) (*r
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, record.ErrDuplicateSerial) || attempt == 2 {
+		if !errors.Is(err, record.ErrDuplicateSerial) {
+			// The reservation may have been committed all the same (an
+			// answer lost with the connection): resolve it if it was.
+			ab := o.event
+			ab.CertificateID, ab.Serial, ab.CA = rec.ID, rec.Serial, o.ca.name
+			s.leaveCertificate(&rec, nil, unfinishedEvent(ab, OutcomeUnavailable))
+			return nil, storeUnavailable(err)
+		}
+		if attempt == 2 {
 			return nil, storeUnavailable(err)
 		}
 	}

@@ -32,12 +32,19 @@ type Unfinished struct {
 
 type unfinishedRow struct {
 	Unfinished
-	abort func(ctx context.Context) error // record.ErrNotPending once the row is resolved
+	abort    func(ctx context.Context) error // record.ErrNotPending once the row is resolved
+	failures int                             // attempts the store refused
 }
+
+// maxUnfinishedFailures is how often a row's abort may fail (with the
+// store answering heartbeats) before it is left for the start-up recovery:
+// an error that does not go away must not be retried on every beat.
+const maxUnfinishedFailures = 10
 
 // unfinishedRows are the rows a Service owes an outcome, by record id (or
 // "crl:<ca>:<number>").
 type unfinishedRows struct {
+	pass sync.Mutex // one ResolveUnfinished at a time
 	mu   sync.Mutex
 	rows map[string]unfinishedRow
 }
@@ -69,6 +76,24 @@ func (u *unfinishedRows) drop(key string) {
 	delete(u.rows, key)
 }
 
+// failed counts a refused attempt at key's row and reports whether it may
+// be tried again.
+func (u *unfinishedRows) failed(key string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	row, ok := u.rows[key]
+	if !ok {
+		return false
+	}
+	row.failures++
+	if row.failures >= maxUnfinishedFailures {
+		delete(u.rows, key)
+		return false
+	}
+	u.rows[key] = row
+	return true
+}
+
 // unfinishedReason is the audit reason of a row whose finalize failed.
 const unfinishedReason = "the database failed as the outcome was being recorded; the request was answered 503 and the certificate, if signed, was never returned"
 
@@ -86,8 +111,9 @@ func (s *Service) leaveCertificate(rec *record.Certificate, der []byte, ab recor
 	s.unfinished.add(rec.ID, unfinishedRow{
 		Unfinished: Unfinished{ID: rec.ID, Serial: rec.Serial, Profile: rec.Profile, CA: rec.CA, TBSHash: rec.TBSHash},
 		abort: func(ctx context.Context) error {
-			ab.Time = s.clock.Now().UTC()
-			return s.store.Abort(ctx, rec.ID, der, ab)
+			e := ab // each attempt its own copy: the time is the attempt's
+			e.Time = s.clock.Now().UTC()
+			return s.store.Abort(ctx, rec.ID, der, e)
 		}})
 }
 
@@ -96,8 +122,9 @@ func (s *Service) leaveCRL(rec *record.CRL, ab record.AuditEvent) {
 	s.unfinished.add(fmt.Sprintf("crl:%s:%d", rec.CA, rec.Number), unfinishedRow{
 		Unfinished: Unfinished{CA: rec.CA, CRLNumber: rec.Number, TBSHash: rec.TBSHash},
 		abort: func(ctx context.Context) error {
-			ab.Time = s.clock.Now().UTC()
-			return s.store.AbortCRL(ctx, rec.CA, rec.Number, ab)
+			e := ab
+			e.Time = s.clock.Now().UTC()
+			return s.store.AbortCRL(ctx, rec.CA, rec.Number, e)
 		}})
 }
 
@@ -105,20 +132,43 @@ func (s *Service) leaveCRL(rec *record.CRL, ab record.AuditEvent) {
 // this node's requests that ended while the store could not record their
 // outcome, and returns those it resolved. A row the store no longer has
 // pending (a finalize whose commit reached the server before the
-// connection broke) is forgotten without an entry. It stops at the first
-// failure: the store is still away, and the rest wait for the next call.
+// connection broke), or never had (a reservation that did not commit), is
+// forgotten without an entry. A row whose abort fails is tried again on
+// the next call, up to maxUnfinishedFailures times; the error of the
+// first failure is returned. Calls are serialized.
 func (s *Service) ResolveUnfinished(ctx context.Context) ([]Unfinished, error) {
+	s.unfinished.pass.Lock()
+	defer s.unfinished.pass.Unlock()
 	var resolved []Unfinished
+	var first error
+	left := 0
 	for key, row := range s.unfinished.snapshot() {
+		if ctx.Err() != nil {
+			break // the rest wait for the next call
+		}
 		err := row.abort(ctx)
 		switch {
 		case err == nil:
 			resolved = append(resolved, row.Unfinished)
 		case errors.Is(err, record.ErrNotPending), errors.Is(err, record.ErrNotFound):
 		default:
-			return resolved, fmt.Errorf("resolving the pending rows of ended requests: %w", err)
+			if first == nil {
+				first = err
+			}
+			if !s.unfinished.failed(key) {
+				left++
+			}
+			continue
 		}
 		s.unfinished.drop(key)
 	}
-	return resolved, nil
+	switch {
+	case first == nil:
+		return resolved, nil
+	case left > 0:
+		return resolved, fmt.Errorf("resolving the pending rows of ended requests: %w (%d left to the start-up recovery after %d attempts)",
+			first, left, maxUnfinishedFailures)
+	default:
+		return resolved, fmt.Errorf("resolving the pending rows of ended requests: %w", first)
+	}
 }

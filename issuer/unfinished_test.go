@@ -2,6 +2,8 @@ package issuer
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,7 +72,8 @@ func TestUnfinishedRowThatCommittedAfterAllIsForgotten(t *testing.T) {
 }
 
 // The same for a CRL whose finalize failed: its number stays used, and the
-// reservation is aborted once the store is back.
+// reservation is aborted once the store is back, its entry holding the hash
+// of what the key signed.
 func TestUnfinishedCRLIsResolvedWhenTheStoreIsBack(t *testing.T) {
 	h := newHarness(t, false)
 	pub := NewCRLPublisher(h.service, CRLConfig{Validity: 24 * time.Hour, MaxDelay: time.Second}, nil)
@@ -92,11 +95,96 @@ func TestUnfinishedCRLIsResolvedWhenTheStoreIsBack(t *testing.T) {
 		t.Errorf("CRL 1 after resolution: %s", rows[0].Status)
 	}
 	last := h.store.audit[len(h.store.audit)-1]
-	if last.Action != record.ActionAborted || last.CRLNumber != 1 || last.DERHash != "" || last.Reason != unfinishedReason {
+	if last.Action != record.ActionAborted || last.CRLNumber != 1 || len(last.DERHash) != 64 || last.Reason != unfinishedReason {
 		t.Errorf("audit entry %+v", last)
 	}
 	next, err := pub.Refresh(context.Background(), ca, nil)
 	if err != nil || next.Number != 2 {
 		t.Errorf("the next CRL: %+v, %v; want number 2", next, err)
+	}
+}
+
+// A reservation whose answer was lost may have been committed: it is
+// resolved if it was, and forgotten without an entry if it was not.
+func TestUnfinishedReservationIsResolvedIfItCommitted(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		committed bool
+	}{{"committed", true}, {"not committed", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, false)
+			if c.committed {
+				h.store.lostReserve = record.ErrUnavailable
+			} else {
+				h.store.failReserve = record.ErrUnavailable
+			}
+			_, err := h.iss.Issue(context.Background(), h.meta, request(t))
+			wantKind(t, err, KindUnavailable)
+			if h.signer.calls != 0 {
+				t.Fatal("the token signed without a reservation")
+			}
+			h.store.lostReserve, h.store.failReserve = nil, nil
+			entries := len(h.store.audit)
+			done, err := h.service.ResolveUnfinished(context.Background())
+			if err != nil || len(done) != map[bool]int{true: 1, false: 0}[c.committed] {
+				t.Fatalf("resolved %+v, %v", done, err)
+			}
+			for _, r := range h.store.records {
+				if r.Status != record.StatusAborted || len(r.DER) != 0 {
+					t.Errorf("record %s: %s with %d bytes of DER", r.ID, r.Status, len(r.DER))
+				}
+			}
+			if c.committed != (len(h.store.audit) == entries+1) {
+				t.Errorf("%d audit entries added", len(h.store.audit)-entries)
+			}
+		})
+	}
+}
+
+// An abort the store keeps refusing while it answers heartbeats is tried
+// maxUnfinishedFailures times, then left to the start-up recovery. Two
+// passes at once (under -race: their attempts share no state) resolve a
+// row once.
+func TestUnfinishedRowsGiveUpAndPassesDoNotOverlap(t *testing.T) {
+	h := newHarness(t, false)
+	h.store.failFinal = record.ErrUnavailable
+	for range 2 {
+		_, err := h.iss.Issue(context.Background(), h.meta, request(t))
+		wantKind(t, err, KindUnavailable)
+	}
+	h.store.failFinal = nil
+	h.store.mu.Lock()
+	h.store.failAbort = errors.New("constraint violated")
+	h.store.mu.Unlock()
+	for k := 1; k <= maxUnfinishedFailures; k++ {
+		_, err := h.service.ResolveUnfinished(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "constraint violated") {
+			t.Fatalf("attempt %d: %v", k, err)
+		}
+		if left := strings.Contains(err.Error(), "left to the start-up recovery"); left != (k == maxUnfinishedFailures) {
+			t.Errorf("attempt %d: %v", k, err)
+		}
+	}
+	if done, err := h.service.ResolveUnfinished(context.Background()); err != nil || len(done) != 0 {
+		t.Errorf("after giving up: %v, %v", done, err)
+	}
+
+	h.store.mu.Lock()
+	h.store.failAbort, h.store.failFinal = nil, record.ErrUnavailable
+	h.store.mu.Unlock()
+	_, err := h.iss.Issue(context.Background(), h.meta, request(t))
+	wantKind(t, err, KindUnavailable)
+	h.store.mu.Lock()
+	h.store.failFinal = nil
+	h.store.mu.Unlock()
+	results := make(chan int, 2)
+	for range 2 {
+		go func() {
+			done, _ := h.service.ResolveUnfinished(context.Background())
+			results <- len(done)
+		}()
+	}
+	if total := <-results + <-results; total != 1 {
+		t.Errorf("two passes resolved %d rows, want the one", total)
 	}
 }
