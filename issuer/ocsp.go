@@ -98,6 +98,7 @@ type OCSPResponder struct {
 	cfg     OCSPConfig
 	log     *slog.Logger
 	wake    chan struct{}
+	retry   time.Duration // uncertifiedRetry, shorter in tests
 
 	mu         sync.RWMutex
 	responders map[string]*responder // by CA name
@@ -130,7 +131,7 @@ func NewOCSPResponder(s *Service, cfg OCSPConfig, log *slog.Logger) *OCSPRespond
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	o := &OCSPResponder{service: s, cfg: cfg, log: log, wake: make(chan struct{}, 1),
+	o := &OCSPResponder{service: s, cfg: cfg, log: log, wake: make(chan struct{}, 1), retry: uncertifiedRetry,
 		responders: map[string]*responder{}, cache: map[cacheKey]*OCSPAnswer{}, stale: map[cacheKey]bool{},
 		epoch: map[string]uint64{}, verified: map[cacheKey]uint64{}, counts: map[string]int64{}}
 	s.onRevoke = append(s.onRevoke, o.revoked)
@@ -158,7 +159,7 @@ func (o *OCSPResponder) SetResponders(ctx context.Context, keys []OCSPKey, lint 
 		r := &responder{ca: k.CA, key: k.Key, unknown: rate.NewLimiter(unknownPerSecond, unknownPerSecond)}
 		if prev := old[k.CA.name]; prev != nil && samePublicKey(prev.key.Public(), k.Key.Public()) &&
 			bytes.Equal(prev.ca.cert.Raw, k.CA.cert.Raw) {
-			r.cert, r.unknown = prev.cert, prev.unknown
+			r.cert, r.unknown = o.certOf(prev), prev.unknown
 		}
 		if err := r.hashes(); err != nil {
 			errs = append(errs, fmt.Errorf("OCSP responder of %s: %w", k.CA.name, err))
@@ -170,7 +171,7 @@ func (o *OCSPResponder) SetResponders(ctx context.Context, keys []OCSPKey, lint 
 	o.responders, o.lint = next, lint
 	o.mu.Unlock()
 	for _, r := range next {
-		if r.cert == nil || o.dueForRenewal(r.cert) {
+		if c := o.certOf(r); c == nil || o.dueForRenewal(c) {
 			if err := o.ensureCertificate(ctx, r); err != nil {
 				errs = append(errs, fmt.Errorf("OCSP responder certificate of %s: %w", r.ca.name, err))
 			}
@@ -242,6 +243,14 @@ func (o *OCSPResponder) ensureCertificate(ctx context.Context, r *responder) err
 	o.log.Info("issued OCSP responder certificate", "ca", r.ca.name, "serial", hex.EncodeToString(c.SerialNumber.Bytes()),
 		"notAfter", c.NotAfter.Format(time.RFC3339))
 	return nil
+}
+
+// certOf is r's responder certificate, nil until one is issued; renewals
+// replace it under o.mu.
+func (o *OCSPResponder) certOf(r *responder) *x509.Certificate {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return r.cert
 }
 
 func (o *OCSPResponder) setCertificate(r *responder, c *x509.Certificate) {
@@ -342,10 +351,7 @@ func (o *OCSPResponder) Respond(ctx context.Context, raw []byte) OCSPAnswer {
 	if r == nil {
 		return o.unsigned(ocsp.UnauthorizedErrorResponse, OCSPUnauthorized, "")
 	}
-	o.mu.RLock()
-	certified := r.cert != nil
-	o.mu.RUnlock()
-	if !certified { // pkid serves this CA; its responder certificate is still to be issued
+	if o.certOf(r) == nil { // pkid serves this CA; its responder certificate is still to be issued
 		return o.unsigned(ocsp.TryLaterErrorResponse, OCSPTryLater, r.ca.name)
 	}
 	key := cacheKey{ca: r.ca.name, serial: hex.EncodeToString(req.SerialNumber.Bytes()), hash: req.HashAlgorithm}
@@ -522,16 +528,20 @@ func storedForm(key cacheKey, a *OCSPAnswer) record.OCSPResponse {
 // signAnswer has r's key sign the answer and caches it (unknown answers
 // are not cached: they would let random serials fill the cache).
 func (o *OCSPResponder) signAnswer(r *responder, key cacheKey, serial *big.Int, want answerState, ep uint64) (*OCSPAnswer, error) {
+	cert := o.certOf(r)
+	if cert == nil {
+		return nil, errors.New("the responder certificate is not issued yet")
+	}
 	now := o.service.clock.Now().UTC().Truncate(time.Second)
 	tpl := ocsp.Response{Status: ocsp.Unknown, SerialNumber: serial, ThisUpdate: now, NextUpdate: now.Add(o.cfg.Validity),
-		IssuerHash: key.hash, Certificate: r.cert}
+		IssuerHash: key.hash, Certificate: cert}
 	switch want.status {
 	case OCSPGood:
 		tpl.Status = ocsp.Good
 	case OCSPRevoked:
 		tpl.Status, tpl.RevokedAt, tpl.RevocationReason = ocsp.Revoked, want.revokedAt, want.reason
 	}
-	der, err := o.service.signOCSP(r, tpl)
+	der, err := o.service.signOCSP(r, cert, tpl)
 	if err != nil {
 		return nil, err
 	}
@@ -553,25 +563,31 @@ func (o *OCSPResponder) unsigned(der []byte, status, ca string) OCSPAnswer {
 	return OCSPAnswer{DER: der, Status: status}
 }
 
-// responderFor finds the responder of the CA the request's CertID names.
+// responderFor finds the responder of the CA the request's CertID names,
+// one with a responder certificate first (two CA certificates with one
+// subject and key, a CA re-issued on its key, share a CertID).
 func (o *OCSPResponder) responderFor(req *ocsp.Request) *responder {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
+	var found *responder
 	for _, r := range o.responders {
 		if bytes.Equal(r.nameHash[req.HashAlgorithm], req.IssuerNameHash) &&
 			bytes.Equal(r.keyHash[req.HashAlgorithm], req.IssuerKeyHash) {
-			return r
+			if r.cert != nil {
+				return r
+			}
+			found = r
 		}
 	}
-	return nil
+	return found
 }
 
 // signOCSP has a responder key in the token sign an OCSP answer and checks
 // it the way a relying party will: the responder certificate chains to the
 // CA and the signature verifies with it.
-func (s *Service) signOCSP(r *responder, tpl ocsp.Response) ([]byte, error) {
+func (s *Service) signOCSP(r *responder, cert *x509.Certificate, tpl ocsp.Response) ([]byte, error) {
 	start := s.clock.Now()
-	der, err := ocsp.CreateResponse(r.ca.cert, r.cert, tpl, r.key)
+	der, err := ocsp.CreateResponse(r.ca.cert, cert, tpl, r.key)
 	s.observer.ObserveSign(r.ca.name, s.clock.Now().Sub(start), err)
 	if err != nil {
 		return nil, fmt.Errorf("signing the OCSP answer: %w", err)
@@ -690,12 +706,16 @@ func (o *OCSPResponder) Run(ctx context.Context, counter RevocationCounter) {
 	defer poll.Stop()
 	o.takeFullDue() // the first pass covers responders set before Run
 	o.refreshLogged(ctx, true)
+	retry := o.retryUncertified()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 			o.refreshLogged(ctx, false)
+		case <-retry:
+			o.refreshLogged(ctx, false)
+			retry = nil
 		case <-poll.C:
 			o.pollRevocations(ctx, counter)
 		case <-o.wake:
@@ -705,7 +725,28 @@ func (o *OCSPResponder) Run(ctx context.Context, counter RevocationCounter) {
 				o.refreshStale(ctx)
 			}
 		}
+		if retry == nil { // armed once, not again at every poll
+			retry = o.retryUncertified()
+		}
 	}
+}
+
+// uncertifiedRetry is how soon a pass runs again while a CA has no
+// responder certificate (its requests get tryLater meanwhile), rather than
+// at the next tick, a 48th of the answers' validity away.
+const uncertifiedRetry = 10 * time.Second
+
+// retryUncertified fires after uncertifiedRetry while a responder has no
+// certificate; nil (never) otherwise.
+func (o *OCSPResponder) retryUncertified() <-chan time.Time {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	for _, r := range o.responders {
+		if r.cert == nil {
+			return time.After(o.retry)
+		}
+	}
+	return nil
 }
 
 // takeFullDue reports whether new responders wait for a full pass, and
@@ -801,7 +842,7 @@ func (o *OCSPResponder) refresh(ctx context.Context) (signed int) {
 		if ctx.Err() != nil {
 			return signed
 		}
-		if r.cert == nil || o.dueForRenewal(r.cert) {
+		if c := o.certOf(r); c == nil || o.dueForRenewal(c) {
 			if err := o.ensureCertificate(ctx, r); err != nil {
 				o.log.Error("renewing the OCSP responder certificate failed", "ca", r.ca.name, "error", err)
 				continue

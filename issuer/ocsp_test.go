@@ -444,10 +444,34 @@ func TestOCSPTryLaterUntilTheResponderIsCertified(t *testing.T) {
 		t.Errorf("before the responder is certified: %s, want %s", a.Status, OCSPTryLater)
 	}
 
+	// Run retries soon (not at its tick, 15 minutes away) while a CA has
+	// no responder certificate.
+	logged := make(logLines, 64)
+	h.ocsp.log, h.ocsp.retry = slog.New(logged), 20*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); h.ocsp.Run(ctx, nil) }()
+	defer func() { // stop Run, draining what it logs meanwhile
+		cancel()
+		for {
+			select {
+			case <-ran:
+				return
+			case <-logged:
+			}
+		}
+	}()
 	h.store.mu.Lock()
 	h.store.failReserve = nil
 	h.store.mu.Unlock()
-	h.ocsp.refresh(context.Background())
+	for issued := false; !issued; {
+		select {
+		case line := <-logged:
+			issued = line["msg"] == "issued OCSP responder certificate"
+		case <-time.After(time.Minute): // a failure bound only
+			t.Fatal("no responder certificate after the store came back")
+		}
+	}
 	if a, resp := h.ask(t, leaf, crypto.SHA1); a.Status != OCSPGood || resp == nil {
 		t.Errorf("once certified: %s", a.Status)
 	}
