@@ -195,6 +195,7 @@ type CRLPublisher struct {
 	covered map[string]uint64        // CA → events the current CRL was built after
 	counted map[string]int64         // CA → revocations in the store when the current CRL was built
 	took    map[string]time.Duration // CA → how long its last CRL took to make
+	warned  map[string]time.Time     // CA → when a slow build was last reported
 	// leads holds, with a Cluster, the CAs whose CRLs this node makes: a
 	// lead is kept until Run ends (or the node dies and the database
 	// lets it go), so that one node makes them and the others adopt them.
@@ -215,7 +216,7 @@ func NewCRLPublisher(s *Service, cfg CRLConfig, log *slog.Logger) *CRLPublisher 
 	}
 	p := &CRLPublisher{service: s, cfg: cfg, log: log, wake: make(chan struct{}, 1), cas: map[string]*CA{},
 		current: map[string]*PublishedCRL{}, events: map[string]uint64{}, covered: map[string]uint64{}, counted: map[string]int64{},
-		took: map[string]time.Duration{}, leads: map[string]func(){}}
+		took: map[string]time.Duration{}, warned: map[string]time.Time{}, leads: map[string]func(){}}
 	s.onRevoke = append(s.onRevoke, func(ca, _ string) { p.revoked(ca) })
 	return p
 }
@@ -229,6 +230,11 @@ func (p *CRLPublisher) SetCAs(cas []*CA, lint CRLLinter) {
 	for _, ca := range cas {
 		if ca.CanSign() {
 			p.cas[ca.name] = ca
+		}
+	}
+	for name := range p.took { // a CA gone must not shorten the others' wait
+		if p.cas[name] == nil {
+			delete(p.took, name)
 		}
 	}
 	p.lint = lint
@@ -284,6 +290,10 @@ func (p *CRLPublisher) Run(ctx context.Context, counter RevocationCounter) {
 		}
 	}
 }
+
+// slowCRLWarnEvery spaces the warnings about a CA's slow CRL builds: under
+// steady revocations a large CRL is rebuilt every few seconds.
+const slowCRLWarnEvery = 10 * time.Minute
 
 // batchWait is how long a revocation waits for others to share its CRL: a
 // quarter of MaxDelay (at most 1 s), shorter once the slowest CA's last
@@ -483,11 +493,15 @@ func (p *CRLPublisher) Refresh(ctx context.Context, caName string, counter Revoc
 	took := time.Since(started)
 	p.mu.Lock()
 	p.current[caName], p.covered[caName], p.counted[caName], p.took[caName] = pub, events, count, took
+	slow := took > p.cfg.MaxDelay/2 && time.Since(p.warned[caName]) >= slowCRLWarnEvery
+	if slow {
+		p.warned[caName] = time.Now()
+	}
 	p.mu.Unlock()
 	p.service.observer.ObserveCRL(caName, rec.Number, rec.ThisUpdate, rec.NextUpdate)
 	p.log.Info("published CRL", "ca", caName, "number", rec.Number, "entries", len(entries),
 		"nextUpdate", rec.NextUpdate.Format(time.RFC3339), "took", took.Round(time.Millisecond).String())
-	if took > p.cfg.MaxDelay/2 {
+	if slow {
 		p.log.Warn("making a CRL took more than half of crl.maxDelay: revocations may reach it later than crl.maxDelay; raise it",
 			"ca", caName, "entries", len(entries), "took", took.Round(time.Millisecond).String(), "maxDelay", p.cfg.MaxDelay.String())
 	}

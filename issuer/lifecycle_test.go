@@ -679,19 +679,29 @@ func TestCRLBatchWaitLeavesRoomForTheBuild(t *testing.T) {
 
 	slow := NewCRLPublisher(h.service, CRLConfig{Validity: 24 * time.Hour, MaxDelay: 40 * time.Millisecond}, slog.New(logged))
 	slow.SetCAs([]*CA{h.ca}, slowCRLLinter{d: 30 * time.Millisecond})
-	if _, err := slow.Refresh(context.Background(), h.ca.Name(), nil); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if _, err := slow.Refresh(context.Background(), h.ca.Name(), nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got := slow.batchWait(); got != 0 {
 		t.Errorf("after a 30ms build with maxDelay 40ms: wait %s, want 0", got)
 	}
 	close(logged)
+	warnings := 0
 	var msgs []any
 	for line := range logged {
 		if line["msg"] == "making a CRL took more than half of crl.maxDelay: revocations may reach it later than crl.maxDelay; raise it" {
-			return
+			warnings++
 		}
 		msgs = append(msgs, line["msg"])
 	}
-	t.Errorf("no warning for a slow CRL; log: %v", msgs)
+	if warnings != 1 {
+		t.Errorf("%d warnings for two slow CRLs in a row, want one; log: %v", warnings, msgs)
+	}
+	// A CA no longer configured stops shortening the wait.
+	slow.SetCAs(nil, slowCRLLinter{})
+	if got := slow.batchWait(); got != 10*time.Millisecond {
+		t.Errorf("with the slow CA gone: wait %s, want maxDelay/4", got)
+	}
 }
