@@ -113,7 +113,7 @@ func openStore(ctx context.Context, cfg *Config, onCommit func(time.Duration, in
 			return nil, fmt.Errorf("database: %w", err)
 		}
 		db, err := postgres.Open(ctx, cfg.database, postgres.Options{Password: password, OnCommit: onCommit, OnAudit: onAudit,
-			ApplicationName: "pkid/" + cfg.nodeName, MaxConns: cfg.dbMaxConns, WriteTimeout: cfg.limits.databaseBusyTimeout})
+			ApplicationName: applicationName(cfg.nodeName), MaxConns: cfg.dbMaxConns, WriteTimeout: cfg.limits.databaseBusyTimeout})
 		if err != nil {
 			return nil, fmt.Errorf("database: %w", err)
 		}
@@ -124,6 +124,14 @@ func openStore(ctx context.Context, cfg *Config, onCommit func(time.Duration, in
 		return nil, fmt.Errorf("database: %w", err)
 	}
 	return db, nil
+}
+
+// applicationName names a node's PostgreSQL connections: "pkid/<node>",
+// cut to the 63 bytes the server keeps (node names are ASCII), so that
+// what pg_stat_activity shows is exactly this string.
+func applicationName(node string) string {
+	name := "pkid/" + node
+	return name[:min(len(name), 63)]
 }
 
 // openResources opens the token and, with open, the database, checks the

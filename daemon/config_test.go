@@ -270,3 +270,14 @@ func TestConfigWarnsAboutIdentityPatterns(t *testing.T) {
 		}
 	}
 }
+
+// A node's connections are named pkid/<node> within PostgreSQL's 63 bytes.
+func TestApplicationName(t *testing.T) {
+	if got := applicationName("node-a"); got != "pkid/node-a" {
+		t.Errorf("applicationName(node-a) = %q", got)
+	}
+	long := strings.Repeat("n", 64) // the longest node name config allows
+	if got := applicationName(long); len(got) != 63 || got != ("pkid/" + long)[:63] {
+		t.Errorf("a 64-character node name gives %q (%d bytes)", got, len(got))
+	}
+}
