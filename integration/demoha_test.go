@@ -67,9 +67,10 @@ func TestRunDemoHA(t *testing.T) {
 			}
 		})
 		deadline := time.Now().Add(3 * time.Minute) // a failure bound: the first run builds the fixture
+		probe := &http.Client{Timeout: 5 * time.Second}
 		for _, n := range nodes {
 			for {
-				if resp, err := http.Get("http://" + n.metrics + "/readyz"); err == nil {
+				if resp, err := probe.Get("http://" + n.metrics + "/readyz"); err == nil {
 					resp.Body.Close()
 					if resp.StatusCode == http.StatusOK {
 						break

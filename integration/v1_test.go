@@ -596,8 +596,13 @@ func TestV1BundleAndRevokeByID(t *testing.T) {
 
 	before, _, _ := fetchCRL(t, s.public, "ec-issuing")
 	r := a.do(http.MethodPost, path+"/revoke", "", map[string]string{"revocationReason": "KEY_COMPROMISE"})
-	if r.status != http.StatusOK || r.body["serialNumber"] != issued["serialNumber"] || r.body["revokedAt"] == "" || r.body["message"] == "" {
+	revokedAt, _ := r.body["revokedAt"].(string)
+	message, _ := r.body["message"].(string)
+	if r.status != http.StatusOK || r.body["serialNumber"] != issued["serialNumber"] || message == "" {
 		t.Fatalf("revoke by id: %d %s", r.status, r.raw)
+	}
+	if at, err := time.Parse(time.RFC3339, revokedAt); err != nil || time.Since(at) > time.Hour {
+		t.Errorf("revoke by id: revokedAt %q is not the time of the revocation (%v)", revokedAt, err)
 	}
 	if meta := asMap(a.must(http.MethodGet, path, nil)["certificate"]); meta["status"] != "revoked" {
 		t.Errorf("look-up after revocation: status %v", meta["status"])
