@@ -335,15 +335,26 @@ func (d *Daemon) recoverPending(ctx context.Context) error {
 	if n == 0 {
 		return nil
 	}
-	d.log.Warn("pending records left by an earlier run that stopped before finalizing them; resolving them as aborted", "count", n)
-	recovered, err := d.res.store.AbortPending(ctx, d.node, d.nodeTimeout,
+	recovered, err := d.res.store.AbortPending(ctx, d.node, ownRowsOnly,
 		"recovered at start-up: the previous run stopped after reserving this serial and before finalizing; the certificate, if signed, was never returned", time.Now().UTC())
 	if err != nil {
 		return fmt.Errorf("resolving pending records: %w", err)
 	}
+	if len(recovered) > 0 {
+		d.log.Warn("pending records left by an earlier run that stopped before finalizing them; resolved them as aborted", "count", len(recovered))
+	}
 	d.reportRecovered(ctx, recovered)
 	return nil
 }
+
+// ownRowsOnly is the staleAfter of the start-up recovery: at start a node
+// resolves only its own pending rows (DESIGN.md §16), and those of records
+// made before nodes had names (which never beat). Another node's rows are
+// the heartbeat loop's to judge, once this node's own beats have been
+// recorded for a nodeTimeout: a node starting right after a database
+// outage would otherwise take a live node, whose last beat is as old as
+// the outage, for stopped.
+const ownRowsOnly = 100 * 365 * 24 * time.Hour
 
 // recoverAbandoned resolves the pending rows of the nodes whose heartbeat
 // stopped more than nodeTimeout ago (DESIGN.md §16), so that a node that
@@ -552,21 +563,24 @@ func (d *Daemon) watchdogTick() {
 // busy node is not a stopped one.
 //
 // Other nodes are judged only once this node's own beats have been
-// recorded for a whole nodeTimeout: after a database outage every node's
-// last beat is old, and the first node back must give the others that
-// long to record theirs before it takes them for stopped.
+// recorded for a whole nodeTimeout with no two missed in a row (one, under
+// a busy writer, is no outage): after a database outage every node's last
+// beat is old, and the first node back must give the others that long to
+// record theirs before it takes them for stopped.
 func (d *Daemon) heartbeatLoop(ctx context.Context) {
-	var beatingSince time.Time // zero after a missed beat
+	var beatingSince time.Time
+	missed := 2 // as if after an outage: the loop's first beat starts the clock
 	every(ctx, d.nodeTimeout/4, d.nodeTimeout/4, func(ctx context.Context) {
 		now := time.Now()
 		if err := d.res.store.Heartbeat(ctx, d.node, now.UTC()); err != nil {
 			d.log.Warn("heartbeat not recorded", "node", d.node, "error", err)
-			beatingSince = time.Time{}
+			missed++
 			return
 		}
-		if beatingSince.IsZero() {
+		if missed >= 2 {
 			beatingSince = now
 		}
+		missed = 0
 		if now.Sub(beatingSince) >= d.nodeTimeout {
 			d.recoverAbandoned(ctx)
 		}

@@ -107,16 +107,22 @@ func heartbeatDaemon(t *testing.T, st store.Store, logged logEvents) *Daemon {
 // notes when the first beat after that was recorded.
 type awayBeats struct {
 	store.Store
-	away   atomic.Bool
-	missed chan struct{} // a beat failed
-	mu     sync.Mutex
-	back   time.Time // the first recorded beat after a failed one
-	failed bool
+	away      atomic.Bool
+	failEvery int           // if set, every failEvery-th beat fails too (a busy writer)
+	missed    chan struct{} // a beat failed
+	mu        sync.Mutex
+	back      time.Time // the first recorded beat after a failed one
+	failed    bool
+	beats     int
 }
 
 func (s *awayBeats) Heartbeat(ctx context.Context, node string, at time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.beats++
+	if s.failEvery > 0 && s.beats%s.failEvery == 0 {
+		return record.ErrUnavailable
+	}
 	if s.away.Load() {
 		s.failed = true
 		select {
@@ -167,5 +173,28 @@ func TestHeartbeatJudgesOthersOnlyAfterANodeTimeoutOfItsOwnBeats(t *testing.T) {
 	}
 	if waited := r.Time.Sub(back); waited < d.nodeTimeout {
 		t.Errorf("node B's row was resolved %s after node A's beats resumed; nodeTimeout is %s", waited, d.nodeTimeout)
+	}
+}
+
+// A beat missed now and then (the writer busy) is no outage: a node whose
+// every fourth beat fails still resolves a stopped node's rows.
+func TestHeartbeatMissedNowAndThenStillJudgesOthers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := &awayBeats{Store: twoNodesPendingRows(t, ctx), failEvery: 4, missed: make(chan struct{}, 1)}
+	logged := newLogEvents("resolved pending record")
+	d := heartbeatDaemon(t, st, logged)
+	var loop sync.WaitGroup
+	loop.Add(1)
+	go func() { defer loop.Done(); d.heartbeatLoop(ctx) }()
+	defer loop.Wait()
+	defer cancel()
+	select {
+	case r := <-logged.recs:
+		if node := attr(r, "node").String(); node != "node-b" {
+			t.Fatalf("resolved a row of %s", node)
+		}
+	case <-time.After(time.Minute): // a failure bound only
+		t.Fatal("with one beat in four missed, the stopped node's row was never resolved")
 	}
 }

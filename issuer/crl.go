@@ -105,13 +105,10 @@ func (s *Service) signCRL(ctx context.Context, o *crlOrder) (*record.CRL, error)
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, record.ErrCRLNumberUsed) {
-			// Perhaps committed all the same: resolve it if it was.
-			ab := record.AuditEvent{Identity: "pkid", CA: o.ca.name, CRLNumber: rec.Number}
-			s.leaveCRL(&rec, unfinishedEvent(ab, OutcomeError))
-			return nil, fmt.Errorf("reserving CRL number %d: %w", rec.Number, err)
-		}
-		if attempt == 2 {
+		// A reservation whose answer was lost is not left to
+		// ResolveUnfinished: if it did not commit, the next CRL takes the
+		// same number, and aborting "that number" later would abort it.
+		if !errors.Is(err, record.ErrCRLNumberUsed) || attempt == 2 {
 			return nil, fmt.Errorf("reserving CRL number %d: %w", rec.Number, err)
 		}
 	}
@@ -492,7 +489,10 @@ func (p *CRLPublisher) Refresh(ctx context.Context, caName string, counter Revoc
 	pub := &PublishedCRL{CA: caName, Number: rec.Number, ThisUpdate: rec.ThisUpdate, NextUpdate: rec.NextUpdate, DER: rec.DER, Entries: len(entries)}
 	took := time.Since(started)
 	p.mu.Lock()
-	p.current[caName], p.covered[caName], p.counted[caName], p.took[caName] = pub, events, count, took
+	p.current[caName], p.covered[caName], p.counted[caName] = pub, events, count
+	if p.cas[caName] == ca { // not a CA a reload removed while this one was built
+		p.took[caName] = took
+	}
 	slow := took > p.cfg.MaxDelay/2 && time.Since(p.warned[caName]) >= slowCRLWarnEvery
 	if slow {
 		p.warned[caName] = time.Now()

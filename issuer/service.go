@@ -223,15 +223,18 @@ func (s *Service) issueCertificate(ctx context.Context, o *certificateOrder) (*r
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, record.ErrDuplicateSerial) {
-			// The reservation may have been committed all the same (an
-			// answer lost with the connection): resolve it if it was.
+		if errors.Is(err, record.ErrUnavailable) {
+			// The database went away: the reservation may have committed
+			// all the same (an answer lost with the connection). Its id is
+			// this request's alone, so resolving "it" later can touch no
+			// other row.
 			ab := o.event
 			ab.CertificateID, ab.Serial, ab.CA = rec.ID, rec.Serial, o.ca.name
-			s.leaveCertificate(&rec, nil, unfinishedEvent(ab, OutcomeUnavailable))
+			ab.Action, ab.Outcome, ab.Reason = record.ActionAborted, OutcomeUnavailable, unfinishedReservationReason
+			s.leaveCertificate(&rec, nil, ab)
 			return nil, storeUnavailable(err)
 		}
-		if attempt == 2 {
+		if !errors.Is(err, record.ErrDuplicateSerial) || attempt == 2 {
 			return nil, storeUnavailable(err)
 		}
 	}

@@ -36,9 +36,10 @@ type unfinishedRow struct {
 	failures int                             // attempts the store refused
 }
 
-// maxUnfinishedFailures is how often a row's abort may fail (with the
-// store answering heartbeats) before it is left for the start-up recovery:
-// an error that does not go away must not be retried on every beat.
+// maxUnfinishedFailures is how often a row's abort may fail for a reason of
+// its own (not the store away, not the pass out of time) before it is left
+// for the start-up recovery: an error that does not go away must not be
+// retried on every beat.
 const maxUnfinishedFailures = 10
 
 // unfinishedRows are the rows a Service owes an outcome, by record id (or
@@ -97,6 +98,10 @@ func (u *unfinishedRows) failed(key string) bool {
 // unfinishedReason is the audit reason of a row whose finalize failed.
 const unfinishedReason = "the database failed as the outcome was being recorded; the request was answered 503 and the certificate, if signed, was never returned"
 
+// unfinishedReservationReason is the audit reason of a reservation whose
+// answer the database lost and that had committed all the same.
+const unfinishedReservationReason = "the database went away as the serial was being reserved; the request was answered 503 and nothing was signed"
+
 // unfinishedEvent turns the finalize entry ev into the abort entry of a
 // row whose finalize failed.
 func unfinishedEvent(ev record.AuditEvent, outcome string) record.AuditEvent {
@@ -151,6 +156,11 @@ func (s *Service) ResolveUnfinished(ctx context.Context) ([]Unfinished, error) {
 		case err == nil:
 			resolved = append(resolved, row.Unfinished)
 		case errors.Is(err, record.ErrNotPending), errors.Is(err, record.ErrNotFound):
+		case transient(err):
+			if first == nil {
+				first = err
+			}
+			continue // not counted: the next pass tries again
 		default:
 			if first == nil {
 				first = err
@@ -171,4 +181,11 @@ func (s *Service) ResolveUnfinished(ctx context.Context) ([]Unfinished, error) {
 	default:
 		return resolved, fmt.Errorf("resolving the pending rows of ended requests: %w", first)
 	}
+}
+
+// transient reports an error that says nothing about the row: the store
+// was away, or the pass ran out of time.
+func transient(err error) bool {
+	return errors.Is(err, record.ErrUnavailable) || errors.Is(err, record.ErrClosed) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }

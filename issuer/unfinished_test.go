@@ -141,8 +141,9 @@ func TestUnfinishedReservationIsResolvedIfItCommitted(t *testing.T) {
 	}
 }
 
-// An abort the store keeps refusing while it answers heartbeats is tried
-// maxUnfinishedFailures times, then left to the start-up recovery. Two
+// An abort the store keeps refusing for a reason of the row's is tried
+// maxUnfinishedFailures times, then left to the start-up recovery; the
+// store being away does not count. Two
 // passes at once (under -race: their attempts share no state) resolve a
 // row once.
 func TestUnfinishedRowsGiveUpAndPassesDoNotOverlap(t *testing.T) {
@@ -153,6 +154,15 @@ func TestUnfinishedRowsGiveUpAndPassesDoNotOverlap(t *testing.T) {
 		wantKind(t, err, KindUnavailable)
 	}
 	h.store.failFinal = nil
+	// The store away, or a pass out of time, says nothing about the rows:
+	// those attempts are not counted.
+	h.store.failAbort = record.ErrUnavailable
+	for range 2 * maxUnfinishedFailures {
+		h.service.ResolveUnfinished(context.Background())
+	}
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	h.service.ResolveUnfinished(expired)
 	h.store.mu.Lock()
 	h.store.failAbort = errors.New("constraint violated")
 	h.store.mu.Unlock()
