@@ -264,7 +264,7 @@ func TestLifecycle(t *testing.T) {
 		}
 		results := make(chan result, n)
 		written := make(chan struct{}, n)
-		var answered atomic.Int32
+		var answered, transportErrs atomic.Int32
 		// Each request on a connection of its own: a request written on an
 		// idle keep-alive connection can meet Shutdown closing that
 		// connection before the server has read it (net/http closes idle
@@ -284,6 +284,8 @@ func TestLifecycle(t *testing.T) {
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := fresh.Do(req)
 				if err != nil {
+					transportErrs.Add(1)
+					answered.Add(1)
 					results <- result{0, "", time.Now()}
 					return
 				}
@@ -307,6 +309,9 @@ func TestLifecycle(t *testing.T) {
 		for {
 			_, text := httpGet(t, "http://"+d.metrics+"/metrics")
 			inFlight := int(sampleValue(text, "pkid_http_requests_in_flight"))
+			if transportErrs.Load() > 0 {
+				t.Fatal("a request failed before SIGTERM (no answer)")
+			}
 			if done := int(answered.Load()); inFlight > 0 && inFlight+done == n {
 				break
 			} else if done == n {
@@ -315,6 +320,7 @@ func TestLifecycle(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("the daemon never took all %d requests", n)
 			}
+			time.Sleep(10 * time.Millisecond) // between scrapes, leave the cores to the key generation
 		}
 		termAt := time.Now()
 		d.cmd.Process.Signal(syscall.SIGTERM)

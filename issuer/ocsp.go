@@ -706,7 +706,8 @@ func (o *OCSPResponder) Run(ctx context.Context, counter RevocationCounter) {
 	defer poll.Stop()
 	o.takeFullDue() // the first pass covers responders set before Run
 	o.refreshLogged(ctx, true)
-	retry := o.retryUncertified()
+	backoff := o.retry
+	retry := o.retryUncertified(backoff)
 	for {
 		select {
 		case <-ctx.Done():
@@ -714,7 +715,12 @@ func (o *OCSPResponder) Run(ctx context.Context, counter RevocationCounter) {
 		case <-tick.C:
 			o.refreshLogged(ctx, false)
 		case <-retry:
-			o.refreshLogged(ctx, false)
+			if o.certifyMissing(ctx) {
+				o.refreshLogged(ctx, false) // its answers, now that it can sign them
+				backoff = o.retry
+			} else {
+				backoff = min(2*backoff, max(o.cfg.Validity/48, time.Second))
+			}
 			retry = nil
 		case <-poll.C:
 			o.pollRevocations(ctx, counter)
@@ -726,27 +732,50 @@ func (o *OCSPResponder) Run(ctx context.Context, counter RevocationCounter) {
 			}
 		}
 		if retry == nil { // armed once, not again at every poll
-			retry = o.retryUncertified()
+			retry = o.retryUncertified(backoff)
 		}
 	}
 }
 
-// uncertifiedRetry is how soon a pass runs again while a CA has no
-// responder certificate (its requests get tryLater meanwhile), rather than
-// at the next tick, a 48th of the answers' validity away.
+// uncertifiedRetry is how soon the responder certificate of a CA that has
+// none (its requests get tryLater meanwhile) is tried again, rather than at
+// the next tick, a 48th of the answers' validity away; each failure doubles
+// the wait, up to that tick.
 const uncertifiedRetry = 10 * time.Second
 
-// retryUncertified fires after uncertifiedRetry while a responder has no
-// certificate; nil (never) otherwise.
-func (o *OCSPResponder) retryUncertified() <-chan time.Time {
+// retryUncertified fires after wait while a responder has no certificate;
+// nil (never) otherwise.
+func (o *OCSPResponder) retryUncertified(wait time.Duration) <-chan time.Time {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	for _, r := range o.responders {
 		if r.cert == nil {
-			return time.After(o.retry)
+			return time.After(wait)
 		}
 	}
 	return nil
+}
+
+// certifyMissing tries to issue the responder certificates that are
+// missing, and reports whether any now exists.
+func (o *OCSPResponder) certifyMissing(ctx context.Context) bool {
+	o.mu.RLock()
+	var missing []*responder
+	for _, r := range o.responders {
+		if r.cert == nil {
+			missing = append(missing, r)
+		}
+	}
+	o.mu.RUnlock()
+	issued := false
+	for _, r := range missing {
+		if err := o.ensureCertificate(ctx, r); err != nil {
+			o.log.Error("issuing the OCSP responder certificate failed; its CA's requests get tryLater", "ca", r.ca.name, "error", err)
+			continue
+		}
+		issued = true
+	}
+	return issued
 }
 
 // takeFullDue reports whether new responders wait for a full pass, and
