@@ -79,13 +79,23 @@ func (r *resources) Close() error {
 const tokenCloseTimeout = 5 * time.Second
 
 func closeTokenWithin(tok interface{ Close() error }, within time.Duration) error {
-	done := make(chan error, 1)
-	go func() { done <- tok.Close() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(within):
+	done, err := returnsWithin(within, tok.Close)
+	if !done {
 		return fmt.Errorf("the token did not close within %s: a call is still inside it; exiting leaves it to the process's end", within)
+	}
+	return err
+}
+
+// returnsWithin runs fn and waits at most within for it: done is false if
+// fn is still running then (it goes on, and its result is dropped).
+func returnsWithin(within time.Duration, fn func() error) (done bool, err error) {
+	result := make(chan error, 1)
+	go func() { result <- fn() }()
+	select {
+	case err := <-result:
+		return true, err
+	case <-time.After(within):
+		return false, nil
 	}
 }
 

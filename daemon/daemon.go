@@ -270,16 +270,12 @@ loop:
 // entries it would have (it reads the newest checkpoint from the store).
 func (d *Daemon) stopBackground(cancel context.CancelFunc, loops *sync.WaitGroup) error {
 	cancel()
-	stopped := make(chan struct{})
-	go func() { loops.Wait(); close(stopped) }()
-	select {
-	case <-stopped:
+	if done, _ := returnsWithin(d.backgroundGrace, func() error { loops.Wait(); return nil }); done {
 		return nil
-	case <-time.After(d.backgroundGrace):
-		d.log.Error("background work did not stop; exiting without it and without the last audit checkpoint",
-			"waited", d.backgroundGrace.String())
-		return fmt.Errorf("background work did not stop within %s", d.backgroundGrace)
 	}
+	d.log.Error("background work did not stop; exiting without it and without the last audit checkpoint",
+		"waited", d.backgroundGrace.String())
+	return fmt.Errorf("background work did not stop within %s", d.backgroundGrace)
 }
 
 // GC defaults for the issuance hot path, unless the operator set GOGC or

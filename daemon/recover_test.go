@@ -26,20 +26,9 @@ func TestHeartbeatResolvesStoppedNodesRows(t *testing.T) {
 	st := twoNodesPendingRows(t, ctx)
 	logged := newLogEvents("resolved pending record")
 	d := heartbeatDaemon(t, st, logged)
-	var loop sync.WaitGroup
-	loop.Add(1)
-	go func() { defer loop.Done(); d.heartbeatLoop(ctx) }()
-	defer loop.Wait()
-	defer cancel()
+	runHeartbeats(t, d)
 
-	select {
-	case r := <-logged.recs:
-		if node := attr(r, "node").String(); node != "node-b" {
-			t.Fatalf("resolved a row of %s", node)
-		}
-	case <-time.After(time.Minute): // a failure bound only
-		t.Fatal("the stopped node's row was not resolved")
-	}
+	resolvedOfNodeB(t, logged, "the stopped node's row was not resolved")
 	// Node A's own row stays pending however many beats pass: the beat
 	// after the one that resolved node B's row finds nothing more.
 	seq, _, err := st.AuditHead(ctx)
@@ -103,6 +92,32 @@ func heartbeatDaemon(t *testing.T, st store.Store, logged logEvents) *Daemon {
 		node: "node-a", nodeTimeout: 40 * time.Millisecond}
 }
 
+// runHeartbeats runs d's heartbeat loop until the test ends.
+func runHeartbeats(t *testing.T, d *Daemon) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var loop sync.WaitGroup
+	loop.Add(1)
+	go func() { defer loop.Done(); d.heartbeatLoop(ctx) }()
+	t.Cleanup(func() { cancel(); loop.Wait() }) // before the store closes
+}
+
+// resolvedOfNodeB waits for the log line of a resolved row and checks it
+// was node-b's; failure says what did not happen.
+func resolvedOfNodeB(t *testing.T, logged logEvents, failure string) slog.Record {
+	t.Helper()
+	select {
+	case r := <-logged.recs:
+		if node := attr(r, "node").String(); node != "node-b" {
+			t.Fatalf("resolved a row of %s", node)
+		}
+		return r
+	case <-time.After(time.Minute): // a failure bound only
+		t.Fatal(failure)
+	}
+	return slog.Record{}
+}
+
 // awayBeats is a store whose heartbeats fail while away is set, and that
 // notes when the first beat after that was recorded.
 type awayBeats struct {
@@ -151,26 +166,14 @@ func TestHeartbeatJudgesOthersOnlyAfterANodeTimeoutOfItsOwnBeats(t *testing.T) {
 	st.away.Store(true)
 	logged := newLogEvents("resolved pending record")
 	d := heartbeatDaemon(t, st, logged)
-	var loop sync.WaitGroup
-	loop.Add(1)
-	go func() { defer loop.Done(); d.heartbeatLoop(ctx) }()
-	defer loop.Wait()
-	defer cancel()
+	runHeartbeats(t, d)
 
 	<-st.missed
 	st.away.Store(false)
-	var r slog.Record
-	select {
-	case r = <-logged.recs:
-	case <-time.After(time.Minute): // a failure bound only
-		t.Fatal("the stopped node's row was not resolved after the outage")
-	}
+	r := resolvedOfNodeB(t, logged, "the stopped node's row was not resolved after the outage")
 	st.mu.Lock()
 	back := st.back
 	st.mu.Unlock()
-	if node := attr(r, "node").String(); node != "node-b" {
-		t.Fatalf("resolved a row of %s", node)
-	}
 	if waited := r.Time.Sub(back); waited < d.nodeTimeout {
 		t.Errorf("node B's row was resolved %s after node A's beats resumed; nodeTimeout is %s", waited, d.nodeTimeout)
 	}
@@ -186,19 +189,8 @@ func TestHeartbeatMissedNowAndThenStillJudgesOthers(t *testing.T) {
 	st := &awayBeats{Store: twoNodesPendingRows(t, ctx), failEvery: 3, missed: make(chan struct{}, 1)}
 	logged := newLogEvents("resolved pending record")
 	d := heartbeatDaemon(t, st, logged)
-	var loop sync.WaitGroup
-	loop.Add(1)
-	go func() { defer loop.Done(); d.heartbeatLoop(ctx) }()
-	defer loop.Wait()
-	defer cancel()
-	select {
-	case r := <-logged.recs:
-		if node := attr(r, "node").String(); node != "node-b" {
-			t.Fatalf("resolved a row of %s", node)
-		}
-	case <-time.After(time.Minute): // a failure bound only
-		t.Fatal("with one beat in three missed, the stopped node's row was never resolved")
-	}
+	runHeartbeats(t, d)
+	resolvedOfNodeB(t, logged, "with one beat in three missed, the stopped node's row was never resolved")
 	st.mu.Lock()
 	beats := st.beats
 	st.mu.Unlock()

@@ -237,18 +237,7 @@ func TestMultiNode(t *testing.T) {
 		// nodeTimeout old, which a slow restart can reach: then B resolved
 		// those of A's rows A did not find (the step after this one shows
 		// B never does so sooner).
-		var byB int
-		for _, r := range b.logSince(t, bLog, "resolved pending record") {
-			if r["node"] == a.name && certificateRow(r) {
-				byB++
-			}
-		}
-		byA := 0
-		for _, r := range recovered {
-			if certificateRow(r) {
-				byA++
-			}
-		}
+		byA, byB := certificateRows(recovered, a.name), certificateRows(b.logSince(t, bLog, "resolved pending record"), a.name)
 		if byA+byB != pending { // pending counts certificate rows; a cut CRL reservation is resolved too
 			t.Errorf("%s resolved %d pending certificate rows at start and %s %d; the crash left %d", a.name, byA, b.name, byB, pending)
 		}
@@ -822,6 +811,18 @@ func (n *haNode) issue(cn string) (haIssued, error) {
 func certificateRow(line map[string]any) bool {
 	id, _ := line["certificateId"].(string)
 	return id != ""
+}
+
+// certificateRows counts the "resolved pending record" lines of node's
+// certificate rows.
+func certificateRows(lines []map[string]any, node string) int {
+	n := 0
+	for _, r := range lines {
+		if r["node"] == node && certificateRow(r) {
+			n++
+		}
+	}
+	return n
 }
 
 // haRefusal is an answer other than 200 to an issuing request.

@@ -114,8 +114,7 @@ func (s *Service) signCRL(ctx context.Context, o *crlOrder) (*record.CRL, error)
 	}
 	ev := record.AuditEvent{Time: rec.CreatedAt, Identity: "pkid", CA: o.ca.name, CRLNumber: rec.Number}
 	abort := func(reason string, cause error) error {
-		ab := ev
-		ab.Action, ab.Outcome, ab.Reason = record.ActionAborted, OutcomeError, reason
+		ab := abortEvent(ev, OutcomeError, reason)
 		if err := s.store.AbortCRL(context.WithoutCancel(ctx), o.ca.name, rec.Number, ab); err != nil {
 			s.leaveCRL(&rec, ab)
 			return errors.Join(cause, err)
@@ -142,7 +141,7 @@ func (s *Service) signCRL(ctx context.Context, o *crlOrder) (*record.CRL, error)
 	}
 	ev.Action, ev.Outcome, ev.DERHash = record.ActionCRL, OutcomeIssued, sha256Hex(der)
 	if err := s.store.FinalizeCRL(context.WithoutCancel(ctx), o.ca.name, rec.Number, der, ev); err != nil {
-		s.leaveCRL(&rec, unfinishedEvent(ev, OutcomeError)) // its derSha256 says what the key signed
+		s.leaveCRL(&rec, abortEvent(ev, OutcomeError, unfinishedReason)) // its derSha256 says what the key signed
 		return nil, fmt.Errorf("finalizing CRL %d: %w", rec.Number, err)
 	}
 	rec.Status, rec.DER = record.StatusIssued, der
@@ -229,11 +228,6 @@ func (p *CRLPublisher) SetCAs(cas []*CA, lint CRLLinter) {
 			p.cas[ca.name] = ca
 		}
 	}
-	for name := range p.took { // a CA gone must not shorten the others' wait
-		if p.cas[name] == nil {
-			delete(p.took, name)
-		}
-	}
 	p.lint = lint
 	p.kick()
 }
@@ -299,8 +293,8 @@ const slowCRLWarnEvery = 10 * time.Minute
 func (p *CRLPublisher) batchWait() time.Duration {
 	p.mu.Lock()
 	var slowest time.Duration
-	for _, d := range p.took {
-		slowest = max(slowest, d)
+	for name := range p.cas { // a CA a reload removed no longer counts
+		slowest = max(slowest, p.took[name])
 	}
 	p.mu.Unlock()
 	return max(0, min(p.cfg.MaxDelay/4, time.Second, p.cfg.MaxDelay*3/4-slowest))
@@ -489,10 +483,7 @@ func (p *CRLPublisher) Refresh(ctx context.Context, caName string, counter Revoc
 	pub := &PublishedCRL{CA: caName, Number: rec.Number, ThisUpdate: rec.ThisUpdate, NextUpdate: rec.NextUpdate, DER: rec.DER, Entries: len(entries)}
 	took := time.Since(started)
 	p.mu.Lock()
-	p.current[caName], p.covered[caName], p.counted[caName] = pub, events, count
-	if p.cas[caName] == ca { // not a CA a reload removed while this one was built
-		p.took[caName] = took
-	}
+	p.current[caName], p.covered[caName], p.counted[caName], p.took[caName] = pub, events, count, took
 	slow := took > p.cfg.MaxDelay/2 && time.Since(p.warned[caName]) >= slowCRLWarnEvery
 	if slow {
 		p.warned[caName] = time.Now()

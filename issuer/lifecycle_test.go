@@ -665,13 +665,14 @@ func TestCRLBatchWaitLeavesRoomForTheBuild(t *testing.T) {
 	h := newHarness(t, false)
 	logged := make(logLines, 16)
 	pub := NewCRLPublisher(h.service, CRLConfig{Validity: 24 * time.Hour, MaxDelay: 2 * time.Second}, nil)
+	pub.SetCAs([]*CA{h.ca}, &crlLinter{})
 	for _, c := range []struct{ took, want time.Duration }{
 		{0, 500 * time.Millisecond},
 		{900 * time.Millisecond, 500 * time.Millisecond},
 		{1200 * time.Millisecond, 300 * time.Millisecond},
 		{3 * time.Second, 0},
 	} {
-		pub.took["ec"] = c.took
+		pub.took[h.ca.Name()] = c.took
 		if got := pub.batchWait(); got != c.want {
 			t.Errorf("last build %s: wait %s, want %s", c.took, got, c.want)
 		}

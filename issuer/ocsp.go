@@ -743,32 +743,33 @@ func (o *OCSPResponder) Run(ctx context.Context, counter RevocationCounter) {
 // the wait, up to that tick.
 const uncertifiedRetry = 10 * time.Second
 
-// retryUncertified fires after wait while a responder has no certificate;
-// nil (never) otherwise.
-func (o *OCSPResponder) retryUncertified(wait time.Duration) <-chan time.Time {
+// uncertified lists the responders that have no certificate yet.
+func (o *OCSPResponder) uncertified() []*responder {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	for _, r := range o.responders {
-		if r.cert == nil {
-			return time.After(wait)
-		}
-	}
-	return nil
-}
-
-// certifyMissing tries to issue the responder certificates that are
-// missing, and reports whether any now exists.
-func (o *OCSPResponder) certifyMissing(ctx context.Context) bool {
-	o.mu.RLock()
 	var missing []*responder
 	for _, r := range o.responders {
 		if r.cert == nil {
 			missing = append(missing, r)
 		}
 	}
-	o.mu.RUnlock()
+	return missing
+}
+
+// retryUncertified fires after wait while a responder has no certificate;
+// nil (never) otherwise.
+func (o *OCSPResponder) retryUncertified(wait time.Duration) <-chan time.Time {
+	if len(o.uncertified()) == 0 {
+		return nil
+	}
+	return time.After(wait)
+}
+
+// certifyMissing tries to issue the responder certificates that are
+// missing, and reports whether any now exists.
+func (o *OCSPResponder) certifyMissing(ctx context.Context) bool {
 	issued := false
-	for _, r := range missing {
+	for _, r := range o.uncertified() {
 		if err := o.ensureCertificate(ctx, r); err != nil {
 			o.log.Error("issuing the OCSP responder certificate failed; its CA's requests get tryLater", "ca", r.ca.name, "error", err)
 			continue

@@ -230,8 +230,7 @@ func (s *Service) issueCertificate(ctx context.Context, o *certificateOrder) (*r
 			// other row.
 			ab := o.event
 			ab.CertificateID, ab.Serial, ab.CA = rec.ID, rec.Serial, o.ca.name
-			ab.Action, ab.Outcome, ab.Reason = record.ActionAborted, OutcomeUnavailable, unfinishedReservationReason
-			s.leaveCertificate(&rec, nil, ab)
+			s.leaveCertificate(&rec, nil, abortEvent(ab, OutcomeUnavailable, unfinishedReservationReason))
 			return nil, storeUnavailable(err)
 		}
 		if !errors.Is(err, record.ErrDuplicateSerial) || attempt == 2 {
@@ -241,8 +240,7 @@ func (s *Service) issueCertificate(ctx context.Context, o *certificateOrder) (*r
 	ev := o.event
 	ev.CertificateID, ev.Serial, ev.CA = rec.ID, rec.Serial, o.ca.name
 	abort := func(reason string, der []byte, cause *Error) error {
-		ab := ev
-		ab.Action, ab.Outcome, ab.Reason = record.ActionAborted, cause.Kind.Outcome(), reason
+		ab := abortEvent(ev, cause.Kind.Outcome(), reason)
 		if err := s.store.Abort(context.WithoutCancel(ctx), rec.ID, der, ab); err != nil {
 			s.leaveCertificate(&rec, der, ab)
 			return storeUnavailable(errors.Join(cause, err))
@@ -277,7 +275,7 @@ func (s *Service) issueCertificate(ctx context.Context, o *certificateOrder) (*r
 	// transaction. The client may have gone; the record must not be lost.
 	ev.Action, ev.Outcome, ev.DERHash = record.ActionIssued, OutcomeIssued, sha256Hex(der)
 	if err := s.store.Finalize(context.WithoutCancel(ctx), rec.ID, der, ev); err != nil {
-		s.leaveCertificate(&rec, der, unfinishedEvent(ev, OutcomeUnavailable))
+		s.leaveCertificate(&rec, der, abortEvent(ev, OutcomeUnavailable, unfinishedReason))
 		return nil, storeUnavailable(err)
 	}
 	rec.Status, rec.DER = record.StatusIssued, der

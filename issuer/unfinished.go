@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -102,10 +103,10 @@ const unfinishedReason = "the database failed as the outcome was being recorded;
 // answer the database lost and that had committed all the same.
 const unfinishedReservationReason = "the database went away as the serial was being reserved; the request was answered 503 and nothing was signed"
 
-// unfinishedEvent turns the finalize entry ev into the abort entry of a
-// row whose finalize failed.
-func unfinishedEvent(ev record.AuditEvent, outcome string) record.AuditEvent {
-	ev.Action, ev.Outcome, ev.Reason = record.ActionAborted, outcome, unfinishedReason
+// abortEvent turns a request's audit entry ev into the entry of its
+// reservation aborted for reason.
+func abortEvent(ev record.AuditEvent, outcome, reason string) record.AuditEvent {
+	ev.Action, ev.Outcome, ev.Reason = record.ActionAborted, outcome, reason
 	return ev
 }
 
@@ -155,32 +156,25 @@ func (s *Service) ResolveUnfinished(ctx context.Context) ([]Unfinished, error) {
 		switch {
 		case err == nil:
 			resolved = append(resolved, row.Unfinished)
+			s.unfinished.drop(key)
 		case errors.Is(err, record.ErrNotPending), errors.Is(err, record.ErrNotFound):
-		case transient(err):
-			if first == nil {
-				first = err
-			}
-			continue // not counted: the next pass tries again
+			s.unfinished.drop(key)
 		default:
-			if first == nil {
-				first = err
-			}
-			if !s.unfinished.failed(key) {
+			first = cmp.Or(first, err)
+			// The store away or the pass out of time is not counted.
+			if !transient(err) && !s.unfinished.failed(key) {
 				left++
 			}
-			continue
 		}
-		s.unfinished.drop(key)
 	}
-	switch {
-	case first == nil:
+	if first == nil {
 		return resolved, nil
-	case left > 0:
-		return resolved, fmt.Errorf("resolving the pending rows of ended requests: %w (%d left to the start-up recovery after %d attempts)",
-			first, left, maxUnfinishedFailures)
-	default:
-		return resolved, fmt.Errorf("resolving the pending rows of ended requests: %w", first)
 	}
+	err := fmt.Errorf("resolving the pending rows of ended requests: %w", first)
+	if left > 0 {
+		err = fmt.Errorf("%w (%d left to the start-up recovery after %d attempts)", err, left, maxUnfinishedFailures)
+	}
+	return resolved, err
 }
 
 // transient reports an error that says nothing about the row: the store
