@@ -48,9 +48,7 @@ FUZZ_TARGETS := policy:FuzzParseDuration policy:FuzzMatchAgreesWithRegexp policy
 	policy:FuzzParseCommonName issuer:FuzzCanonicalValueRoundTrip csr:FuzzParse api:FuzzDecodeRequest daemon:FuzzParseConfig \
 	auth:FuzzAuthenticate acme:FuzzParseJWS api:FuzzV1Bodies
 fuzz:
-	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
-	  echo "fuzz $$fn ($(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg >/dev/null || exit 1; done
+	@GO=$(GO) ./scripts/fuzz.sh $(FUZZTIME) $(FUZZ_TARGETS)
 
 # A longer soak: make soak SOAK_REQUESTS=20000
 SOAK_REQUESTS ?= 20000
