@@ -522,8 +522,11 @@ func (d *Daemon) probeToken(ctx context.Context) error {
 	label := d.gen.Load().probeLabel
 	done := make(chan error, 1)
 	go func() {
-		defer d.tokenProbing.Store(false)
-		done <- d.token.Probe(label)
+		err := d.token.Probe(label)
+		// Cleared before the answer is sent, so that a probe that got its
+		// answer never finds the next one refused.
+		d.tokenProbing.Store(false)
+		done <- err
 	}()
 	select {
 	case err := <-done:
