@@ -124,7 +124,7 @@ type awayBeats struct {
 	store.Store
 	away      atomic.Bool
 	failEvery int           // if set, every failEvery-th beat fails too (a busy writer)
-	missed    chan struct{} // a beat failed
+	missed    chan struct{} // a beat failed while away (nil: not watched)
 	mu        sync.Mutex
 	back      time.Time // the first recorded beat after a failed one
 	failed    bool
@@ -186,7 +186,7 @@ func TestHeartbeatJudgesOthersOnlyAfterANodeTimeoutOfItsOwnBeats(t *testing.T) {
 func TestHeartbeatMissedNowAndThenStillJudgesOthers(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st := &awayBeats{Store: twoNodesPendingRows(t, ctx), failEvery: 3, missed: make(chan struct{}, 1)}
+	st := &awayBeats{Store: twoNodesPendingRows(t, ctx), failEvery: 3}
 	logged := newLogEvents("resolved pending record")
 	d := heartbeatDaemon(t, st, logged)
 	runHeartbeats(t, d)

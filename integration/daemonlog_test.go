@@ -8,11 +8,11 @@ import (
 	"time"
 )
 
-// logLinesSince returns the JSON log lines of the file at path, from
-// offset on, whose msg is msg.
-func logLinesSince(t *testing.T, path string, offset int64, msg string) []map[string]any {
+// logSince returns the daemon's JSON log lines, from offset on, whose msg
+// is msg.
+func (d *daemon2) logSince(t *testing.T, offset int64, msg string) []map[string]any {
 	t.Helper()
-	f, err := os.Open(path)
+	f, err := os.Open(d.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,25 +32,31 @@ func logLinesSince(t *testing.T, path string, offset int64, msg string) []map[st
 	return out
 }
 
-// fileSize is where the next line written to path will start.
-func fileSize(t *testing.T, path string) int64 {
+// logSinceStart returns the current run's log lines whose msg is msg.
+func (d *daemon2) logSinceStart(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	st, err := os.Stat(path)
+	return d.logSince(t, d.logOffset, msg)
+}
+
+// logSize is where the daemon's next log line will start.
+func (d *daemon2) logSize(t *testing.T) int64 {
+	t.Helper()
+	st, err := os.Stat(d.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return st.Size()
 }
 
-// waitOCSPPresigned waits until the run of the daemon named name whose log
-// starts at offset of path has ended its first pass over the OCSP answers:
-// until then the pass may sign, so a test counting the token's signatures
-// takes its baseline after it.
-func waitOCSPPresigned(t *testing.T, name, path string, offset int64) {
+// waitOCSPPresigned waits until the current run of the daemon, named name
+// in messages, has ended its first pass over the OCSP answers: until then
+// the pass may sign, so a test counting the token's signatures takes its
+// baseline after it.
+func (d *daemon2) waitOCSPPresigned(t *testing.T, name string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if passes := logLinesSince(t, path, offset, "OCSP answers pre-signed"); len(passes) > 0 {
+		if passes := d.logSinceStart(t, "OCSP answers pre-signed"); len(passes) > 0 {
 			t.Logf("%s: the start-up OCSP pass signed %v answers in %v", name, passes[0]["signed"], passes[0]["took"])
 			return
 		}

@@ -69,7 +69,7 @@ func TestDatabaseFaults(t *testing.T) {
 	}
 	// The start-up OCSP pass signs too (and may have listed the certificate
 	// just issued); the signature counts below start after it.
-	waitOCSPPresigned(t, "pkid", d.logPath, d.logOffset)
+	d.waitOCSPPresigned(t, "pkid")
 	signs := func() string {
 		_, text := httpGet(t, "http://"+d.metrics+"/metrics")
 		for _, l := range strings.Split(text, "\n") {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -32,14 +31,13 @@ func TestRunDemoHA(t *testing.T) {
 	if err := os.Chmod(dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	var nodes []*haNode
-	env := append(os.Environ(), "PKID_BIN="+s.bin)
-	for _, n := range []string{"A", "B"} {
-		d := &daemon2{dir: dir, addr: freeAddr(), metrics: freeAddr(), public: freeAddr()}
-		env = append(env, "PKID_"+n+"_API_ADDR="+d.addr, "PKID_"+n+"_METRICS_ADDR="+d.metrics, "PKID_"+n+"_PUBLIC_ADDR="+d.public)
-		nodes = append(nodes, &haNode{daemon2: d, name: "node-" + strings.ToLower(n), config: filepath.Join(dir, "node-"+strings.ToLower(n)+".yaml")})
-	}
+	nodes, env := haNodes(dir, "", append(os.Environ(), "PKID_BIN="+s.bin))
 	logPath := filepath.Join(t.TempDir(), "demo-ha.log")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("run-demo-ha.sh output:\n%s", tail(readFile(t, logPath), 20000))
+		}
+	})
 
 	// run starts the script, waits for both nodes to be ready, has each
 	// issue a certificate, calls during with their ids, and stops the
@@ -62,9 +60,6 @@ func TestRunDemoHA(t *testing.T) {
 				cmd.Process.Signal(syscall.SIGTERM)
 				<-exited
 			}
-			if t.Failed() {
-				t.Logf("run-demo-ha.sh output:\n%s", tail(readFile(t, logPath), 20000))
-			}
 		})
 		deadline := time.Now().Add(3 * time.Minute) // a failure bound: the first run builds the fixture
 		probe := &http.Client{Timeout: 5 * time.Second}
@@ -86,13 +81,17 @@ func TestRunDemoHA(t *testing.T) {
 				}
 			}
 		}
+		if nodes[0].clients == nil { // the first run has just made the fixture
+			clients, _, err := fixtureClients(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range nodes {
+				n.clients = clients
+			}
+		}
 		var ids []string
 		for _, n := range nodes {
-			if n.clients == nil {
-				if n.clients, _, err = fixtureClients(dir); err != nil {
-					t.Fatal(err)
-				}
-			}
 			got, err := n.issue("demo-ha.prod.example.internal")
 			if err != nil {
 				t.Fatalf("round %d: %v", round, err)

@@ -98,7 +98,7 @@ func (d *daemon2) start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.logOffset = fileSize(t, d.logPath)
+	d.logOffset = d.logSize(t)
 	d.cmd = exec.Command(s.bin, "serve", "--config", filepath.Join(d.dir, "pkid.yaml"))
 	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+d.sock, "WATCHDOG_USEC=400000")
 	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile

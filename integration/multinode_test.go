@@ -222,7 +222,7 @@ func TestMultiNode(t *testing.T) {
 		pending := c.crashUnderLoad(t, a, func() {
 			bLoad.waitMore(t, 10)
 		})
-		bPending := c.count(t, `SELECT count(*) FROM certificates WHERE status = 'pending' AND node = $1`, b.name)
+		bPending := c.pendingOf(t, b.name)
 		abortedB := c.count(t, `SELECT count(*) FROM certificates WHERE status = 'aborted' AND node = $1`, b.name)
 		a.start(t) // while node B keeps issuing
 		recovered := a.logSinceStart(t, "resolved pending record")
@@ -289,7 +289,7 @@ func TestMultiNode(t *testing.T) {
 		// B logs the rows and counts them after their transaction commits:
 		// the counter, which moves last, is the event to wait for.
 		for deadline := time.Now().Add(c.nodeTimeout + time.Minute); ; time.Sleep(200 * time.Millisecond) {
-			if c.count(t, `SELECT count(*) FROM certificates WHERE status = 'pending' AND node = $1`, a.name) == 0 &&
+			if c.pendingOf(t, a.name) == 0 &&
 				metricSum(t, b, "pkid_recovered_records_total") > bRecovered {
 				break
 			}
@@ -340,7 +340,7 @@ func TestMultiNode(t *testing.T) {
 		// ended, or its signatures would be taken for refused requests'.
 		signs := map[string]float64{}
 		for _, n := range c.nodes {
-			n.waitOCSPPresigned(t)
+			n.waitOCSPPresigned(t, n.name)
 			signs[n.name] = metricSum(t, n, "pkid_hsm_sign_duration_seconds_count")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -468,7 +468,7 @@ func TestMultiNode(t *testing.T) {
 			// node aborts its row itself after its next heartbeat.
 			var pending int
 			for deadline := time.Now().Add(c.nodeTimeout + time.Minute); ; time.Sleep(200 * time.Millisecond) {
-				if pending = c.count(t, `SELECT count(*) FROM certificates WHERE status = 'pending' AND node = $1`, n.name); pending == 0 {
+				if pending = c.pendingOf(t, n.name); pending == 0 {
 					break
 				}
 				if time.Now().After(deadline) {
@@ -530,7 +530,23 @@ type haCluster struct {
 type haNode struct {
 	*daemon2
 	name, config string
-	logOffset    int64 // where the current run's log starts
+}
+
+// haNodes are the nodes A and B of the fixture in dir, on free loopback
+// addresses, and env with the addresses the fixture's scripts read. Their
+// logs go to logDir; "" leaves them to the script that starts them.
+func haNodes(dir, logDir string, env []string) ([]*haNode, []string) {
+	var nodes []*haNode
+	for _, n := range []string{"A", "B"} {
+		name := "node-" + strings.ToLower(n)
+		d := &daemon2{dir: dir, addr: freeAddr(), metrics: freeAddr(), public: freeAddr()}
+		if logDir != "" {
+			d.logPath = filepath.Join(logDir, name+".log")
+		}
+		env = append(env, "PKID_"+n+"_API_ADDR="+d.addr, "PKID_"+n+"_METRICS_ADDR="+d.metrics, "PKID_"+n+"_PUBLIC_ADDR="+d.public)
+		nodes = append(nodes, &haNode{daemon2: d, name: name, config: filepath.Join(dir, name+".yaml")})
+	}
+	return nodes, env
 }
 
 const haNodeTimeout = 10 * time.Second // the floor: the dead-node step waits this long
@@ -552,12 +568,7 @@ func newHACluster(t *testing.T, srv *pgtest.Server) *haCluster {
 	}
 	env := append(os.Environ(), "PKID_BIN="+s.bin, "PKID_DATABASE="+dsn, "PKID_DATABASE_PASSWORD_FILE="+pwFile,
 		"PKID_NODE_TIMEOUT="+haNodeTimeout.String())
-	for _, n := range []string{"A", "B"} {
-		name := "node-" + strings.ToLower(n)
-		d := &daemon2{dir: c.dir, addr: freeAddr(), metrics: freeAddr(), public: freeAddr(), logPath: filepath.Join(base, name+".log")}
-		env = append(env, "PKID_"+n+"_API_ADDR="+d.addr, "PKID_"+n+"_METRICS_ADDR="+d.metrics, "PKID_"+n+"_PUBLIC_ADDR="+d.public)
-		c.nodes = append(c.nodes, &haNode{daemon2: d, name: name, config: filepath.Join(c.dir, name+".yaml")})
-	}
+	c.nodes, env = haNodes(c.dir, base, env)
 	setup := exec.Command("../softhsm/setup-demo-ha.sh", c.dir)
 	setup.Env = env
 	if out, err := setup.CombinedOutput(); err != nil {
@@ -658,11 +669,7 @@ func (n *haNode) launch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	st, err := logFile.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.logOffset = st.Size()
+	n.logOffset = n.logSize(t)
 	n.cmd = exec.Command(s.bin, "serve", "--config", n.config)
 	n.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+n.sock)
 	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
@@ -717,31 +724,6 @@ func (n *haNode) kill() {
 	n.cmd.Process.Signal(syscall.SIGKILL)
 	err := <-n.exited
 	n.exited <- err
-}
-
-// logSinceStart returns the current run's log lines whose msg is msg.
-func (n *haNode) logSinceStart(t *testing.T, msg string) []map[string]any {
-	t.Helper()
-	return n.logSince(t, n.logOffset, msg)
-}
-
-// waitOCSPPresigned waits for the current run's first pass over the OCSP
-// answers to end (the daemon logs it).
-func (n *haNode) waitOCSPPresigned(t *testing.T) {
-	t.Helper()
-	waitOCSPPresigned(t, n.name, n.logPath, n.logOffset)
-}
-
-// logSize is where the node's next log line will start.
-func (n *haNode) logSize(t *testing.T) int64 {
-	t.Helper()
-	return fileSize(t, n.logPath)
-}
-
-// logSince returns the log lines from offset on whose msg is msg.
-func (n *haNode) logSince(t *testing.T, offset int64, msg string) []map[string]any {
-	t.Helper()
-	return logLinesSince(t, n.logPath, offset, msg)
 }
 
 // haIssued is a certificate a client received from a node.
@@ -928,6 +910,12 @@ func (c *haCluster) query(t *testing.T, sql string, args ...any) []string {
 	return out
 }
 
+// pendingOf is how many certificate rows of node are pending.
+func (c *haCluster) pendingOf(t *testing.T, node string) int {
+	t.Helper()
+	return c.count(t, `SELECT count(*) FROM certificates WHERE status = 'pending' AND node = $1`, node)
+}
+
 func (c *haCluster) count(t *testing.T, sql string, args ...any) int {
 	t.Helper()
 	rows := c.query(t, sql, args...)
@@ -954,17 +942,10 @@ func listed(crl *x509.RevocationList, leaf *x509.Certificate) bool {
 // waitCRLOn polls n's CRL of ca until ok (nil: any) holds.
 func waitCRLOn(t *testing.T, n *haNode, ca string, ok func(*x509.RevocationList) bool, within time.Duration) (*x509.RevocationList, []byte) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		crl, der, _ := fetchCRL(t, n.public, ca)
-		if ok == nil || ok(crl) {
-			return crl, der
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s's CRL %d of %s did not change as expected within %s", n.name, crl.Number, ca, within)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return pollCRL(t, n.public, ca, within, func(crl *x509.RevocationList) bool { return ok == nil || ok(crl) },
+		func(crl *x509.RevocationList) string {
+			return fmt.Sprintf("%s's CRL %d of %s did not change as expected within %s", n.name, crl.Number, ca, within)
+		})
 }
 
 // sameCRL waits until both nodes serve one CRL of ca (the same DER) for
@@ -1103,14 +1084,14 @@ func (c *haCluster) crashUnderLoad(t *testing.T, n *haNode, during func()) int {
 		// row may still be finalized between the look and the kill: then
 		// another round).
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-			if c.count(t, `SELECT count(*) FROM certificates WHERE status = 'pending' AND node = $1`, n.name) >= 2 {
+			if c.pendingOf(t, n.name) >= 2 {
 				break
 			}
 		}
 		n.kill()
 		c.waitDisconnected(t, n)
 		got, _ := l.stop()
-		pending := c.count(t, `SELECT count(*) FROM certificates WHERE status = 'pending' AND node = $1`, n.name)
+		pending := c.pendingOf(t, n.name)
 		t.Logf("round %d: SIGKILL of %s after %d certificates left %d pending rows", round, n.name, len(got), pending)
 		// Whatever the client received is recorded as issued.
 		status := recordsOf(t, c.nodes[1-c.index(n)])
@@ -1188,16 +1169,13 @@ func startHALoad(n *haNode, workers int) *haLoad {
 					l.got[got.id] = got
 				}
 				l.mu.Unlock()
-				if err == nil || refusal != nil {
-					select {
-					case l.progress <- struct{}{}:
-					default:
-					}
-				}
-				if refusal != nil {
+				switch {
+				case err == nil:
+					l.progressed()
+				case refusal != nil:
+					l.progressed()
 					time.Sleep(20 * time.Millisecond) // a client's back-off, not a wait for anything
-				}
-				if err != nil && refusal == nil {
+				default:
 					var ne net.Error
 					if errors.As(err, &ne) || strings.Contains(err.Error(), "connection") || strings.Contains(err.Error(), "EOF") {
 						return // the node died under us
@@ -1209,41 +1187,46 @@ func startHALoad(n *haNode, workers int) *haLoad {
 	return l
 }
 
+// progressed wakes a wait: a certificate or a refusal arrived.
+func (l *haLoad) progressed() {
+	select {
+	case l.progress <- struct{}{}:
+	default:
+	}
+}
+
 // waitMore waits until k more certificates than now were received.
 func (l *haLoad) waitMore(t *testing.T, k int) {
 	t.Helper()
 	l.mu.Lock()
 	goal := len(l.got) + k
 	l.mu.Unlock()
-	for {
-		l.mu.Lock()
-		n, failed := len(l.got), len(l.failed)
-		l.mu.Unlock()
-		if n >= goal {
-			return
-		}
-		select {
-		case <-l.progress:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("the load stalled at %d certificates (%d failures)", n, failed)
-		}
-	}
+	l.waitFor(t, func() (bool, string) {
+		return len(l.got) >= goal, fmt.Sprintf("the load stalled at %d certificates (%d failures)", len(l.got), len(l.failed))
+	})
 }
 
 // waitRefused waits until the load has had a refusal.
 func (l *haLoad) waitRefused(t *testing.T) {
 	t.Helper()
+	l.waitFor(t, func() (bool, string) { return len(l.refused) > 0, "the load had no refusal within 30s" })
+}
+
+// waitFor waits, on the load's progress, until done (called under l.mu)
+// holds; it fails with done's message once 30 s pass without progress.
+func (l *haLoad) waitFor(t *testing.T, done func() (bool, string)) {
+	t.Helper()
 	for {
 		l.mu.Lock()
-		n := len(l.refused)
+		ok, failure := done()
 		l.mu.Unlock()
-		if n > 0 {
+		if ok {
 			return
 		}
 		select {
 		case <-l.progress:
 		case <-time.After(30 * time.Second):
-			t.Fatal("the load had no refusal within 30s")
+			t.Fatal(failure)
 		}
 	}
 }

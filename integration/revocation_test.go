@@ -152,17 +152,10 @@ func fetchCRL(t *testing.T, public, ca string) (*x509.RevocationList, []byte, ht
 // waitCRL waits until a CA's CRL has a number above after.
 func waitCRL(t *testing.T, public, ca string, after int64) (*x509.RevocationList, []byte) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		crl, der, _ := fetchCRL(t, public, ca)
-		if crl.Number.Int64() > after {
-			return crl, der
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("CRL of %s stayed at number %d", ca, crl.Number.Int64())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return pollCRL(t, public, ca, 20*time.Second, func(crl *x509.RevocationList) bool { return crl.Number.Int64() > after },
+		func(crl *x509.RevocationList) string {
+			return fmt.Sprintf("CRL of %s stayed at number %d", ca, crl.Number.Int64())
+		})
 }
 
 // waitCRLListing waits until a CA's CRL has a number above after and lists
@@ -170,26 +163,42 @@ func waitCRL(t *testing.T, public, ca string, after int64) (*x509.RevocationList
 // before a revocation committed may come first.
 func waitCRLListing(t *testing.T, public, ca string, after int64, serials ...string) (*x509.RevocationList, []byte) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		crl, der := waitCRL(t, public, ca, after)
+	missing := func(crl *x509.RevocationList) int {
 		listed := map[string]bool{}
 		for _, e := range crl.RevokedCertificateEntries {
 			listed[e.SerialNumber.Text(16)] = true
 		}
-		missing := 0
+		n := 0
 		for _, s := range serials {
 			if !listed[s] {
-				missing++
+				n++
 			}
 		}
-		if missing == 0 {
+		return n
+	}
+	return pollCRL(t, public, ca, 20*time.Second,
+		func(crl *x509.RevocationList) bool { return crl.Number.Int64() > after && missing(crl) == 0 },
+		func(crl *x509.RevocationList) string {
+			return fmt.Sprintf("CRL %d of %s lacks %d of %v", crl.Number.Int64(), ca, missing(crl), serials)
+		})
+}
+
+// pollCRL fetches a CA's CRL from public until ok holds of it, and fails
+// with failure's account of the last one fetched if that takes longer than
+// within.
+func pollCRL(t *testing.T, public, ca string, within time.Duration, ok func(*x509.RevocationList) bool,
+	failure func(*x509.RevocationList) string) (*x509.RevocationList, []byte) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		crl, der, _ := fetchCRL(t, public, ca)
+		if ok(crl) {
 			return crl, der
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("CRL %d of %s lacks %d of %v", crl.Number.Int64(), ca, missing, serials)
+			t.Fatal(failure(crl))
 		}
-		after = crl.Number.Int64()
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -700,15 +700,19 @@ func (o *OCSPResponder) presign(ctx context.Context, r *responder, due []dueAnsw
 // and counter (the store's revocation counts) is polled every second so
 // that revocations made elsewhere send cached answers back to their records.
 func (o *OCSPResponder) Run(ctx context.Context, counter RevocationCounter) {
-	tick := time.NewTicker(max(o.cfg.Validity/48, time.Second))
+	refreshEvery := max(o.cfg.Validity/48, time.Second)
+	tick := time.NewTicker(refreshEvery)
 	defer tick.Stop()
 	poll := time.NewTicker(revocationPoll)
 	defer poll.Stop()
 	o.takeFullDue() // the first pass covers responders set before Run
 	o.refreshLogged(ctx, true)
 	backoff := o.retry
-	retry := o.retryUncertified(backoff)
+	var retry <-chan time.Time
 	for {
+		if retry == nil { // armed once, not again at every poll
+			retry = o.retryUncertified(backoff)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -719,7 +723,7 @@ func (o *OCSPResponder) Run(ctx context.Context, counter RevocationCounter) {
 				o.refreshLogged(ctx, false) // its answers, now that it can sign them
 				backoff = o.retry
 			} else {
-				backoff = min(2*backoff, max(o.cfg.Validity/48, time.Second))
+				backoff = min(2*backoff, refreshEvery)
 			}
 			retry = nil
 		case <-poll.C:
@@ -730,9 +734,6 @@ func (o *OCSPResponder) Run(ctx context.Context, counter RevocationCounter) {
 			} else {
 				o.refreshStale(ctx)
 			}
-		}
-		if retry == nil { // armed once, not again at every poll
-			retry = o.retryUncertified(backoff)
 		}
 	}
 }

@@ -190,6 +190,13 @@ type certificateOrder struct {
 	event    record.AuditEvent // who and why; action, outcome and ids are set here
 }
 
+// eventFor is the order's audit entry for its reservation rec.
+func (o *certificateOrder) eventFor(rec *record.Certificate) record.AuditEvent {
+	ev := o.event
+	ev.CertificateID, ev.Serial, ev.CA = rec.ID, rec.Serial, o.ca.name
+	return ev
+}
+
 // issueCertificate runs the pipeline for one certificate and returns its
 // finalized record.
 func (s *Service) issueCertificate(ctx context.Context, o *certificateOrder) (*record.Certificate, error) {
@@ -228,17 +235,14 @@ func (s *Service) issueCertificate(ctx context.Context, o *certificateOrder) (*r
 			// all the same (an answer lost with the connection). Its id is
 			// this request's alone, so resolving "it" later can touch no
 			// other row.
-			ab := o.event
-			ab.CertificateID, ab.Serial, ab.CA = rec.ID, rec.Serial, o.ca.name
-			s.leaveCertificate(&rec, nil, abortEvent(ab, OutcomeUnavailable, unfinishedReservationReason))
+			s.leaveCertificate(&rec, nil, abortEvent(o.eventFor(&rec), OutcomeUnavailable, unfinishedReservationReason))
 			return nil, storeUnavailable(err)
 		}
 		if !errors.Is(err, record.ErrDuplicateSerial) || attempt == 2 {
 			return nil, storeUnavailable(err)
 		}
 	}
-	ev := o.event
-	ev.CertificateID, ev.Serial, ev.CA = rec.ID, rec.Serial, o.ca.name
+	ev := o.eventFor(&rec)
 	abort := func(reason string, der []byte, cause *Error) error {
 		ab := abortEvent(ev, cause.Kind.Outcome(), reason)
 		if err := s.store.Abort(context.WithoutCancel(ctx), rec.ID, der, ab); err != nil {

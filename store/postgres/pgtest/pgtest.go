@@ -61,7 +61,7 @@ type Server struct {
 	dir      string // everything: data, socket, log, password file
 	port     int
 	password string
-	asUser   string // run server commands as this user ("" = as ourselves)
+	owner    account // run server commands as this user (name "" = as ourselves)
 
 	mu      sync.Mutex
 	nextDB  int
@@ -108,11 +108,9 @@ func Launch(ctx context.Context) (_ *Server, err error) {
 		return nil, err
 	}
 	s := &Server{bin: bin}
-	owner, err := serverUser()
-	if err != nil {
+	if s.owner, err = serverUser(); err != nil {
 		return nil, err
 	}
-	s.asUser = owner.name
 	if s.dir, err = os.MkdirTemp("", "pkid-pgtest-"); err != nil {
 		return nil, fmt.Errorf("making the server directory: %w", err)
 	}
@@ -121,23 +119,16 @@ func Launch(ctx context.Context) (_ *Server, err error) {
 			s.Close()
 		}
 	}()
-	if owner.name != "" {
-		// initdb, as postgres, must own the directory it creates data in.
-		if err := os.Chown(s.dir, owner.uid, owner.gid); err != nil {
-			return nil, fmt.Errorf("handing %s to %s: %w", s.dir, owner.name, err)
-		}
+	// initdb, as postgres, must own the directory it creates data in.
+	if err := s.handOver(s.dir); err != nil {
+		return nil, err
 	}
 	pw := make([]byte, 16)
 	rand.Read(pw)
 	s.password = hex.EncodeToString(pw)
 	pwFile := filepath.Join(s.dir, "pwfile")
-	if err := os.WriteFile(pwFile, []byte(s.password+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("writing the password file: %w", err)
-	}
-	if owner.name != "" {
-		if err := os.Chown(pwFile, owner.uid, owner.gid); err != nil {
-			return nil, fmt.Errorf("handing the password file to %s: %w", owner.name, err)
-		}
+	if err := s.writeOwned(pwFile, []byte(s.password+"\n")); err != nil {
+		return nil, err
 	}
 	// --no-sync: only initdb's own writes skip fsync (a test database need
 	// not survive a power cut); the server syncs every commit as usual.
@@ -203,14 +194,9 @@ func (s *Server) NewDatabase(t testing.TB) string {
 // reads or edits the database behind pkid's back.
 func (s *Server) Connect(t testing.TB, dsn string) *pgx.Conn {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Password = s.password
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := s.connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,19 +220,9 @@ func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
 // certificate and key (plain connections still work, as the admin ones
 // and sslmode=disable DSNs need): for tests of sslmode.
 func (s *Server) EnableTLS(ctx context.Context, certPEM, keyPEM []byte) error {
-	owner, err := serverUser()
-	if err != nil {
-		return err
-	}
 	for name, b := range map[string][]byte{"server.crt": certPEM, "server.key": keyPEM} {
-		path := filepath.Join(s.dataDir(), name)
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			return fmt.Errorf("writing %s: %w", name, err)
-		}
-		if owner.name != "" {
-			if err := os.Chown(path, owner.uid, owner.gid); err != nil {
-				return fmt.Errorf("handing %s to %s: %w", name, owner.name, err)
-			}
+		if err := s.writeOwned(filepath.Join(s.dataDir(), name), b); err != nil {
+			return err
 		}
 	}
 	if err := s.admin(ctx, `ALTER SYSTEM SET ssl = on`); err != nil {
@@ -257,13 +233,9 @@ func (s *Server) EnableTLS(ctx context.Context, certPEM, keyPEM []byte) error {
 	}
 	// The postmaster rereads it when the signal arrives: TLS is on once a
 	// connection that requires it gets through.
-	cfg, err := pgx.ParseConfig(strings.Replace(s.DSN("postgres", "postgres"), "sslmode=disable", "sslmode=require", 1))
-	if err != nil {
-		return err
-	}
-	cfg.Password = s.password
+	tls := strings.Replace(s.DSN("postgres", "postgres"), "sslmode=disable", "sslmode=require", 1)
 	for {
-		conn, err := pgx.ConnectConfig(ctx, cfg)
+		conn, err := s.connect(ctx, tls)
 		if err == nil {
 			return conn.Close(ctx)
 		}
@@ -277,18 +249,24 @@ func (s *Server) EnableTLS(ctx context.Context, certPEM, keyPEM []byte) error {
 
 // admin runs statement as the superuser.
 func (s *Server) admin(ctx context.Context, statement string) error {
-	cfg, err := pgx.ParseConfig(s.DSN("postgres", "postgres"))
-	if err != nil {
-		return err
-	}
-	cfg.Password = s.password
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := s.connect(ctx, s.DSN("postgres", "postgres"))
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
 	_, err = conn.Exec(ctx, statement)
 	return err
+}
+
+// connect opens a connection to dsn, a DSN of this server, with the
+// server's password.
+func (s *Server) connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Password = s.password
+	return pgx.ConnectConfig(ctx, cfg)
 }
 
 // Start starts the server (again) on its port, and waits until it takes
@@ -348,8 +326,8 @@ func (s *Server) Close() error {
 func (s *Server) run(ctx context.Context, program string, args ...string) ([]byte, error) {
 	path := filepath.Join(s.bin, program)
 	var cmd *exec.Cmd
-	if s.asUser != "" {
-		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", s.asUser, "--", path}, args...)...)
+	if s.owner.name != "" {
+		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", s.owner.name, "--", path}, args...)...)
 	} else {
 		cmd = exec.CommandContext(ctx, path, args...)
 	}
@@ -390,6 +368,25 @@ func findBinaries() (string, error) {
 type account struct {
 	name     string
 	uid, gid int
+}
+
+// writeOwned writes b to path (0600) for the server's user.
+func (s *Server) writeOwned(path string, b []byte) error {
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return s.handOver(path)
+}
+
+// handOver gives path to the server's user, when that is not ourselves.
+func (s *Server) handOver(path string) error {
+	if s.owner.name == "" {
+		return nil
+	}
+	if err := os.Chown(path, s.owner.uid, s.owner.gid); err != nil {
+		return fmt.Errorf("handing %s to %s: %w", path, s.owner.name, err)
+	}
+	return nil
 }
 
 // serverUser is the user server commands run as: none (ourselves) unless
