@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -59,15 +60,24 @@ func NewEABKey(secret []byte, profileID string, now time.Time) (*EABKey, error) 
 		return nil, fmt.Errorf("the EAB secret has %d bytes; at least %d are needed", len(secret), MinEABSecretBytes)
 	}
 	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return nil, fmt.Errorf("making an EAB key id: %w", err)
+	for {
+		if _, err := rand.Read(b); err != nil {
+			return nil, fmt.Errorf("making an EAB key id: %w", err)
+		}
+		kid := base64.RawURLEncoding.EncodeToString(b)
+		mac := macKey(secret, profileID, kid)
+		key := &EABKey{
+			Record: &record.ACMEEABKey{KeyID: kid, ProfileID: profileID, KeyHash: keyHash(mac), CreatedAt: now.UTC()},
+			MACKey: base64.RawURLEncoding.EncodeToString(mac),
+		}
+		// Both are pasted after a client's option (certbot's --eab-kid
+		// and --eab-hmac-key): one beginning with "-", as base64url does
+		// one time in 64, would be taken for an option. Drawing again
+		// costs the id less than a tenth of a bit.
+		if !strings.HasPrefix(key.Record.KeyID, "-") && !strings.HasPrefix(key.MACKey, "-") {
+			return key, nil
+		}
 	}
-	kid := base64.RawURLEncoding.EncodeToString(b)
-	mac := macKey(secret, profileID, kid)
-	return &EABKey{
-		Record: &record.ACMEEABKey{KeyID: kid, ProfileID: profileID, KeyHash: keyHash(mac), CreatedAt: now.UTC()},
-		MACKey: base64.RawURLEncoding.EncodeToString(mac),
-	}, nil
 }
 
 // verifyEAB checks a new-account's externalAccountBinding: an HMAC JWS

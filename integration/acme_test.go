@@ -168,7 +168,7 @@ func (e *acmeEnv) certbot(t *testing.T) {
 	hmac, _ := os.ReadFile(filepath.Join(e.d.dir, "acme", "eab-hmac-key"))
 	run("certonly", "--standalone", "--http-01-port", strconv.Itoa(e.httpPort), "--http-01-address", "127.0.0.1",
 		"--agree-tos", "--no-eff-email", "-m", "ops@example.internal",
-		"--eab-kid", string(kid), "--eab-hmac-key", string(hmac), "-d", "www.example.internal", "-d", "example.internal")
+		"--eab-kid="+string(kid), "--eab-hmac-key="+string(hmac), "-d", "www.example.internal", "-d", "example.internal")
 	live := filepath.Join(dir, "config", "live", "www.example.internal")
 	first, err := os.ReadFile(filepath.Join(live, "fullchain.pem"))
 	if err != nil {
